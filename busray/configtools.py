@@ -1,0 +1,234 @@
+"""Typed dataclass configs: declaration helpers, dict/YAML round-trip, overrides and validation.
+
+Every busray config (model, loss, data, train, sweep) is a plain ``@dataclass`` whose fields are
+declared with :func:`option`, which records a help text and optional ``range``/``choices`` limits.
+YAML files and ``--set a.b=c`` overrides only *override* these documented defaults: an unknown key,
+a value of the wrong type or one outside its range raises :class:`ConfigError`, whose one-line
+message names the full dotted key (``model.tau: 3.0 is outside [0.0, 2.0]``).
+
+This module has no dependency beyond PyYAML so every layer (models included) can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad config value; ``str(err)`` is one line that names the dotted key."""
+
+
+def option(default: Any, help: str, *, range: tuple | None = None,
+           choices: typing.Iterable | None = None) -> Any:
+    """Declare a config field with its documentation and limits.
+
+    ``range=(lo, hi)`` is inclusive (``None`` on either side means unbounded); ``choices`` limits a
+    scalar, or every element of a list field. Mutable defaults (lists, dataclasses) are copied.
+    """
+    meta = {"help": help, "range": range, "choices": tuple(choices) if choices is not None else None}
+    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
+        factory = (lambda d=default: type(d)(d)) if not dataclasses.is_dataclass(default) \
+            else (lambda d=default: dataclasses.replace(d))
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A nested plain dict (lists, not tuples) that ``from_dict`` and YAML round-trip."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
+    """Build ``cls`` from a (partial) nested dict, defaults filling what is missing."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' "
+                          f"(known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = prefix + name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value, key + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+            _check_limits(kwargs[name], fields[name].metadata, key)
+    cfg = cls(**kwargs)
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as err:
+            raise ConfigError(f"{prefix}{err}" if prefix and not str(err).startswith(prefix)
+                              else str(err)) from None
+    return cfg
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        elem = args[0] if args else Any
+        items = [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _check_limits(value: Any, meta: typing.Mapping, key: str) -> None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    lo, hi = meta.get("range") or (None, None)
+    choices = meta.get("choices")
+    for v in values:
+        if v is None:
+            continue
+        if choices is not None and v not in choices:
+            raise ConfigError(f"{key}: {v!r} is not one of {', '.join(map(repr, choices))}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise ConfigError(f"{key}: {v!r} is outside [{lo}, {hi}]")
+
+
+def validate(cfg: T) -> T:
+    """Re-check a config built in code (``dataclasses.replace`` skips validation)."""
+    return from_dict(type(cfg), to_dict(cfg))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'model.tau=0.5'`` -> (['model', 'tau'], 0.5); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
+    """Return a copy of the nested dict ``data`` with every ``a.b=c`` override set."""
+    out = _deepcopy_dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a group")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deepcopy_dict(d: dict) -> dict:
+    return {k: _deepcopy_dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing or malformed file is a one-line ConfigError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def save_yaml(data: dict, path: str | Path) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a config."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(path)
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """``{'model': {'tau': 0.7}}`` -> ``{'model.tau': 0.7}``; lists stay values."""
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, help) for every field: used by ``busray config`` and the README."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((prefix + f.name, default, f.metadata.get("help", "")))
+    return rows
