@@ -1,0 +1,5 @@
+import sys
+
+from busray.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The top-level run configuration: ``model.*``, ``loss.*``, ``data.*`` and ``train.*``.
+
+Each group is the typed dataclass of its own layer (:class:`~busray.models.config.ModelConfig`,
+:class:`~busray.losses.LossConfig`, :class:`~busray.data.config.DataConfig`,
+:class:`~busray.training.config.TrainConfig`), with documented defaults. A YAML file and ``--set a.b=c``
+overrides only override those defaults; the resolved config is saved beside every run as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from busray.configtools import (ConfigError, apply_overrides, describe, from_dict, load_yaml, option,
+                                save_yaml, to_dict)
+from busray.data.config import DataConfig
+from busray.losses import LossConfig
+from busray.models.config import ModelConfig
+from busray.training.config import TrainConfig
+
+__all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_to_dict", "save_config",
+           "config_keys"]
+
+
+@dataclass
+class Config:
+    model: ModelConfig = option(ModelConfig(), "The network (paper Sec. 2.1-2.3).")
+    loss: LossConfig = option(LossConfig(), "The multi-task loss (paper Sec. 2.4).")
+    data: DataConfig = option(DataConfig(), "Dataset, split and augmentation (paper Sec. 3.1).")
+    train: TrainConfig = option(TrainConfig(), "Optimisation and logging (paper Sec. 3.1).")
+
+
+def config_from_dict(data: dict | None) -> Config:
+    """Validate a (partial) nested dict into a :class:`Config`; errors name the dotted key."""
+    return from_dict(Config, data or {})
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return to_dict(cfg)
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then each ``key=value`` override, validated at once."""
+    base = load_yaml(path) if path else {}
+    try:
+        return config_from_dict(apply_overrides(base, overrides))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    save_yaml(config_to_dict(cfg), path)
+
+
+def config_keys() -> list[tuple[str, object, str]]:
+    """(key, default, help) for every config key, for ``busray config`` and the README."""
+    return describe(Config)

@@ -1,0 +1,133 @@
+"""``load_dataset``: list a dataset's files, decode and resize them once, cache the tensors.
+
+Decoding 780 BUSI PNGs takes seconds; a sweep starts many trials on the same data, so the decoded
+``uint8`` arrays are cached in an ``.npz`` file keyed by a hash of the file list (paths, sizes,
+modification times) and the decoding settings. The cache goes to ``data.cache_dir`` if set, else
+``<dataset root>/.busray_cache``, else (read-only dataset, e.g. a shared mount) the user cache
+folder ``$XDG_CACHE_HOME/busray`` (``~/.cache/busray``); if none is writable it is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from busray.data.config import DataConfig
+from busray.data.errors import DataError
+from busray.data.images import load_pair
+from busray.data.imageset import ImageSet
+from busray.data.readers import Listing, Record, list_dataset
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> ImageSet:
+    """Decode the dataset at ``root`` (default ``cfg.root``) into an :class:`ImageSet`."""
+    root = root if root is not None else cfg.root
+    if root is None:
+        raise DataError("data.root: no dataset folder given (set data.root or pass --data)")
+    listing = list_dataset(Path(root).expanduser(), cfg)
+    images, masks = _decoded(listing, cfg)
+    ds = ImageSet(images=torch.from_numpy(images), masks=torch.from_numpy(masks),
+                  labels=torch.tensor([r.label for r in listing.records], dtype=torch.int64),
+                  names=[r.name for r in listing.records], class_names=listing.class_names,
+                  source=listing.source, root=str(listing.root),
+                  preset_split=_preset_split(listing.records))
+    log.info("%s", ds.summary())
+    return ds
+
+
+def _preset_split(records: list[Record]) -> list[str] | None:
+    if any(r.preset_split is None for r in records):
+        return None
+    return [r.preset_split for r in records]
+
+
+def _decoded(listing: Listing, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``uint8 (N, 1, S, S)`` images and masks, from the cache when it is current."""
+    key = cache_key(listing, cfg)
+    cached = _find_cache(listing.root, cfg, key) if cfg.cache else None
+    if cached is not None:
+        return cached
+    images, masks = decode_records(listing.records, cfg.image_size, cfg.resize_mode,
+                                   cfg.decode_workers)
+    if cfg.cache:
+        _write_cache(listing.root, cfg, key, images, masks)
+    return images, masks
+
+
+def decode_records(records: list[Record], size: int, mode: str,
+                   workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every record (threads: Pillow releases the GIL while decoding and resizing)."""
+    images = np.empty((len(records), 1, size, size), dtype=np.uint8)
+    masks = np.empty_like(images)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pairs = pool.map(lambda r: load_pair(r.image, list(r.masks), size, mode), records)
+        for i, (image, mask) in enumerate(pairs):
+            images[i, 0], masks[i, 0] = image, mask
+    return images, masks
+
+
+def cache_key(listing: Listing, cfg: DataConfig) -> str:
+    """Hash of the files (path, size, mtime) and of every setting that changes the tensors."""
+    files = []
+    for rec in listing.records:
+        for path in (rec.image, *rec.masks):
+            try:
+                st = path.stat()
+            except OSError:
+                raise DataError(f"{path}: file not found") from None
+            files.append([str(path), st.st_size, st.st_mtime_ns])
+    payload = {"version": CACHE_VERSION, "size": cfg.image_size, "mode": cfg.resize_mode,
+               "images": [len(r.masks) for r in listing.records], "files": files}
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
+
+
+def _cache_dirs(root: Path, cfg: DataConfig) -> list[Path]:
+    if cfg.cache_dir:
+        return [Path(cfg.cache_dir).expanduser()]
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "busray"
+    local = root / ".busray_cache"
+    return [local, user] if os.access(root, os.W_OK) else [user]
+
+
+def _find_cache(root: Path, cfg: DataConfig, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    for folder in _cache_dirs(root, cfg):
+        path = folder / f"decoded-{key}.npz"
+        if not path.is_file():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                images, masks = data["images"], data["masks"]
+        except (OSError, ValueError, KeyError):
+            log.warning("%s: unreadable cache file, decoding again", path)
+            continue
+        log.info("decoded images from cache %s", path)
+        return images, masks
+    return None
+
+
+def _write_cache(root: Path, cfg: DataConfig, key: str, images: np.ndarray,
+                 masks: np.ndarray) -> None:
+    for folder in _cache_dirs(root, cfg):
+        path = folder / f"decoded-{key}.npz"
+        tmp = folder / f".decoded-{key}.{os.getpid()}.tmp.npz"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, images=images, masks=masks)
+            tmp.replace(path)           # atomic: parallel trials never read half a file
+            log.info("cached decoded images in %s", path)
+            return
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            log.debug("cannot write cache in %s: %s", folder, err)
+    log.warning("no writable cache folder; decoded images are not cached")

@@ -1,0 +1,172 @@
+"""Evaluation metrics of the paper's Tables 1-2, accumulated batch by batch under stable keys.
+
+Segmentation (threshold 0.5 on the sigmoid probability, ``prob > threshold``; the ground truth is
+binarised at 0.5):
+
+- ``seg/iou``, ``seg/dice``, ``seg/sens``, ``seg/prec``: computed per image, then averaged over the
+  images whose ground truth contains a lesion (the authors' reporting convention: normal images
+  would otherwise add trivially perfect or zero scores). NaN when no image has a lesion.
+- ``seg/iou_global``: one IoU over all pixels of all images, normal images included.
+
+Per-image conventions where a ratio is 0/0 (they matter for normal images, whose masks are empty):
+
+- IoU and Dice are 1 when both the ground truth and the prediction are empty (perfect agreement),
+  and 0 when only one of them is empty. The same rule gives ``seg/iou_global`` = 1 for a set of
+  normal images with empty predictions.
+- Sensitivity is NaN when the ground truth is empty (nothing to detect; such images are outside
+  the average anyway).
+- Precision of an empty prediction is 1 on an empty ground truth and 0 on a lesion: a missed lesion
+  scores 0 on all four metrics rather than a "perfect" precision.
+
+Classification (``pred`` = argmax of the logits, probabilities = softmax), via torchmetrics:
+
+- ``clf/acc``: plain accuracy; ``clf/f1`` and ``clf/prec``: support-weighted means over classes
+  (a class never predicted has precision 0, as in sklearn's default);
+- ``clf/auc``: macro mean of one-vs-rest ROC AUCs. It is NaN when some class is absent from the
+  labels: its AUC is undefined, and torchmetrics would silently count it as 0.
+
+The accumulator keeps per-image counts (TP/FP/FN), labels and class probabilities only, never whole
+masks, so a full test set costs a few bytes per image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_auroc,
+                                                    multiclass_f1_score, multiclass_precision)
+
+SEG_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "seg/iou_global")
+CLF_KEYS = ("clf/acc", "clf/f1", "clf/auc", "clf/prec")
+METRIC_KEYS = SEG_KEYS + CLF_KEYS
+# Direction of improvement per key, for the sweep layer; "loss" is the validation loss that the
+# training layer reports beside these metrics (``val/loss``).
+METRIC_MODES: dict[str, str] = {**{key: "max" for key in METRIC_KEYS}, "loss": "min"}
+
+
+def segmentation_counts(seg_logits: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image (TP, FP, FN) pixel counts ``(B,)`` int64 of the thresholded prediction."""
+    pred = torch.sigmoid(seg_logits.detach().float()) > threshold
+    truth = masks.detach() > 0.5
+    dims = tuple(range(1, pred.dim()))
+    tp = (pred & truth).sum(dims)
+    fp = (pred & ~truth).sum(dims)
+    fn = (~pred & truth).sum(dims)
+    return tp.long(), fp.long(), fn.long()
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, when_zero: np.ndarray | float) -> np.ndarray:
+    """num/den as float64, with ``when_zero`` where den == 0."""
+    num, den = num.astype(np.float64), den.astype(np.float64)
+    out = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return np.where(den > 0, out, when_zero)
+
+
+def per_image_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image IoU, Dice, sensitivity and precision with the module's 0/0 conventions."""
+    has_lesion = (tp + fn) > 0
+    return {
+        "iou": _ratio(tp, tp + fp + fn, 1.0),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, 1.0),
+        "sens": _ratio(tp, tp + fn, math.nan),
+        "prec": _ratio(tp, tp + fp, np.where(has_lesion, 0.0, 1.0)),
+    }
+
+
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, num_classes: int
+                           ) -> dict[str, float]:
+    """``clf/*`` metrics from class probabilities ``(N, C)`` and labels ``(N,)``."""
+    preds = probs.argmax(dim=1)
+    out = {
+        "clf/acc": multiclass_accuracy(preds, labels, num_classes, average="micro"),
+        "clf/f1": multiclass_f1_score(preds, labels, num_classes, average="weighted"),
+        "clf/prec": multiclass_precision(preds, labels, num_classes, average="weighted"),
+    }
+    all_present = torch.bincount(labels, minlength=num_classes).gt(0).all()
+    out["clf/auc"] = (multiclass_auroc(probs, labels, num_classes, average="macro")
+                      if all_present else torch.tensor(math.nan))
+    return {key: float(value) for key, value in out.items()}
+
+
+class MetricAccumulator:
+    """Collects per-image statistics over batches; ``compute()`` gives the ``METRIC_KEYS`` values."""
+
+    def __init__(self, num_classes: int, threshold: float = 0.5) -> None:
+        if num_classes < 2:
+            raise ValueError(f"MetricAccumulator: num_classes must be >= 2, got {num_classes}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"MetricAccumulator: threshold must be in (0, 1), got {threshold}")
+        self.num_classes = num_classes
+        self.threshold = threshold
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        self._batches: dict[str, list[torch.Tensor]] = {k: [] for k in ("tp", "fp", "fn", "label",
+                                                                         "prob")}
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._batches["label"])
+
+    def update(self, seg_logits: torch.Tensor, masks: torch.Tensor, clf_logits: torch.Tensor,
+               labels: torch.Tensor) -> None:
+        """Add one batch: ``seg_logits``/``masks`` ``(B, 1, H, W)``, ``clf_logits (B, C)``,
+        ``labels (B,)``. Inputs are detached and only per-image statistics move to the CPU."""
+        self._check_inputs(seg_logits, masks, clf_logits, labels)
+        tp, fp, fn = segmentation_counts(seg_logits, masks, self.threshold)
+        probs = torch.softmax(clf_logits.detach().float(), dim=1)
+        for key, value in (("tp", tp), ("fp", fp), ("fn", fn), ("label", labels.detach().long()),
+                           ("prob", probs)):
+            self._batches[key].append(value.cpu())
+
+    def merge(self, other: MetricAccumulator) -> MetricAccumulator:
+        """Append another accumulator's images (e.g. from another worker); returns ``self``."""
+        if other.num_classes != self.num_classes or other.threshold != self.threshold:
+            raise ValueError("MetricAccumulator.merge: num_classes or threshold differ")
+        for key, values in other._batches.items():
+            self._batches[key].extend(values)
+        return self
+
+    def compute(self) -> dict[str, float]:
+        """Every ``METRIC_KEYS`` value over all images seen (see the module docstring)."""
+        stats = self._stacked()
+        tp, fp, fn = (stats[k].numpy() for k in ("tp", "fp", "fn"))
+        scores = per_image_scores(tp, fp, fn)
+        lesion = (tp + fn) > 0
+        out = {f"seg/{name}": float(scores[name][lesion].mean()) if lesion.any() else math.nan
+               for name in ("iou", "dice", "sens", "prec")}
+        out["seg/iou_global"] = float(_ratio(tp.sum(), tp.sum() + fp.sum() + fn.sum(), 1.0))
+        out.update(classification_metrics(stats["prob"], stats["label"], self.num_classes))
+        return {key: out[key] for key in METRIC_KEYS}
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Per-image arrays (length N, in update order) for bootstrap CIs and prediction tables."""
+        stats = self._stacked()
+        tp, fp, fn = (stats[k].numpy() for k in ("tp", "fp", "fn"))
+        scores = per_image_scores(tp, fp, fn)
+        label = stats["label"].numpy()
+        pred = stats["prob"].argmax(dim=1).numpy()
+        return {"seg/iou": scores["iou"], "seg/dice": scores["dice"], "has_lesion": (tp + fn) > 0,
+                "label": label, "pred": pred, "correct": pred == label,
+                "prob": stats["prob"].numpy()}
+
+    def _stacked(self) -> dict[str, torch.Tensor]:
+        if not self._batches["label"]:
+            raise ValueError("MetricAccumulator: no batches were added before compute()")
+        return {key: torch.cat(values) for key, values in self._batches.items()}
+
+    def _check_inputs(self, seg_logits: torch.Tensor, masks: torch.Tensor,
+                      clf_logits: torch.Tensor, labels: torch.Tensor) -> None:
+        batch = seg_logits.shape[0]
+        if seg_logits.dim() != 4 or masks.shape != seg_logits.shape:
+            raise ValueError(f"MetricAccumulator: seg_logits {tuple(seg_logits.shape)} and masks "
+                             f"{tuple(masks.shape)} must both be (B, 1, H, W)")
+        if clf_logits.shape != (batch, self.num_classes):
+            raise ValueError(f"MetricAccumulator: clf_logits must be (B={batch}, "
+                             f"C={self.num_classes}), got {tuple(clf_logits.shape)}")
+        if labels.shape != (batch,):
+            raise ValueError(f"MetricAccumulator: labels must be (B={batch},), "
+                             f"got {tuple(labels.shape)}")

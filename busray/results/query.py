@@ -1,0 +1,143 @@
+"""What ``busray results list | show | export`` print and write (the CLI only parses arguments).
+
+- ``format_list``: one line per sweep (trial counts by status, objective, best value).
+- ``format_show``: a sweep's best trials as an aligned table: trial id, status, the config keys
+  that vary within the sweep (constant ones would only repeat the sweep file), the ranking
+  metric(s) and the best epoch. With several metrics a ``pareto`` column marks the trials on the
+  multi-objective front (no other trial is at least as good on every metric and better on one).
+- ``export``: the sweep's run rows (all columns, filters applied) as csv, md or parquet, written
+  atomically so a failed export never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from busray.results.filters import plain_cell
+from busray.results.ranking import choose_metrics, pareto_mask, rank
+from busray.results.schema import ResultsError, config_columns
+from busray.results.store import ResultsStore, Where, atomic_write_table
+
+EXPORT_FORMATS = ("csv", "md", "parquet")
+
+
+def format_list(store: ResultsStore) -> str:
+    """The store's sweeps as a text table, or a one-line note when it is empty."""
+    sweeps = store.sweeps()
+    if sweeps.empty:
+        return f"no results in {store.root}"
+    return format_table(sweeps)
+
+
+def format_show(store: ResultsStore, sweep: str, metric: str | Sequence[str] | None = None,
+                mode: str | None = None, top: int = 10, where: Where = None,
+                status: str | Sequence[str] | None = None) -> str:
+    """A header line and the ``top`` best trials of ``sweep`` as an aligned text table."""
+    if top < 1:
+        raise ResultsError(f"top must be at least 1, got {top}")
+    runs = store.runs(sweep=sweep, status=status, where=where)
+    if runs.empty:
+        return f"sweep '{sweep}': no trials match"
+    metrics = choose_metrics(runs, metric, mode)
+    table = show_table(runs, metrics).head(top)
+    ranked_by = ", ".join(f"{c} ({m})" for c, m in metrics) or "finish time (no metrics)"
+    header = (f"sweep {runs['sweep'].iloc[0]} ({runs['sweep_id'].iloc[0]}): "
+              f"best {len(table)} of {len(runs)} trials by {ranked_by}")
+    return header + "\n" + format_table(table)
+
+
+def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFrame:
+    """The ranked rows with the columns ``show`` prints."""
+    ranked = rank(runs, metrics)
+    failed = ranked["status"] == "failed"  # failed trials last: their metrics are not results
+    ranked = ranked.iloc[failed.to_numpy().argsort(kind="stable")]
+    varying = [c for c in config_columns(list(runs.columns)) if _varies(runs[c])]
+    extra = [c for c in ("variant", "seed") if c in runs.columns and _varies(runs[c])]
+    metric_columns = [c for c, _ in metrics]
+    columns = ["trial_id", "status", *extra, *varying, *metric_columns]
+    columns += ["best_epoch"] if "best_epoch" in runs.columns else []
+    table = ranked[columns].copy()
+    if len(metrics) > 1:
+        front = pareto_mask(ranked[ranked["status"] != "failed"], metrics).reindex(ranked.index, fill_value=False)
+        table.insert(2, "pareto", front.map({True: "*", False: ""}))
+    return table.reset_index(drop=True)
+
+
+def export(store: ResultsStore, sweep: str, fmt: str, out_path: str | Path,
+           where: Where = None, status: str | Sequence[str] | None = None) -> Path:
+    """Write ``sweep``'s run rows to ``out_path`` as csv, md or parquet; returns the path."""
+    if fmt not in EXPORT_FORMATS:
+        raise ResultsError(f"export format '{fmt}' is not one of {', '.join(EXPORT_FORMATS)}")
+    runs = store.runs(sweep=sweep, status=status, where=where)
+    out = Path(out_path)
+    if fmt == "parquet":
+        table = pa.Table.from_pandas(runs, preserve_index=False)
+        return atomic_write_table(table, out)
+    text = format_markdown(runs) if fmt == "md" else runs.to_csv(index=False)
+    _atomic_write_text(text, out)
+    return out
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """Left-aligned text columns, right-aligned numbers, a dashed rule under the header."""
+    cells = [[_cell(v) for v in df[c]] for c in df.columns]
+    widths = [max([len(str(c))] + [len(v) for v in col]) for c, col in zip(df.columns, cells)]
+    right = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w)
+                         for v, w, r in zip(values, widths, right)).rstrip()
+
+    rows = [line([str(c) for c in df.columns]), line(["-" * w for w in widths])]
+    rows += [line([col[i] for col in cells]) for i in range(len(df))]
+    return "\n".join(rows)
+
+
+def format_markdown(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in cells escaped); missing values are empty."""
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(esc(str(c)) for c in df.columns) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---"
+                          for c in df.columns) + "|"
+    body = ["| " + " | ".join(esc(_cell(v, missing="")) for v in row) + " |"
+            for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def _cell(value: Any, missing: str = "-") -> str:
+    value = plain_cell(value)
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    return str(value)
+
+
+def _varies(series: pd.Series) -> bool:
+    return series.map(lambda v: repr(plain_cell(v))).nunique() > 1
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,134 @@
+"""Using a trained checkpoint: evaluate it on a split (``busray evaluate``) or predict images (``busray predict``).
+
+The checkpoint carries its resolved config, so the model is rebuilt exactly as trained; encoder weights
+are never downloaded again (``model.weights`` is set to ``none`` before the checkpoint's state is loaded).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from busray.config import Config, config_from_dict
+from busray.data import load_dataset, make_split
+from busray.data.images import fit_square, read_gray
+from busray.losses import MultiTaskLoss
+from busray.models import create_model
+from busray.training.batches import DeviceSplit, to_model_input
+from busray.training.checkpoint import load_checkpoint, resolve_checkpoint
+from busray.training.epoch import DIAGNOSTIC_KEYS, StepContext, evaluate
+from busray.training.run_folder import atomic_write
+from busray.training.setup import IMAGENET_MEAN, IMAGENET_STD, resolve_device
+
+NUM_LEVELS = 4
+
+
+def load_trained(path: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Config, torch.device]:
+    """Rebuild the model of a checkpoint (file, run folder or checkpoints folder) in eval mode."""
+    payload = load_checkpoint(path)
+    cfg = config_from_dict(payload["config"])
+    cfg = replace(cfg, model=replace(cfg.model, weights="none"))
+    dev = resolve_device(device)
+    model = create_model(cfg.model)
+    model.load_state_dict(payload["model"])
+    return model.to(dev).eval(), cfg, dev
+
+
+def _context(model, cfg: Config, device: torch.device) -> StepContext:
+    return StepContext(model=model, loss_fn=MultiTaskLoss(cfg.loss).to(device), optimizer=None, device=device,
+                       in_chans=cfg.model.in_chans, mean=tuple(getattr(model, "input_mean", IMAGENET_MEAN)),
+                       std=tuple(getattr(model, "input_std", IMAGENET_STD)), data_cfg=cfg.data.augment)
+
+
+def evaluate_checkpoint(path: str | Path, data_root: str | None = None, split_name: str = "test",
+                        device: str = "auto") -> dict[str, float]:
+    """Metrics of a checkpoint on one split of its dataset (or of ``data_root`` with the same settings).
+
+    A run folder's own ``split.json`` is reused when present, so ``busray evaluate RUN`` scores exactly
+    the images that run held out.
+    """
+    model, cfg, dev = load_trained(path, device)
+    data_cfg = cfg.data if data_root is None else replace(cfg.data, root=str(data_root))
+    run_split = resolve_checkpoint(path).parent.parent / "split.json"
+    if run_split.is_file() and data_root is None:
+        data_cfg = replace(data_cfg, split_file=str(run_split))
+    ds = load_dataset(data_cfg)
+    split = make_split(ds, data_cfg)
+    if split_name == "all":
+        indices = list(range(len(ds)))
+    else:
+        indices = getattr(split, split_name)
+    part = DeviceSplit.from_dataset(ds, indices, dev)
+    res = evaluate(_context(model, cfg, dev), part, cfg.train.eval_batch_size, cfg.model.num_classes,
+                   prefix=split_name)
+    return res.metrics
+
+
+@torch.inference_mode()
+def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Path,
+                   device: str = "auto") -> Path:
+    """Write ``<stem>_mask.png`` per image and ``predictions.csv`` (class, probabilities, UPA weights).
+
+    The per-level UPA weights are a per-image uncertainty signal: a low omega_seg means the model chose
+    to rely on its base decoder features rather than the task-interaction-enhanced ones.
+    """
+    model, cfg, dev = load_trained(path, device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    class_names = list(cfg.data.classes or _default_classes(cfg.model.num_classes))
+    rows = []
+    for image_path in images:
+        gray = read_gray(Path(image_path))
+        square = fit_square(gray, cfg.data.image_size, cfg.data.resize_mode, is_mask=False)
+        x = torch.from_numpy(square)[None, None].to(dev)
+        result = model(to_model_input(x, cfg.model.in_chans, getattr(model, "input_mean", IMAGENET_MEAN),
+                                      getattr(model, "input_std", IMAGENET_STD)))
+        prob = torch.sigmoid(result.seg[0, 0]).cpu().numpy()
+        mask = _back_to_original(prob > 0.5, gray.shape, cfg.data.resize_mode)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{Path(image_path).stem}_mask.png")
+        rows.append(_prediction_row(image_path, result, class_names))
+    _write_csv(out / "predictions.csv", rows)
+    return out / "predictions.csv"
+
+
+def _default_classes(n: int) -> tuple[str, ...]:
+    return ("normal", "benign", "malignant") if n == 3 else ("benign", "malignant") if n == 2 else \
+        tuple(f"class{i}" for i in range(n))
+
+
+def _back_to_original(mask: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
+    """Undo the square resize (and letterbox) so the mask PNG matches the input image's size."""
+    h, w = shape
+    size = mask.shape[0]
+    if mode == "pad":
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        top, left = (size - nh) // 2, (size - nw) // 2
+        mask = mask[top:top + nh, left:left + nw]
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
+    return np.asarray(img) > 127
+
+
+def _prediction_row(image_path, result, class_names: list[str]) -> dict:
+    probs = torch.softmax(result.clf[0].float(), dim=0).cpu().numpy()
+    row = {"image": str(image_path), "class": class_names[int(probs.argmax())],
+           "lesion_pixels_fraction": float((torch.sigmoid(result.seg[0, 0]) > 0.5).float().mean())}
+    row.update({f"prob_{c}": float(p) for c, p in zip(class_names, probs)})
+    for key in ("upa_w_seg", "upa_w_clf"):
+        values = result.diagnostics[key][0].float().cpu().numpy()
+        row.update({f"{key}_{lvl + 1}": float(values[lvl]) for lvl in range(NUM_LEVELS)})
+    return row
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
