@@ -181,7 +181,8 @@ def compare(reference: VariantResults, variant: VariantResults, metric: str,
     seeds = sorted(set(reference.seeds) & set(variant.seeds))
     if not seeds:
         raise ValueError(f"variants '{reference.name}' and '{variant.name}' share no seed to pair on")
-    if metric in PER_IMAGE_COLUMNS and _has_predictions(reference, seeds) and _has_predictions(variant, seeds):
+    per_image = _has_predictions(reference, seeds) and _has_predictions(variant, seeds)
+    if metric in PER_IMAGE_COLUMNS and per_image:
         names = _common_image_names(reference, variant, seeds)
         if names:
             ref = per_image_matrix(reference.predictions, seeds, names, metric)

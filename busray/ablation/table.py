@@ -119,7 +119,7 @@ class _Style:
 _STYLES = {
     "md": _Style(" ± ", " " + NOT_SIGNIFICANT, lambda s: s.replace("|", "\\|")),
     "html": _Style(" ± ", " " + NOT_SIGNIFICANT, html.escape),
-    "tex": _Style(r" $\pm$ ", r"$^\dagger$", lambda s: _tex_escape(s)),
+    "tex": _Style(r" $\pm$ ", r"$^\dagger$", lambda s: tex_escape(s)),
 }
 
 
@@ -199,7 +199,7 @@ def _latex(blocks: list[_Block], footnote: str) -> str:
     for block in blocks:
         if not block.rows:
             continue
-        lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{_tex_escape(block.title)}}}",
+        lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(block.title)}}}",
                  rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
                  rf" & & \multicolumn{{{n_seg}}}{{c}}{{Segmentation}} & "
                  rf"\multicolumn{{{len(COLUMNS) - n_seg}}}{{c}}{{Classification}} \\",
@@ -226,7 +226,8 @@ def _html(blocks: list[_Block], footnote: str) -> str:
     return "\n".join(parts) + f'\n<p class="footnote">{footnote}</p>\n'
 
 
-def _tex_escape(text: str) -> str:
+def tex_escape(text: str) -> str:
+    """Text safe inside LaTeX, with the table's symbols (±, Δ, †, ...) as math."""
     replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
                     "±": r"$\pm$", "Δ": r"$\Delta$", "↳": r"$\hookrightarrow$", "†": r"$^\dagger$",

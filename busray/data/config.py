@@ -35,9 +35,9 @@ class AugmentConfig:
     vflip_prob: float = option(0.0, "probability of an up-down flip (off: depth is physical)",
                                range=(0.0, 1.0))
     elastic_prob: float = option(0.3, "probability of an elastic deformation", range=(0.0, 1.0))
-    elastic_alpha: float = option(0.015, "elastic displacement std, as a fraction of the image side",
+    elastic_alpha: float = option(0.01, "elastic displacement std, as a fraction of the image side",
                                   range=(0.0, 0.25))
-    elastic_sigma: float = option(0.05, "smoothing of the displacement field (gaussian sigma), as a "
+    elastic_sigma: float = option(0.08, "smoothing of the displacement field (gaussian sigma), as a "
                                   "fraction of the image side", range=(0.005, 0.5))
 
 

@@ -97,7 +97,18 @@ def _cache_dirs(root: Path, cfg: DataConfig) -> list[Path]:
         return [Path(cfg.cache_dir).expanduser()]
     user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "busray"
     local = root / ".busray_cache"
-    return [local, user] if os.access(root, os.W_OK) else [user]
+    return [local, user] if _writable(root) else [user]
+
+
+def _writable(folder: Path) -> bool:
+    """Writable by its permission bits too: root passes ``os.access`` even on a folder marked
+    read-only (a shared dataset), which must still not be written into."""
+    try:
+        mode = folder.stat().st_mode
+        read_only_mount = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and bool(mode & 0o222) and not read_only_mount
 
 
 def _find_cache(root: Path, cfg: DataConfig, key: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -10,8 +10,9 @@ here as a careful reimplementation would, and exposed as an option so sweeps can
   towards 1. A tiny constant (the authors' code uses 1e-7) would make any faint prediction on a
   normal image cost ~1.
 - ``focal_gamma=2.0``: the classification focal exponent (Lin et al.'s default; the authors' code too).
-- ``boundary_kernel_size=5`` (the authors' code); the kernel is L1-normalised by default (also the
-  authors' code) so the boundary term lies in [0, 1] whatever sigma and size are.
+- ``boundary_kernel_size=5`` (the authors' code, which however sets sigma = size/4; we keep the
+  paper's sigma=1.0); the kernel is L1-normalised by default (also the authors' code) so the
+  boundary term lies in [0, 1] whatever sigma and size are.
 - ``boundary_mode="soft"`` applies the kernel to the sigmoid probabilities, so the term has a
   gradient; ``"binary"`` is Eq. 11 read literally (and the authors' code): both masks are thresholded,
   the term is logged and added to the total but gives no gradient.
@@ -43,9 +44,8 @@ class LossConfig:
                                   "TI = TP/(TP + alpha*FP + beta*FN) (paper: 0.3)", range=(0.0, 1.0))
     tversky_beta: float = option(0.7, "Tversky weight of false negatives (paper: 0.7; > alpha favours "
                                  "recall of small lesions)", range=(0.0, 1.0))
-    tversky_gamma: float = option(0.75, "focal Tversky exponent: L_FT = (1 - TI)^gamma; < 1 keeps "
-                                  "the gradient large on nearly-right images (paper: 0.75)",
-                                  range=(0.1, 4.0))
+    tversky_gamma: float = option(0.75, "focal Tversky exponent: L_FT = (1 - TI)^gamma; 1 is the "
+                                  "plain Tversky loss (paper: 0.75)", range=(0.1, 4.0))
     tversky_smooth: float = option(1.0, "smoothing constant of the Tversky index; makes empty mask + "
                                    "empty prediction score TI = 1 (loss ~0)", range=(1e-7, 100.0))
     focal_gamma: float = option(2.0, "focal cross-entropy exponent (0: plain cross-entropy; "

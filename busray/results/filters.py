@@ -125,5 +125,5 @@ def _has_non_strings(series: pd.Series) -> bool:
 
 
 def _did_you_mean(name: str, columns: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.8)
     return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -49,7 +49,9 @@ def format_show(store: ResultsStore, sweep: str, metric: str | Sequence[str] | N
     metrics = choose_metrics(runs, metric, mode)
     table = show_table(runs, metrics).head(top)
     ranked_by = ", ".join(f"{c} ({m})" for c, m in metrics) or "finish time (no metrics)"
-    header = (f"sweep {runs['sweep'].iloc[0]} ({runs['sweep_id'].iloc[0]}): "
+    ids = runs["sweep_id"].unique()
+    id_text = ids[0] if len(ids) == 1 else f"{len(ids)} sweep ids"
+    header = (f"sweep {runs['sweep'].iloc[0]} ({id_text}): "
               f"best {len(table)} of {len(runs)} trials by {ranked_by}")
     return header + "\n" + format_table(table)
 
@@ -66,7 +68,8 @@ def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFra
     columns += ["best_epoch"] if "best_epoch" in runs.columns else []
     table = ranked[columns].copy()
     if len(metrics) > 1:
-        front = pareto_mask(ranked[ranked["status"] != "failed"], metrics).reindex(ranked.index, fill_value=False)
+        usable = ranked[ranked["status"] != "failed"]
+        front = pareto_mask(usable, metrics).reindex(ranked.index, fill_value=False)
         table.insert(2, "pareto", front.map({True: "*", False: ""}))
     return table.reset_index(drop=True)
 

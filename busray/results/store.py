@@ -18,17 +18,19 @@ Why one file per trial, named by ``(sweep_id, trial_id)``:
   trial *id*, not the config hash: two trials of one sweep that happen to draw the same config
   (Optuna repeats categorical draws) are still two rows; ``has_run(sweep_id, trial_key)`` is the
   config-level question ("has this experiment already completed?") for resume and ablations.
+  Callers must therefore pass a trial id that survives a resume (Ray Tune's does).
 - The epochs file is written before the run file, so a visible run row always has its epochs.
 
 Reading with other tools: the files are plain Parquet, but their columns differ between sweeps
 (each sweep's config keys), and ``pandas.read_parquet(dir)`` / ``pyarrow.dataset`` take one file's
-schema and silently drop the other files' extra columns. Union the columns by name instead::
+schema and silently drop the other files' extra columns (fine while all files share their
+columns, lossy across sweeps). Union the columns by name instead::
 
-    store = ResultsStore("runs/storage"); df = store.runs()                  # busray
-    duckdb.sql("SELECT * FROM read_parquet('runs/storage/results/runs/*.parquet',"
-               " union_by_name=true)")                                        # DuckDB
-    pl.read_parquet("runs/storage/results/runs/*.parquet", missing_columns="insert")  # polars
-    pd.concat([pd.read_parquet(p) for p in glob.glob("runs/storage/results/runs/*.parquet")])
+    ResultsStore("st").runs()                                                  # busray, pandas
+    duckdb.sql("SELECT * FROM read_parquet('st/results/runs/*.parquet', union_by_name=true)")
+    pl.concat([pl.read_parquet(p) for p in glob.glob("st/results/runs/*.parquet")],
+              how="diagonal_relaxed")                                          # polars
+    pd.concat([pd.read_parquet(p) for p in glob.glob("st/results/runs/*.parquet")])
 
 (``*.parquet`` never matches the temp files, and pyarrow ignores names starting with ``.``.)
 The store is local or on a mounted filesystem; object-store URIs are rejected.
@@ -82,7 +84,7 @@ class ResultsStore:
         leaves the store untouched. ``epochs=None`` keeps an earlier epochs file of this trial;
         ``epochs=[]`` replaces it with an empty one.
         """
-        row = {**flatten(dict(row))}
+        row = flatten(dict(row))
         row.setdefault("schema_version", SCHEMA_VERSION)
         check_run_row(row)
         run_table = _table([row], "run row")
@@ -99,10 +101,11 @@ class ResultsStore:
         for i, epoch in enumerate(epochs):
             if "epoch" not in epoch:
                 raise ResultsError(f"epoch row {i} of trial {row['trial_id']}: no 'epoch' column")
-            rows.append({**identity, **dict(epoch), "schema_version": SCHEMA_VERSION})
-        if not rows:
-            rows_schema = {**identity, "epoch": None, "schema_version": SCHEMA_VERSION}
-            return _table([rows_schema], "epoch row").slice(0, 0)
+            # The trial's identity wins over same-named keys in what the trainer reported.
+            rows.append({**dict(epoch), **identity, "schema_version": SCHEMA_VERSION})
+        if not rows:  # an empty file that still names its columns
+            row_shape = {**identity, "epoch": None, "schema_version": SCHEMA_VERSION}
+            return _table([row_shape], "epoch row").slice(0, 0)
         return _table(rows, "epoch row")
 
     # ----------------------------------------------------------------------------- reading

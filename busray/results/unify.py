@@ -15,6 +15,8 @@ others add, so the store reads file by file and unifies here:
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -24,23 +26,35 @@ from busray.results.schema import ResultsError
 
 
 def read_parquet_files(paths: Sequence) -> list[pa.Table]:
-    """Read each file; a file that is not valid Parquet is a one-line error naming it."""
-    tables = []
-    for path in paths:
-        try:
-            tables.append(pq.read_table(path))
-        except (OSError, pa.ArrowException) as err:
-            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ResultsError(f"{path}: unreadable results file ({first_line})") from None
-    return tables
+    """Read each file (a few at once: Arrow releases the GIL while it reads).
+
+    A file that is not valid Parquet is a one-line error naming it.
+    """
+    with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(_read_one, paths))
+
+
+def _read_one(path) -> pa.Table:
+    try:
+        # One small file each: a plain single-threaded read is faster than read_table's
+        # dataset machinery here (about 2x with 1,600 one-row files).
+        return pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
+    except (OSError, pa.ArrowException) as err:
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ResultsError(f"{path}: unreadable results file ({first_line})") from None
 
 
 def concat_unified(tables: Sequence[pa.Table]) -> pa.Table:
     """Concatenate tables with differing columns/types into one table (column order kept)."""
     if not tables:
         return pa.table({})
-    schema = unified_schema([t.schema for t in tables])
-    return pa.concat_tables([conform(t, schema) for t in tables])
+    # Files of one sweep share a schema: concatenate those first, then conform each group.
+    groups: dict[pa.Schema, list[pa.Table]] = {}
+    for table in tables:
+        groups.setdefault(table.schema, []).append(table)
+    merged = [pa.concat_tables(group) for group in groups.values()]
+    schema = unified_schema([t.schema for t in merged])
+    return pa.concat_tables([conform(t, schema) for t in merged])
 
 
 def unified_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:

@@ -7,7 +7,7 @@ import pytest
 from busray.results import ResultsStore, build_run_row
 
 
-def make_row(sweep: str = "demo", sweep_id: str = "demo-1", trial_id: str = "t0",
+def build_row(sweep: str = "demo", sweep_id: str = "demo-1", trial_id: str = "t0",
              config: dict | None = None, seed: int = 0, status: str = "completed",
              val: dict | None = None, **fields) -> dict:
     """A run row as the sweep layer would build it, with small defaults."""
@@ -20,3 +20,9 @@ def make_row(sweep: str = "demo", sweep_id: str = "demo-1", trial_id: str = "t0"
 @pytest.fixture
 def store(tmp_path) -> ResultsStore:
     return ResultsStore(tmp_path / "storage")
+
+
+@pytest.fixture
+def make_row():
+    """The :func:`build_row` factory (a fixture, so test files need no conftest import)."""
+    return build_row

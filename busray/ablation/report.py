@@ -1,0 +1,329 @@
+"""``busray report ABLATION``: the ablation table, its figures and their provenance, from stored runs only.
+
+Everything is recomputed from the results store's ``runs`` rows of one ablation (sweep name) and the run
+folders they point to (``history.csv``, ``test_predictions.parquet``, ``test_samples.npz``), so a report
+can be regenerated at any time and says exactly what it was computed from.
+
+Run selection (choices the issue leaves open): only ``status == "completed"`` rows count (failed runs and
+runs stopped by a scheduler have no trustworthy test metrics); if a (variant, seed) was recorded more
+than once, the most recently finished row wins. Variant order is the given order (the ablation file's),
+otherwise the baseline first and the rest in order of first appearance; the default baseline is the
+variant named ``baseline``, else the first one. A relative ``run_dir`` is resolved against ``run_root``.
+Fig. 3 uses the variant with the most TIM/UPA diagnostics (the full model), all its seeds pooled; the
+prediction grid uses each variant's lowest seed.
+
+Outputs in ``out_dir``: ``report.<fmt>`` (md, tex, html: a document with the table, linked figures and a
+provenance section; csv: the table in long numeric form), ``provenance.json`` (always) and the PNGs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from busray.ablation import figures
+from busray.ablation.paper import is_busi, paper_row
+from busray.ablation.stats import BootstrapConfig, VariantResults
+from busray.ablation.table import FORMATS, AblationTable, build_table, render_table, tex_escape
+
+USABLE_STATUS = "completed"
+PREDICTION_COLUMNS = ("name", "label", "pred")
+FIGURE_FILES = {"fig3": "fig3_tim_upa.png", "curves": "training_curves.png", "grid": "prediction_grid.png"}
+
+
+class ReportError(ValueError):
+    """The report cannot be built; ``str(err)`` is one line naming the ablation, variant or file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureNote:
+    """A figure as the report lists it: its file name (None when it could not be drawn) and caption."""
+
+    file: str | None
+    caption: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationRuns:
+    """The usable runs of one ablation: one row per (variant, seed), variants in report order."""
+
+    name: str
+    runs: pd.DataFrame
+    order: tuple[str, ...]
+    baseline: str
+    excluded: dict[str, int]  # status -> number of rows left out
+    missing: tuple[str, ...]  # variants of the given order without a completed run
+    run_root: Path
+
+    def run_dirs(self, variant: str) -> list[tuple[int, Path]]:
+        rows = self.runs[self.runs["variant"] == variant].sort_values("seed")
+        return [(int(r.seed), _resolve(r.run_dir, self.run_root, variant, r.seed)) for r in rows.itertuples()]
+
+
+def select_runs(runs: pd.DataFrame, ablation: str, baseline: str | None = None,
+                order: Sequence[str] | None = None, run_root: str | Path | None = None) -> AblationRuns:
+    """Completed, de-duplicated runs of ``ablation`` with the variant order and baseline resolved."""
+    missing = {"sweep", "variant", "seed", "status", "run_dir"} - set(runs.columns)
+    if missing:
+        raise ReportError(f"runs table lacks column(s) {sorted(missing)}")
+    rows = runs[runs["sweep"] == ablation]
+    usable = _completed_unique(rows, ablation)
+    present = list(dict.fromkeys(usable["variant"]))
+    baseline, ordered = _resolve_order(present, baseline, order, ablation)
+    excluded = rows[rows["status"] != USABLE_STATUS]["status"].value_counts()
+    return AblationRuns(ablation, usable[usable["variant"].isin(ordered)], tuple(ordered), baseline,
+                        {str(k): int(v) for k, v in excluded.items()},
+                        tuple(v for v in order or () if v not in present), Path(run_root or "."))
+
+
+def _completed_unique(rows: pd.DataFrame, ablation: str) -> pd.DataFrame:
+    """Completed rows, one per (variant, seed): the most recently finished one."""
+    usable = rows[rows["status"] == USABLE_STATUS]
+    if usable.empty:
+        raise ReportError(f"ablation '{ablation}': no completed runs in the results store "
+                          f"({len(rows)} row(s) of any status)")
+    if usable["seed"].isna().any():
+        raise ReportError(f"ablation '{ablation}': completed run(s) without a seed in the results store")
+    if "finished_at" in usable:
+        usable = usable.sort_values("finished_at", kind="stable")
+    usable = usable.drop_duplicates(["variant", "seed"], keep="last").copy()
+    usable["seed"] = usable["seed"].astype(int)
+    return usable
+
+
+def _resolve_order(present: list[str], baseline: str | None, order: Sequence[str] | None,
+                   ablation: str) -> tuple[str, list[str]]:
+    """(baseline, variants in report order); the baseline always has a row."""
+    baseline = baseline or ("baseline" if "baseline" in present else list(order or present)[0])
+    if baseline not in present:
+        raise ReportError(f"ablation '{ablation}': baseline variant '{baseline}' has no completed runs "
+                          f"(variants with runs: {', '.join(present)})")
+    ordered = [v for v in order if v in present] if order else [v for v in present if v != baseline]
+    return baseline, ordered if baseline in ordered else [baseline] + ordered
+
+
+def _resolve(run_dir: Any, root: Path, variant: str, seed: Any) -> Path:
+    if not isinstance(run_dir, str) or not run_dir:
+        raise ReportError(f"run of variant '{variant}' seed {seed} has no run_dir in the results store")
+    path = Path(run_dir)
+    return path if path.is_absolute() else root / path
+
+
+# ------------------------------------------------------------------------------------ run folders
+
+def _read(path: Path, reader) -> Any:
+    if not path.is_file():
+        raise ReportError(f"{path}: missing (needed by the ablation report)")
+    try:
+        return reader(path)
+    except Exception as err:  # a corrupt file: say which one
+        raise ReportError(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+
+
+def load_variants(ablation: AblationRuns) -> list[VariantResults]:
+    """Run-level test metrics (from the store rows) and per-image predictions (from the run folders)."""
+    variants = []
+    for name in ablation.order:
+        rows = ablation.runs[ablation.runs["variant"] == name]
+        metrics = rows.set_index("seed")[[c for c in rows.columns if c.startswith("test/")]]
+        predictions = {seed: _predictions(run_dir / "test_predictions.parquet")
+                       for seed, run_dir in ablation.run_dirs(name)}
+        variants.append(VariantResults(name, metrics.sort_index(), predictions))
+    return variants
+
+
+def _predictions(path: Path) -> pd.DataFrame:
+    frame = _read(path, pd.read_parquet)
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame]
+    if missing:
+        raise ReportError(f"{path}: missing column(s) {missing}")
+    return frame
+
+
+def load_histories(ablation: AblationRuns) -> dict[str, list[pd.DataFrame]]:
+    return {name: [_read(d / "history.csv", pd.read_csv) for _, d in ablation.run_dirs(name)]
+            for name in ablation.order}
+
+
+def load_first_samples(ablation: AblationRuns) -> dict[str, dict[str, np.ndarray]]:
+    """Each variant's ``test_samples.npz`` of its lowest seed."""
+    samples = {}
+    for name in ablation.order:
+        path = ablation.run_dirs(name)[0][1] / "test_samples.npz"
+        arrays = _read(path, lambda p: dict(np.load(p, allow_pickle=False)))
+        missing = [k for k in figures.SAMPLE_KEYS if k not in arrays]
+        if missing:
+            raise ReportError(f"{path}: missing array(s) {missing}")
+        samples[name] = arrays
+    return samples
+
+
+# ------------------------------------------------------------------------------------ the report
+
+def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_dir: str | Path = "report",
+                 baseline: str | None = None, order: Sequence[str] | None = None,
+                 show_paper: bool | None = None, boot: BootstrapConfig = BootstrapConfig(),
+                 run_root: str | Path | None = None) -> Path:
+    """Write ``report.<fmt>``, ``provenance.json`` and the figures into ``out_dir``; return the report path.
+
+    ``store_or_runs`` is a runs DataFrame or a results store (anything with ``runs(sweep=...)``).
+    ``show_paper=None`` shows the paper's numbers when every run's dataset is BUSI.
+    """
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown report format '{fmt}' (choose from {', '.join(FORMATS)})")
+    runs = store_or_runs if isinstance(store_or_runs, pd.DataFrame) \
+        else store_or_runs.runs(sweep=ablation_name)
+    ablation = select_runs(runs, ablation_name, baseline, order, run_root)
+    variants = load_variants(ablation)
+    table = build_table(variants, ablation.baseline, boot, _paper_rows(ablation, show_paper))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figure_notes = _write_figures(ablation, variants, out)
+    provenance = _provenance(ablation, boot) | {"figures": [dataclasses.asdict(n) for n in figure_notes]}
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+    path = out / f"report.{fmt}"
+    writer = {"md": _markdown, "tex": _latex, "html": _html, "csv": lambda t, p, f: render_table(t, "csv")}
+    path.write_text(writer[fmt](table, provenance, figure_notes))
+    return path
+
+
+def _paper_rows(ablation: AblationRuns, show_paper: bool | None) -> dict:
+    datasets = set(ablation.runs["dataset"]) if "dataset" in ablation.runs else set()
+    if show_paper is None:
+        show_paper = bool(datasets) and all(is_busi(d) for d in datasets)
+    if not show_paper:
+        return {}
+    first_rows = ablation.runs.drop_duplicates("variant").set_index("variant")
+    rows = {v: paper_row(v, first_rows.loc[v].to_dict()) for v in ablation.order}
+    return {v: row for v, row in rows.items() if row is not None}
+
+
+def _write_figures(ablation: AblationRuns, variants: list[VariantResults], out: Path) -> list[FigureNote]:
+    """Draw every figure it can; a figure that cannot be drawn is listed with the reason."""
+    notes = [_fig3(variants, out)]
+    figures.plot_training_curves(load_histories(ablation), out / FIGURE_FILES["curves"])
+    notes.append(FigureNote(FIGURE_FILES["curves"], "Validation IoU and accuracy per epoch, mean ± std"))
+    grid_caption = "Test images, ground truth and each variant's predicted mask (lowest seed)"
+    try:
+        figures.plot_prediction_grid(load_first_samples(ablation), out / FIGURE_FILES["grid"])
+        notes.append(FigureNote(FIGURE_FILES["grid"], grid_caption))
+    except ValueError as err:  # e.g. no test image common to every variant's samples
+        notes.append(FigureNote(None, f"{grid_caption}: skipped, {err}"))
+    return notes
+
+
+def _fig3(variants: list[VariantResults], out: Path) -> FigureNote:
+    """Fig. 3 from the variant with the most TIM/UPA diagnostics (ties: the later, fuller one)."""
+    counts = {v.name: sum(figures.diagnostic_count(f) for f in v.predictions.values()) for v in variants}
+    full = max(reversed(list(counts)), key=counts.get)
+    caption = "Fig. 3: TIM displacement and UPA weights per decoder level"
+    if not counts[full]:
+        return FigureNote(None, f"{caption}: skipped, no variant recorded TIM/UPA diagnostics")
+    frames = list(next(v for v in variants if v.name == full).predictions.values())
+    figures.plot_tim_upa(frames, out / FIGURE_FILES["fig3"],
+                         title=f"TIM and UPA across decoder levels: '{full}', {len(frames)} seed(s)")
+    return FigureNote(FIGURE_FILES["fig3"], f"{caption}, variant '{full}' ({len(frames)} seed(s) pooled)")
+
+
+def _provenance(ablation: AblationRuns, boot: BootstrapConfig) -> dict[str, Any]:
+    runs = ablation.runs
+
+    def distinct(column: str) -> list[str]:
+        return sorted({str(v) for v in runs[column].dropna()}) if column in runs else []
+
+    run_list = [{"variant": r["variant"], "seed": int(r["seed"]), "run_id": _run_id(r),
+                 "run_dir": str(r["run_dir"])} for _, r in runs.sort_values(["variant", "seed"]).iterrows()]
+    return {
+        "ablation": ablation.name, "sweep_ids": distinct("sweep_id"),
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "n_runs": len(runs), "excluded_runs": ablation.excluded,
+        "datasets": distinct("dataset"), "split_hashes": distinct("split_hash"),
+        "baseline": ablation.baseline, "variants": list(ablation.order),
+        "variants_without_runs": list(ablation.missing),
+        "seeds": {v: sorted(int(s) for s in runs.loc[runs["variant"] == v, "seed"]) for v in ablation.order},
+        "busray_versions": distinct("busray_version"), "git_revs": distinct("git_rev"),
+        "bootstrap": dataclasses.asdict(boot), "runs": run_list,
+    }
+
+
+def _run_id(row: pd.Series) -> str:
+    for column in ("trial_id", "trial_key"):
+        if isinstance(row.get(column), str) and row.get(column):
+            return row[column]
+    return Path(str(row["run_dir"])).name
+
+
+def _summary_lines(p: dict[str, Any]) -> list[str]:
+    """Provenance as short 'key: value' lines shared by every document format."""
+    excluded = ", ".join(f"{n} {s}" for s, n in p["excluded_runs"].items()) or "none"
+    seeds = "; ".join(f"{v}: {', '.join(map(str, s))}" for v, s in p["seeds"].items())
+    lines = [f"Ablation (sweep): {p['ablation']} (sweep ids: {', '.join(p['sweep_ids']) or 'n/a'})",
+             f"Generated: {p['generated_at']} from the results store rows and run folders below",
+             f"Runs: {p['n_runs']} completed (excluded: {excluded})",
+             f"Dataset: {', '.join(p['datasets']) or 'n/a'}; "
+             f"split hash: {', '.join(p['split_hashes']) or 'n/a'}",
+             f"Baseline: {p['baseline']}; seeds per variant: {seeds}",
+             f"Bootstrap: {p['bootstrap']['n_boot']} replicates, {p['bootstrap']['ci']:.0%} CI, "
+             f"RNG seed {p['bootstrap']['seed']}",
+             f"busray: {', '.join(p['busray_versions']) or 'n/a'}; git: {', '.join(p['git_revs']) or 'n/a'}"]
+    if p["variants_without_runs"]:
+        lines.append(f"Variants without completed runs (not shown): {', '.join(p['variants_without_runs'])}")
+    if len(p["split_hashes"]) > 1:
+        lines.append("Warning: runs used different test splits; "
+                     "paired comparisons use the common image names only")
+    return lines
+
+
+def _markdown(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
+    parts = [f"# Ablation report: {p['ablation']}", "## Results", render_table(table, "md").strip(),
+             "## Figures"]
+    parts += [f"![{n.caption}]({n.file})\n\n*{n.caption}*" if n.file else f"*{n.caption}*" for n in notes]
+    parts += ["## Provenance", "\n".join(f"- {line}" for line in _summary_lines(p)),
+              "| Variant | Seed | Run id | Run folder |\n|---|--:|---|---|\n" + "\n".join(
+                  f"| {r['variant']} | {r['seed']} | {r['run_id']} | `{r['run_dir']}` |" for r in p["runs"])]
+    return "\n\n".join(parts) + "\n"
+
+
+def _html(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
+    esc = html.escape
+    figs = "\n".join(f'<figure><img src="{esc(n.file)}" alt="{esc(n.caption)}">'
+                     f"<figcaption>{esc(n.caption)}</figcaption></figure>" if n.file
+                     else f"<p><em>{esc(n.caption)}</em></p>" for n in notes)
+    items = "\n".join(f"<li>{esc(line)}</li>" for line in _summary_lines(p))
+    runs = "\n".join(f"<tr><td>{esc(r['variant'])}</td><td>{r['seed']}</td><td>{esc(r['run_id'])}</td>"
+                     f"<td><code>{esc(r['run_dir'])}</code></td></tr>" for r in p["runs"])
+    style = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
+             "margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right}"
+             "td:first-child{text-align:left}caption{font-weight:bold;text-align:left}img{max-width:100%}"
+             ".footnote{font-size:.85em;color:#444}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>Ablation report: {esc(p['ablation'])}</title><style>{style}</style></head><body>\n"
+            f"<h1>Ablation report: {esc(p['ablation'])}</h1>\n{render_table(table, 'html')}"
+            f"<h2>Figures</h2>\n{figs}\n<h2>Provenance</h2>\n<ul>\n{items}\n</ul>\n"
+            f"<table><thead><tr><th>Variant</th><th>Seed</th><th>Run id</th><th>Run folder</th></tr></thead>"
+            f"<tbody>\n{runs}\n</tbody></table>\n</body></html>\n")
+
+
+def _latex(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
+    esc = tex_escape
+    figs = "\n".join(rf"\begin{{figure}}[ht]\centering\includegraphics[width=\linewidth]{{{n.file}}}"
+                     rf"\caption{{{esc(n.caption)}}}\end{{figure}}" if n.file
+                     else rf"\noindent\emph{{{esc(n.caption)}}}\par" for n in notes)
+    items = "\n".join(rf"\item {esc(line)}" for line in _summary_lines(p))
+    runs = "\n".join(rf"\item {esc(r['variant'])}, seed {r['seed']}: {esc(r['run_id'])} "
+                     rf"(\texttt{{{esc(r['run_dir'])}}})" for r in p["runs"])
+    return "\n".join([
+        r"\documentclass{article}", r"\usepackage[margin=2cm,landscape]{geometry}",
+        r"\usepackage{booktabs}", r"\usepackage{graphicx}", r"\usepackage[utf8]{inputenc}",
+        r"\begin{document}", rf"\section*{{Ablation report: {esc(p['ablation'])}}}",
+        render_table(table, "tex"), r"\clearpage", r"\section*{Figures}", figs,
+        r"\section*{Provenance}", r"\begin{itemize}", items, r"\end{itemize}",
+        r"\begin{itemize}\small", runs, r"\end{itemize}", r"\end{document}", ""])

@@ -1,0 +1,13 @@
+"""The paper's multi-task network (Sec. 2): encoder, HMSF, attention-gated decoder, TIM, UPA, heads.
+
+Depends only on torch, timm and ``busray.configtools``. Entry points: ``ModelConfig`` (key group
+``model.*``), ``create_model(cfg) -> MultiTaskNet`` whose forward returns a ``ModelOutput``, and
+``param_groups_summary(model)`` for logging parameter counts per module group.
+"""
+
+from busray.models.config import LEVELS, ModelConfig
+from busray.models.net import (DIAGNOSTIC_KEYS, PARAM_GROUPS, ModelOutput, MultiTaskNet, create_model,
+                               param_groups_summary)
+
+__all__ = ["LEVELS", "DIAGNOSTIC_KEYS", "PARAM_GROUPS", "ModelConfig", "ModelOutput", "MultiTaskNet",
+           "create_model", "param_groups_summary"]

@@ -1,0 +1,100 @@
+"""``ModelConfig``: every architectural choice of the multi-task network (key group ``model.*``).
+
+Defaults reproduce the paper (Sec. 2, Sec. 3.1): an ImageNet-pretrained ``tf_efficientnet_b4`` encoder
+with its early layers frozen, HMSF on the encoder taps, an attention-gated four-level decoder with
+widths 384/192/96/48, TIM (tau = 0.7) and UPA at every decoder level, and a 256-d classification
+stream per level. Every module has a switch so the ablations of Table 2 (and the paper's single-level
+vs multi-level and encoder-only claims) are plain config overrides; a switched-off module is not built.
+
+Values the paper leaves open (dropout rates, UPA's normalisation at inference, which layers are
+"early") are options here, with the choice documented in the help text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from busray.configtools import ConfigError, option
+
+LEVELS = (1, 2, 3, 4)
+"""Decoder levels D1..D4 (D1 is the coarsest, stride 16; D4 the finest, stride 2)."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = option(
+        "tf_efficientnet_b4",
+        "timm EfficientNet name used with features_only=True (paper: EfficientNet-B4; "
+        "'efficientnet_b0' for speed, 'test_efficientnet' in tests)")
+    weights: str = option(
+        "imagenet",
+        "encoder weights: 'imagenet' (timm/Hugging Face download or local cache; fails fast offline), "
+        "'none' (random init), or a path to a .pth/.pt/.bin/.safetensors state dict (works offline)")
+    in_chans: int = option(3, "input channels (grayscale ultrasound is repeated to this many)",
+                           range=(1, None))
+    num_classes: int = option(3, "classes of the classification head (BUSI: normal/benign/malignant; "
+                                 "BUSI-WHU: 2)", range=(2, None))
+    freeze_stages: int = option(
+        1,
+        "freeze the stem and the first N of the encoder's five feature stages (BatchNorm statistics "
+        "included). Paper: 'early layers frozen'; the authors' code freezes the first 50 Keras layers "
+        "of B4, i.e. the stem and the stride-2 stage, hence 1", range=(0, 5))
+    decoder_channels: list[int] = option(
+        [384, 192, 96, 48], "widths of decoder levels D1..D4 (strides 16/8/4/2)", range=(1, None))
+    clf_dim: int = option(256, "width of each level's classification stream and of the "
+                               "classification head's hidden layer (paper: 256)", range=(1, None))
+    tau: float = option(0.7, "TIM modulation strength: mu = 1 + tau * g_seg * psi(f_clf) in "
+                             "[1, 1 + tau] (Eq. 4)", range=(0.0, 2.0))
+    hmsf: bool = option(True, "hierarchical multi-scale fusion on the five encoder taps (Eq. 9-10)")
+    hmsf_reduction: int = option(8, "HMSF scale-attention bottleneck: MLP width C / this (paper: C/8)",
+                                 range=(1, None))
+    attention_gates: bool = option(True, "additive attention gates on the skip connections "
+                                         "(Oktay et al.); off = plain U-Net concatenation")
+    tim: bool = option(True, "task interaction modules (Eq. 1-5)")
+    tim_levels: list[int] = option([1, 2, 3, 4], "decoder levels with a TIM (and UPA): any subset of "
+                                                 "1..4 (single- vs multi-level interaction)",
+                                   choices=LEVELS)
+    tim_seg2clf: bool = option(True, "TIM's seg->clf direction: attention-weighted pooling (Eq. 1-2)")
+    tim_clf2seg: bool = option(True, "TIM's clf->seg direction: multiplicative modulation (Eq. 3-5)")
+    upa: bool = option(True, "uncertainty proxy attention after each TIM (Eq. 6-8); needs tim")
+    upa_norm: str = option(
+        "batch",
+        "how UPA normalises the variance proxies, u~ = u / (u_bar + eps): 'batch' (u_bar = batch mean, "
+        "as the paper; degenerate for a batch of one) or 'running' (training uses the batch mean and "
+        "tracks a running mean like BatchNorm; evaluation divides by the running mean)",
+        choices=("batch", "running"))
+    upa_momentum: float = option(0.1, "running-mean momentum of upa_norm='running'", range=(0.0, 1.0))
+    upa_hidden: int = option(32, "hidden width of UPA's weight MLP (paper: MLP_32)", range=(1, None))
+    encoder_only: bool = option(
+        False,
+        "encoder-only sharing baseline (Table 2, first row): shared encoder, U-Net decoder, and a "
+        "classification head on encoder features alone (no per-level classification streams); "
+        "requires tim=false and upa=false")
+    decoder_dropout: float = option(0.3, "dropout after each decoder block (authors' code: 0.3)",
+                                    range=(0.0, 0.95))
+    clf_dropout: float = option(0.3, "dropout before the classifier layer (authors' code: 0.3)",
+                                range=(0.0, 0.95))
+
+    def check(self) -> None:
+        """Cross-field rules; each failure names the field it is about."""
+        if len(self.decoder_channels) != len(LEVELS):
+            raise ConfigError(f"decoder_channels: needs {len(LEVELS)} widths (D1..D4), "
+                              f"got {len(self.decoder_channels)}")
+        if not self.weights.strip():
+            raise ConfigError("weights: empty; use 'none', 'imagenet' or a file path")
+        if self.tim:
+            if not self.tim_levels:
+                raise ConfigError("tim_levels: empty while tim=true; list levels from 1..4 or set tim=false")
+            if len(set(self.tim_levels)) != len(self.tim_levels):
+                raise ConfigError(f"tim_levels: repeated level in {self.tim_levels}")
+            if not (self.tim_seg2clf or self.tim_clf2seg):
+                raise ConfigError("tim_seg2clf: both TIM directions are off; set tim=false instead")
+        if self.upa and not self.tim:
+            raise ConfigError("upa: weighs TIM's enhancement, so it needs tim=true")
+        if self.encoder_only and (self.tim or self.upa):
+            raise ConfigError("encoder_only: the encoder-only baseline has no decoder interaction; "
+                              "set tim=false and upa=false")
+
+    def active_tim_levels(self) -> tuple[int, ...]:
+        """Sorted decoder levels that get a TIM (empty when TIM is off)."""
+        return tuple(sorted(self.tim_levels)) if self.tim else ()

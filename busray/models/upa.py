@@ -1,0 +1,77 @@
+"""Uncertainty Proxy Attention (UPA, Sec. 2.2, Eq. 6-8): per-sample weighting of TIM's enhancement.
+
+Feature activation variance is the uncertainty proxy (Eq. 6):
+``u_seg`` = spatial variance of ``D_enh`` averaged over channels, ``u_clf`` = variance of ``f_enh``
+over its features (population variances). Each is normalised, ``u~ = u / (u_bar + eps)``, and a
+small MLP maps ``[u~_seg, u~_clf]`` to softmax weights (Eq. 7) that interpolate base and enhanced
+features (Eq. 8): ``D_final = D + w_seg (D_enh - D)``, ``f_final = f + w_clf (f_enh - f)``.
+
+``u_bar`` (the paper only says "normalised") comes in two modes (``model.upa_norm``):
+- ``batch``: the mean over the batch, as the paper and the authors' code. For a batch of one every
+  ``u~`` is ~1, so single-image inference loses the signal;
+- ``running``: like BatchNorm, training normalises by the batch mean and tracks an exponential
+  running mean (the first batch initialises it); evaluation divides by the running mean, so a batch
+  of one is normalised against the training population. Before any training step it falls back to
+  the batch mean.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-8
+NORM_MODES = ("batch", "running")
+
+
+class UncertaintyProxyAttention(nn.Module):
+    def __init__(self, hidden: int = 32, norm: str = "batch", momentum: float = 0.1):
+        super().__init__()
+        if norm not in NORM_MODES:
+            raise ValueError(f"upa norm must be one of {NORM_MODES}, got {norm!r}")
+        self.norm = norm
+        self.momentum = momentum
+        self.weight_mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2))
+        if norm == "running":
+            self.register_buffer("running_u", torch.ones(2))
+            self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def uncertainty(d_enh: torch.Tensor, f_enh: torch.Tensor) -> torch.Tensor:
+        """Eq. 6: ``[u_seg, u_clf]`` per sample, (B, 2)."""
+        u_seg = d_enh.var(dim=(2, 3), unbiased=False).mean(dim=1)
+        u_clf = f_enh.var(dim=1, unbiased=False)
+        return torch.stack([u_seg, u_clf], dim=1)
+
+    def weights(self, d_enh: torch.Tensor, f_enh: torch.Tensor) -> torch.Tensor:
+        """Eq. 7: ``[w_seg, w_clf]`` per sample, (B, 2), each row summing to 1."""
+        u = self.uncertainty(d_enh, f_enh)
+        u_tilde = u / (self._reference(u) + EPS)
+        return torch.softmax(self.weight_mlp(u_tilde), dim=1)
+
+    def forward(self, d: torch.Tensor, d_enh: torch.Tensor, f: torch.Tensor, f_enh: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. 8. Returns ``(D_final, f_final, w)`` with ``w`` (B, 2) = ``[w_seg, w_clf]``."""
+        w = self.weights(d_enh, f_enh)
+        d_final = d + w[:, 0, None, None, None] * (d_enh - d)
+        f_final = f + w[:, 1, None] * (f_enh - f)
+        return d_final, f_final, w
+
+    def _reference(self, u: torch.Tensor) -> torch.Tensor:
+        """``u_bar``, (2,): the batch mean, or the running mean in eval with ``norm='running'``."""
+        batch_mean = u.mean(dim=0)
+        if self.norm == "batch":
+            return batch_mean
+        if self.training:
+            self._track(batch_mean.detach())
+            return batch_mean
+        return self.running_u if self.num_batches_tracked > 0 else batch_mean
+
+    @torch.no_grad()
+    def _track(self, batch_mean: torch.Tensor) -> None:
+        batch_mean = batch_mean.to(self.running_u.dtype)   # autocast may hand a half-precision u
+        if self.num_batches_tracked == 0:
+            self.running_u.copy_(batch_mean)
+        else:
+            self.running_u.lerp_(batch_mean, self.momentum)
+        self.num_batches_tracked += 1

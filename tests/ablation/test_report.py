@@ -1,0 +1,161 @@
+"""The whole report from fake-but-realistic run folders: 2 variants × 2 seeds, every format."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from busray.ablation.report import FIGURE_FILES, ReportError, build_report
+from busray.ablation.stats import BootstrapConfig
+
+BOOT = BootstrapConfig(n_boot=300, seed=0)
+N_TEST, SIZE, SPLIT = 18, 32, "split-7f3a"
+LEVELS = (1, 2, 3, 4)
+
+
+def _write_run(run_dir: Path, seed: int, quality: float, modules_on: bool) -> dict[str, float]:
+    """Write history.csv, test_predictions.parquet, test_samples.npz, metrics.json; return test metrics."""
+    rng = np.random.default_rng(seed)
+    run_dir.mkdir(parents=True)
+    labels = np.arange(N_TEST) % 3
+    lesion = labels != 0
+    iou = np.where(lesion, np.clip(rng.uniform(0.45, 0.75, N_TEST) + quality, 0, 1), 1.0)
+    correct = rng.uniform(size=N_TEST) < 0.7 + quality
+    pred = np.where(correct, labels, (labels + 1) % 3)
+    frame = {"name": [f"case_{i:03d}" for i in range(N_TEST)], "label": labels, "pred": pred,
+             **{f"prob_{c}": np.where(pred == k, 0.8, 0.1)
+                for k, c in enumerate(("normal", "benign", "malignant"))},
+             "has_lesion": lesion, "seg/iou": iou, "seg/dice": 2 * iou / (1 + iou)}
+    for k in LEVELS:
+        w_seg = rng.uniform(0.3, 0.7, N_TEST) if modules_on else np.full(N_TEST, np.nan)
+        frame |= {f"upa_w_seg_{k}": w_seg, f"upa_w_clf_{k}": 1 - w_seg,
+                  f"tim_seg2clf_{k}": rng.uniform(0.2, 0.6, N_TEST) if modules_on else np.nan,
+                  f"tim_clf2seg_{k}": rng.uniform(0.0, 0.2, N_TEST) if modules_on else np.nan}
+    pd.DataFrame(frame).to_parquet(run_dir / "test_predictions.parquet")
+    epochs = np.arange(1, 7)
+    pd.DataFrame({"epoch": epochs, "train/loss": 1 / epochs, "val/loss": 1.1 / epochs,
+                  "val/seg/iou": (0.5 + quality) * (1 - np.exp(-epochs / 2)),
+                  "val/clf/acc": (0.6 + quality) * (1 - np.exp(-epochs / 3))}).to_csv(run_dir / "history.csv",
+                                                                                      index=False)
+    _write_samples(run_dir / "test_samples.npz", frame["name"][:4], rng)
+    test = {"seg/iou": float(iou[lesion].mean()), "seg/dice": float(frame["seg/dice"][lesion].mean()),
+            "seg/sens": 0.75 + quality, "seg/prec": 0.78 + quality, "clf/acc": float(correct.mean()),
+            "clf/f1": 0.8 + quality, "clf/auc": 0.9 + quality / 2, "clf/prec": 0.8 + quality}
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "completed", "test": test,
+                                                      "split_hash": SPLIT, "dataset": "busi"}))
+    return test
+
+
+def _write_samples(path: Path, names: list[str], rng: np.random.Generator) -> None:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    mask = np.stack([((yy - 16) ** 2 + (xx - 14 - i) ** 2 < 50) for i in range(len(names))]).astype(np.uint8)
+    prob = np.clip(mask * 190 + rng.integers(0, 90, mask.shape), 0, 255).astype(np.uint8)
+    image = rng.integers(0, 256, mask.shape).astype(np.uint8)
+    np.savez(path, names=np.array(names), image=image, mask=mask, prob=prob)
+
+
+def _row(root: Path, variant: str, seed: int, quality: float, modules_on: bool, **extra) -> dict:
+    run_dir = root / "runs" / f"{variant}_s{seed}"
+    test = _write_run(run_dir, seed, quality, modules_on)
+    return {"sweep": "table2", "sweep_id": "sw-001", "trial_id": f"{variant}-{seed}", "variant": variant,
+            "seed": seed, "status": "completed", "run_dir": str(run_dir), "dataset": "busi",
+            "split_hash": SPLIT, "model.hmsf": modules_on, "model.tim": modules_on, "model.upa": modules_on,
+            "finished_at": pd.Timestamp("2025-01-01") + pd.Timedelta(hours=seed),
+            **{f"test/{k}": v for k, v in test.items()}, **extra}
+
+
+@pytest.fixture()
+def runs(tmp_path) -> pd.DataFrame:
+    rows = [_row(tmp_path, "baseline", s, 0.0, False) for s in (0, 1)]
+    rows += [_row(tmp_path, "full", s, 0.15, True) for s in (0, 1)]
+    failed = {**rows[0], "trial_id": "full-9", "variant": "full", "seed": 9, "status": "failed",
+              "run_dir": str(tmp_path / "gone")}
+    return pd.DataFrame(rows + [failed])
+
+
+def _assert_png(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and 300 <= image.size[0] <= 4000 and 200 <= image.size[1] <= 4000
+
+
+@pytest.mark.parametrize("fmt", ["md", "tex", "html", "csv"])
+def test_report_in_every_format(runs, tmp_path, fmt):
+    out = tmp_path / "report"
+    path = build_report(runs, "table2", fmt, out, boot=BOOT)
+    assert path == out / f"report.{fmt}"
+    for name in FIGURE_FILES.values():
+        _assert_png(out / name)
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["n_runs"] == 4 and provenance["excluded_runs"] == {"failed": 1}
+    assert provenance["split_hashes"] == [SPLIT]
+    assert provenance["seeds"] == {"baseline": [0, 1], "full": [0, 1]}
+    assert "variant 'full'" in provenance["figures"][0]["caption"]  # Fig. 3 from the model with TIM/UPA
+    text = path.read_text()
+    if fmt == "csv":
+        frame = pd.read_csv(io.StringIO(text))
+        iou = frame[frame["metric"] == "seg/iou"].set_index("variant")
+        assert iou.loc["full", "d_base"] > 10 and bool(iou.loc["full", "d_base_significant"])
+        return
+    for needle in ("table2", SPLIT, "sw-001", "full-1", "busi", *FIGURE_FILES.values()):
+        assert needle in text, needle
+    assert "paper, Table 2" in text and "74.50" in text  # BUSI: the paper's row beside ours
+
+
+def test_identical_variant_is_marked_not_significant(runs, tmp_path):
+    copies = runs[runs["variant"] == "baseline"].assign(variant="baseline_again", trial_id="again")
+    text = build_report(pd.concat([runs, copies]), "table2", "md", tmp_path / "r", boot=BOOT,
+                        order=["baseline", "full", "baseline_again"]).read_text()
+    block = text.split("Δ vs baseline")[1].split("Δ vs previous")[0]
+    again = next(line for line in block.splitlines() if line.startswith("| baseline_again"))
+    full = next(line for line in block.splitlines() if line.startswith("| full"))
+    assert again.count("†") == 8  # every metric identical to the baseline
+    assert "†" not in full.split(" | ")[2]  # the full model's IoU gain is real
+
+
+def test_relative_run_dirs_store_object_and_duplicates(runs, tmp_path):
+    relative = runs.assign(run_dir=[str(Path(d).relative_to(tmp_path)) for d in runs["run_dir"]])
+    stale = relative.iloc[[2]].assign(finished_at=pd.Timestamp("2020-01-01"), run_dir="runs/missing")
+
+    class Store:
+        def runs(self, sweep):
+            return pd.concat([stale, relative])[lambda f: f["sweep"] == sweep]
+
+    path = build_report(Store(), "table2", "md", tmp_path / "r", boot=BOOT, run_root=tmp_path,
+                        show_paper=False)
+    text = path.read_text()
+    assert "Runs: 4 completed" in text and "paper, Table 2" not in text
+
+
+def test_ablation_without_diagnostics_skips_fig3(runs, tmp_path):
+    out = tmp_path / "r"
+    text = build_report(runs[runs["variant"] == "baseline"], "table2", "md", out, boot=BOOT).read_text()
+    assert "skipped, no variant recorded TIM/UPA diagnostics" in text
+    assert not (out / FIGURE_FILES["fig3"]).exists() and (out / FIGURE_FILES["curves"]).exists()
+    assert "Δ vs baseline" not in text  # a single variant has nothing to compare
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.assign(status="failed"), "ablation 'table2': no completed runs"),
+    (lambda r: r.assign(sweep="other"), "no completed runs"),
+    (lambda r: r[r["variant"] != "baseline"], "baseline variant 'baseline' has no completed runs"),
+])
+def test_clear_errors(runs, tmp_path, change, message):
+    with pytest.raises(ReportError, match=message):
+        build_report(change(runs), "table2", "md", tmp_path / "r", boot=BOOT, baseline="baseline")
+
+
+def test_missing_run_file_is_named(runs, tmp_path):
+    (Path(runs.loc[0, "run_dir"]) / "test_predictions.parquet").unlink()
+    with pytest.raises(ReportError, match=r"baseline_s0/test_predictions.parquet: missing"):
+        build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT)
+
+
+def test_unknown_format_is_an_error(runs, tmp_path):
+    with pytest.raises(ReportError, match="unknown report format 'pdf'"):
+        build_report(runs, "table2", "pdf", tmp_path / "r")

@@ -1,0 +1,164 @@
+"""Bad input -> one-line DataError naming the file at fault (a table of broken datasets)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from busray.data import DataError, load_dataset, make_split
+from databuild import build_busi, lesion_pair, make_cfg, write_png
+
+
+def _corrupt(root):
+    (root / "benign" / "benign (1).png").write_bytes(b"not a png at all")
+    return "benign (1).png"
+
+
+def _truncated(root):
+    path = root / "benign" / "benign (2).png"
+    path.write_bytes(path.read_bytes()[:60])
+    return "benign (2).png"
+
+
+def _mask_missing(root):
+    (root / "malignant" / "malignant (2)_mask.png").unlink()
+    return "malignant (2).png"
+
+
+def _mask_size(root):
+    write_png(root / "benign" / "benign (1)_mask.png", np.zeros((10, 10), np.uint8))
+    return "benign (1)_mask.png"
+
+
+def _empty_class(root):
+    for path in (root / "malignant").iterdir():
+        path.unlink()
+    return "malignant"
+
+
+def _missing_class(root):
+    shutil.rmtree(root / "normal")
+    return "normal"
+
+
+def _no_classes(root):
+    for cls in ("normal", "benign", "malignant"):
+        shutil.rmtree(root / cls)
+    return str(root)
+
+
+def _csv(root, text, files=("a.png",)):
+    image, mask = lesion_pair()
+    for name in files:
+        write_png(root / name, image)
+    write_png(root / "a_mask.png", mask)
+    (root / "manifest.csv").write_text(text)
+
+
+def _csv_unknown_label(root):
+    _csv(root, "image,mask,label\na.png,a_mask.png,cancer\n")
+    return "manifest.csv line 2"
+
+
+def _csv_missing_column(root):
+    _csv(root, "image,label\na.png,benign\n")
+    return "manifest.csv"
+
+
+def _csv_mask_missing(root):
+    _csv(root, "image,mask,label\na.png,nope.png,benign\n")
+    return "nope.png"
+
+
+def _csv_image_missing(root):
+    _csv(root, "image,mask,label\nb.png,,benign\n")
+    return "b.png"
+
+
+def _whu(root, table="image,label\nx.bmp,benign\n", mask=True):
+    image, m = lesion_pair()
+    write_png(root / "train" / "img" / "x.bmp", image)
+    if mask:
+        write_png(root / "train" / "mask" / "x.bmp", m)
+    else:
+        (root / "train" / "mask").mkdir()
+    (root / "labels.csv").write_text(table)
+
+
+def _whu_no_label(root):
+    _whu(root, "image,label\ny.bmp,benign\n")
+    return "x.bmp: no label"
+
+
+def _whu_mask_missing(root):
+    _whu(root, mask=False)
+    return "x.bmp: mask missing"
+
+
+def _whu_bad_label(root):
+    _whu(root, "image,label\nx.bmp,unsure\n")
+    return "labels.csv line 2"
+
+
+BUSI_CASES = [
+    (_corrupt, "unreadable or corrupt"), (_truncated, "unreadable or corrupt"),
+    (_mask_missing, "mask missing"), (_mask_size, "differs from its image"),
+    (_empty_class, "has no images"), (_missing_class, "missing"),
+    (_no_classes, "no BUSI class folders"),
+]
+OTHER_CASES = [
+    (_csv_unknown_label, "unknown label 'cancer'"), (_csv_missing_column, "missing column"),
+    (_csv_mask_missing, "mask missing"), (_csv_image_missing, "file not found"),
+    (_whu_no_label, "labels.csv"), (_whu_mask_missing, "expected"),
+    (_whu_bad_label, "unknown label 'unsure'"),
+]
+
+
+def _assert_one_line(err, *fragments):
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("breaker,reason", BUSI_CASES, ids=[c.__name__[1:] for c, _ in BUSI_CASES])
+def test_broken_busi_folder(tmp_path, breaker, reason):
+    root = build_busi(tmp_path)
+    culprit = breaker(root)
+    with pytest.raises(DataError) as err:
+        load_dataset(make_cfg(), root)
+    _assert_one_line(err, culprit, reason)
+
+
+@pytest.mark.parametrize("breaker,reason", OTHER_CASES,
+                         ids=[c.__name__[1:] for c, _ in OTHER_CASES])
+def test_broken_csv_and_whu(tmp_path, breaker, reason):
+    culprit = breaker(tmp_path)
+    classes = ["benign", "malignant"] if "csv" in breaker.__name__ else None
+    with pytest.raises(DataError) as err:
+        load_dataset(make_cfg(classes=classes), tmp_path)
+    _assert_one_line(err, culprit, reason)
+
+
+def test_missing_dataset_folder(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_dataset(make_cfg(), tmp_path / "nowhere")
+    _assert_one_line(err, "nowhere", "not found")
+
+
+def test_no_root_given():
+    with pytest.raises(DataError, match="data.root"):
+        load_dataset(make_cfg())
+
+
+def test_class_too_small_for_split(tmp_path):
+    ds = load_dataset(make_cfg(), build_busi(tmp_path, per_class=2))
+    with pytest.raises(DataError) as err:
+        make_split(ds, make_cfg(detect_near_duplicates=False))
+    _assert_one_line(err, str(ds.root), "too few images (2)", "70/15/15")
+
+
+def test_data_error_is_a_value_error():
+    assert issubclass(DataError, ValueError)
