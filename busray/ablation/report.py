@@ -188,10 +188,10 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     out.mkdir(parents=True, exist_ok=True)
     figure_notes = _write_figures(ablation, variants, out)
     provenance = _provenance(ablation, boot) | {"figures": [dataclasses.asdict(n) for n in figure_notes]}
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
     path = out / f"report.{fmt}"
     writer = {"md": _markdown, "tex": _latex, "html": _html, "csv": lambda t, p, f: render_table(t, "csv")}
-    path.write_text(writer[fmt](table, provenance, figure_notes))
+    path.write_text(writer[fmt](table, provenance, figure_notes), encoding="utf-8")
     return path
 
 

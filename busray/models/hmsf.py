@@ -7,7 +7,8 @@ convolution fuses their weighted sum. Unlike SE-Net the softmax makes the scales
 recalibrating channels.
 
 Choices the paper leaves open: each separable conv is depthwise(dilated) -> pointwise -> BatchNorm ->
-ReLU, the fusing 1x1 conv is followed by BatchNorm, and the output is added to the input (the
+ReLU, the scale-attention MLP has at least ``MIN_HIDDEN`` units, the fusing 1x1 conv is followed by
+BatchNorm, and the output is added to the input (the
 residual of Fig. 1), so HMSF refines the pretrained encoder features rather than replacing them.
 """
 
@@ -17,6 +18,9 @@ import torch
 from torch import nn
 
 DILATIONS = (1, 2, 4)
+MIN_HIDDEN = 8
+"""Floor of the scale-attention MLP width: C/8 alone leaves 2-3 units on narrow taps (B4's stride-2
+tap has 24 channels), where a couple of dead ReLUs would freeze the scale weights."""
 
 
 class SeparableConv(nn.Sequential):
@@ -37,7 +41,7 @@ class HMSF(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 8):
         super().__init__()
-        hidden = max(channels // reduction, 1)
+        hidden = max(channels // reduction, MIN_HIDDEN)
         self.branches = nn.ModuleList(SeparableConv(channels, r) for r in DILATIONS)
         self.scale_attention = nn.Sequential(            # Eq. 9 (g) and Eq. 10 (alpha, before softmax)
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),

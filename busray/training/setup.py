@@ -107,7 +107,7 @@ def load_splits(cfg: Config, device: torch.device, run_dir: Path | None):
     ds = load_dataset(cfg.data)
     split = make_split(ds, cfg.data)
     if run_dir is not None:
-        split.save(run_dir / "split.json")
+        split.save(run_dir / "split.json", ds)
     splits = {name: DeviceSplit.from_dataset(ds, getattr(split, name), device)
               for name in ("train", "val", "test")}
     return ds, split, splits
