@@ -7,8 +7,8 @@ of this reimplementation, exposed as an option:
 - ``resize_mode="pad"`` letterboxes (keeps the aspect ratio, zero padding) instead of stretching,
   because lesion shape is a diagnostic cue (an irregular or "taller-than-wide" lesion suggests
   malignancy) that anisotropic scaling would distort.
-- near-duplicate scans (BUSI holds repeated scans) are detected with a 64-bit DCT perceptual hash and
-  kept in one split by default, so a random split does not leak near-copies into the test set.
+- near-duplicate scans (BUSI holds repeated scans) are detected with a 64-bit DCT perceptual hash
+  and kept in one split by default, so a random split does not leak near-copies into the test set.
 - vertical flips are off by default: in ultrasound the depth axis is physical (posterior acoustic
   shadowing/enhancement lies below a lesion), so an upside-down image is not a plausible scan.
 """
@@ -37,16 +37,18 @@ class AugmentConfig:
     elastic_prob: float = option(0.3, "probability of an elastic deformation", range=(0.0, 1.0))
     elastic_alpha: float = option(0.01, "elastic displacement std, as a fraction of the image side",
                                   range=(0.0, 0.25))
-    elastic_sigma: float = option(0.08, "smoothing of the displacement field (gaussian sigma), as a "
-                                  "fraction of the image side", range=(0.005, 0.5))
+    elastic_sigma: float = option(0.08, "smoothing of the displacement field (gaussian "
+                                  "sigma), as a fraction of the image side", range=(0.005, 0.5))
 
 
 @dataclass
 class DataConfig:
     """``data.*``: dataset location and format, decoding, split and augmentation."""
 
-    root: str | None = option(None, "dataset folder (BUSI root or its parent, BUSI-WHU root, or a "
-                              "folder with a CSV manifest) or a CSV file; the CLI's --data sets it")
+    root: str | None = option("synthetic", "dataset folder (BUSI root or its parent, BUSI-WHU root, "
+                              "or a folder with a CSV manifest) or a CSV file; the CLI's --data sets "
+                              "it. 'synthetic[:n=120,size=128,seed=0]' (the default) is the embedded "
+                              "BUSI-like generator, materialised once in the user cache")
     format: str = option("auto", "dataset layout; auto detects it from the folder", choices=FORMATS)
     classes: list[str] | None = option(None, "class names in label order; None: the layout's own "
                                        "(BUSI: normal, benign, malignant; BUSI-WHU: benign, "

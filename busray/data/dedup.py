@@ -6,6 +6,13 @@ pHash: shrink to 32 x 32 (area average), take the 2-D DCT-II, keep the 8 x 8 low
 set one bit per coefficient above their median -> 64 bits that survive small edits, noise and
 rescaling. Two images whose hashes differ in at most ``threshold`` bits are linked; groups are the
 connected components of these links (so near-copies of near-copies end up in one group).
+
+The default threshold (``data.near_duplicate_threshold = 6``) was chosen by inspecting real BUSI
+pairs at 224 x 224 (letterboxed): pairs at distance <= 6 were the same scan (re-saved, re-cropped or
+annotated; one is filed both as "normal (1)" and "benign (269)"), at 8-12 different scans of the
+same breast appear. At 6, BUSI has 142 groups covering 320 of its 780 images, and a plain random
+70/15/15 split (seed 0) leaves 77 of them straddling splits. (A hash nearly always has 32 bits
+set, one per coefficient above the median plus the DC term, so distances come out even.)
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ def _to_gray_u8(im: Image.Image) -> np.ndarray:
 def read_mask_union(paths: list[Path], image_path: Path, shape: tuple[int, int]) -> np.ndarray:
     """Union of the binary mask files of one image, ``uint8 (H, W)`` in {0, 1}.
 
-    An empty ``paths`` gives an all-zero mask (a normal case). Every mask must have the image's size.
+    An empty ``paths`` gives an all-zero mask (a normal case); every mask must have the image's
+    size.
     """
     union = np.zeros(shape, dtype=np.uint8)
     for path in paths:
@@ -65,7 +66,7 @@ def binarize(mask: np.ndarray) -> np.ndarray:
 
 
 def fit_square(arr: np.ndarray, size: int, mode: str, *, is_mask: bool) -> np.ndarray:
-    """Resize ``uint8 (H, W)`` to ``(size, size)``: ``stretch`` or ``pad`` (letterbox, zero fill)."""
+    """Resize ``uint8 (H, W)`` to ``(size, size)`` by ``stretch`` or ``pad`` (letterbox, zeros)."""
     h, w = arr.shape
     if mode == "stretch":
         new_h, new_w = size, size

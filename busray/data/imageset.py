@@ -1,8 +1,8 @@
 """``ImageSet``: a whole decoded dataset held as uint8 tensors (see docs/ARCHITECTURE.md).
 
-Images are decoded and resized once, then kept compactly (1 byte per pixel: 780 BUSI images at
-224 x 224 take 39 MB) so the training layer can move the whole set to the device and build and
-augment batches there, instead of decoding per step.
+Images are decoded and resized once, then kept compactly (1 byte per pixel: the 780 BUSI images
+at 224 x 224 take 39 MB, their masks as much) so the training layer can move the whole set to the
+device and build and augment batches there, instead of decoding per step.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from busray.data.config import DataConfig
+from busray.data.embedded import is_embedded, materialize
 from busray.data.errors import DataError
 from busray.data.images import load_pair
 from busray.data.imageset import ImageSet
@@ -35,6 +36,8 @@ def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> ImageSet:
     root = root if root is not None else cfg.root
     if root is None:
         raise DataError("data.root: no dataset folder given (set data.root or pass --data)")
+    if is_embedded(root):
+        root = materialize(root)
     listing = list_dataset(Path(root).expanduser(), cfg)
     images, masks = _decoded(listing, cfg)
     ds = ImageSet(images=torch.from_numpy(images), masks=torch.from_numpy(masks),

@@ -4,8 +4,8 @@ Readers only list files and labels (cheap, no decoding); :mod:`busray.data.loade
 
 - **BUSI** (Al-Dhabyani et al. 2020): ``[Dataset_BUSI_with_GT/]{normal,benign,malignant}/`` with
   ``name.png`` and ``name_mask.png`` [+ ``name_mask_1.png`` ...]; the lesion mask is the union of
-  all of an image's mask files. A folder written by :func:`busray.data.synth.synthesize` has the same
-  layout plus a ``busray_synth.json`` marker and is reported as source ``"synthetic"``.
+  all of an image's mask files. A folder written by :func:`busray.data.synth.synthesize` has the
+  same layout plus a ``busray_synth.json`` marker and is reported as source ``"synthetic"``.
 - **BUSI-WHU**: ``{train,val,test}/{img,mask}/*.bmp`` (``valid``/``validation`` are accepted for
   ``val``); a mask has its image's file stem. Labels come from a table in the root
   (``data.label_table``, default ``labels.csv``) with columns ``image`` (the file name, the stem or
@@ -133,7 +133,7 @@ def _list_busi_class(base: Path, cls: str, label: int) -> list[Record]:
         if not own:
             raise DataError(f"{image}: mask missing (expected {image.stem}_mask{image.suffix})")
         records.append(Record(f"{cls}/{image.name}", image, tuple(own), label))
-    for stem, orphans in masks.items():
+    for orphans in masks.values():
         log.warning("%s: mask without an image (ignored)", orphans[0])
     return records
 

@@ -57,7 +57,7 @@ class Split:
         return sum(len({where.get(i) for i in g}) > 1 for g in self.groups)
 
     def parts(self, ds: ImageSet) -> dict[str, ImageSet]:
-        """``{"train": ImageSet, "val": ..., "test": ...}`` of ``ds`` (the dataset split was made on)."""
+        """``{"train": ImageSet, "val": ..., "test": ...}`` of ``ds``, the dataset split was made on."""
         if len(ds) != len(self.names):
             raise DataError(f"{ds.root}: split was made on {len(self.names)} images, the dataset "
                             f"has {len(ds)}")

@@ -8,8 +8,8 @@ recalibrating channels.
 
 Choices the paper leaves open: each separable conv is depthwise(dilated) -> pointwise -> BatchNorm ->
 ReLU, the scale-attention MLP has at least ``MIN_HIDDEN`` units, the fusing 1x1 conv is followed by
-BatchNorm, and the output is added to the input (the
-residual of Fig. 1), so HMSF refines the pretrained encoder features rather than replacing them.
+BatchNorm, and the output is added to the input (the residual of Fig. 1), so HMSF refines the
+pretrained encoder features rather than replacing them.
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ from busray.models.upa import UncertaintyProxyAttention
 
 DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 
+SKIP_TAP = {1: 3, 2: 2, 3: 1, 4: 0}
+"""Decoder level -> encoder tap on its skip connection (D1 at stride 16 ... D4 at stride 2)."""
+
 PARAM_GROUPS = {
     "encoder": ("encoder",),
     "hmsf": ("hmsf",),
@@ -56,8 +59,11 @@ class ModelOutput:
 
 
 class MultiTaskNet(nn.Module):
-    """Attributes ``input_mean`` / ``input_std`` give the per-channel normalisation the encoder's
-    weights expect (timm's ``pretrained_cfg``); the training step normalises inputs with them."""
+    """The network of Fig. 1, built from a validated ``ModelConfig`` (kept as ``self.cfg``).
+
+    ``input_mean`` / ``input_std`` (tuples, one value per input channel) are the normalisation the
+    encoder's weights expect (timm's ``pretrained_cfg``); the training step normalises inputs with them.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -78,7 +84,8 @@ class MultiTaskNet(nn.Module):
             str(level): UncertaintyProxyAttention(cfg.upa_hidden, cfg.upa_norm, cfg.upa_momentum)
             for level in tim_levels}) if cfg.upa and tim_levels else None
         self.seg_head = SegmentationHead(cfg.decoder_channels[-1])
-        clf_in = sum(taps[i] for i in CLF_ENCODER_TAPS) + (0 if cfg.encoder_only else len(LEVELS) * cfg.clf_dim)
+        streams_dim = 0 if cfg.encoder_only else len(LEVELS) * cfg.clf_dim
+        clf_in = sum(taps[i] for i in CLF_ENCODER_TAPS) + streams_dim
         self.clf_head = ClassificationHead(clf_in, cfg.clf_dim, cfg.num_classes, cfg.clf_dropout)
 
     @staticmethod
@@ -86,8 +93,8 @@ class MultiTaskNet(nn.Module):
         """D1 upsamples the bridge (tap 4) onto tap 3; each next level goes one tap shallower."""
         blocks, in_ch = [], taps[-1]
         for level, out_ch in zip(LEVELS, cfg.decoder_channels):
-            skip_ch = taps[len(taps) - 1 - level]
-            blocks.append(DecoderBlock(in_ch, skip_ch, out_ch, cfg.attention_gates, cfg.decoder_dropout))
+            blocks.append(DecoderBlock(in_ch, taps[SKIP_TAP[level]], out_ch, cfg.attention_gates,
+                                       cfg.decoder_dropout))
             in_ch = out_ch
         return nn.ModuleList(blocks)
 
@@ -99,7 +106,7 @@ class MultiTaskNet(nn.Module):
                 for key in DIAGNOSTIC_KEYS}
         d, streams = feats[-1], []
         for i, (level, block) in enumerate(zip(LEVELS, self.decoder)):
-            d = block(d, feats[len(feats) - 1 - level])
+            d = block(d, feats[SKIP_TAP[level]])
             if self.level_clf is None:
                 continue
             f = self.level_clf[i](feats[LEVEL_SOURCE_TAP[level]])

@@ -38,7 +38,8 @@ class TaskInteraction(nn.Module):
         if seg2clf:
             attn = max(channels // 2, 1)
             self.seg_attention = nn.Sequential(nn.Conv2d(channels, attn, 1), nn.ReLU(inplace=True))
-            self.seg_context = nn.Sequential(nn.Linear(attn, clf_dim, bias=False), nn.BatchNorm1d(clf_dim))  # phi
+            self.seg_context = nn.Sequential(                       # phi = BN o Dense (Eq. 1)
+                nn.Linear(attn, clf_dim, bias=False), nn.BatchNorm1d(clf_dim))
             self.clf_gate = nn.Sequential(nn.Linear(clf_dim, clf_dim), nn.Sigmoid())
         if clf2seg:
             self.clf_projection = nn.Sequential(nn.Linear(clf_dim, channels), nn.Sigmoid())  # psi

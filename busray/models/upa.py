@@ -38,9 +38,9 @@ class UncertaintyProxyAttention(nn.Module):
 
     @staticmethod
     def uncertainty(d_enh: torch.Tensor, f_enh: torch.Tensor) -> torch.Tensor:
-        """Eq. 6: ``[u_seg, u_clf]`` per sample, (B, 2)."""
-        u_seg = d_enh.var(dim=(2, 3), unbiased=False).mean(dim=1)
-        u_clf = f_enh.var(dim=1, unbiased=False)
+        """Eq. 6: ``[u_seg, u_clf]`` per sample, (B, 2), in float32 even under autocast."""
+        u_seg = d_enh.float().var(dim=(2, 3), unbiased=False).mean(dim=1)
+        u_clf = f_enh.float().var(dim=1, unbiased=False)
         return torch.stack([u_seg, u_clf], dim=1)
 
     def weights(self, d_enh: torch.Tensor, f_enh: torch.Tensor) -> torch.Tensor:
@@ -69,7 +69,6 @@ class UncertaintyProxyAttention(nn.Module):
 
     @torch.no_grad()
     def _track(self, batch_mean: torch.Tensor) -> None:
-        batch_mean = batch_mean.to(self.running_u.dtype)   # autocast may hand a half-precision u
         if self.num_batches_tracked == 0:
             self.running_u.copy_(batch_mean)
         else:

@@ -1,4 +1,4 @@
-"""Builders of tiny datasets for the data-layer tests (imported by name: ``from databuild import``)."""
+"""Builders of tiny datasets for the data-layer tests (``from databuild import ...``)."""
 
 from __future__ import annotations
 

@@ -150,7 +150,13 @@ def test_missing_dataset_folder(tmp_path):
 
 def test_no_root_given():
     with pytest.raises(DataError, match="data.root"):
-        load_dataset(make_cfg())
+        load_dataset(make_cfg(root=None))
+
+
+@pytest.mark.parametrize("root", ["synthetic:n=5", "synthetic:size=8", "synthetic:colour=3", "synthetic:n=x"])
+def test_bad_embedded_root(root):
+    with pytest.raises(DataError, match="data.root"):
+        load_dataset(make_cfg(root=root))
 
 
 def test_class_too_small_for_split(tmp_path):

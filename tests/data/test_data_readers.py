@@ -141,3 +141,17 @@ def test_csv_custom_classes_order(tmp_path):
     (tmp_path / "list.csv").write_text("image,mask,label\nx.png,x_m.png,cyst\n")
     ds = load_dataset(make_cfg(classes=["tumour", "cyst"]), tmp_path / "list.csv")
     assert ds.class_names == ("tumour", "cyst") and ds.labels.tolist() == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_BUSI.is_dir(), reason="real BUSI copy not present")
+def test_real_busi_full_split_groups_repeated_scans():
+    from busray.data import make_split
+    cfg = make_cfg(image_size=224)
+    ds = load_dataset(cfg, REAL_BUSI)
+    assert ds.class_counts() == {"normal": 133, "benign": 437, "malignant": 210}
+    split = make_split(ds, cfg)
+    assert 100 <= split.n_groups <= 200 and split.groups_across_splits() == 0
+    # the same scan is filed as normal (1) and benign (269) in BUSI: one group, one split
+    pair = {ds.names.index("normal/normal (1).png"), ds.names.index("benign/benign (269).png")}
+    assert any(pair <= set(g) for g in split.groups)

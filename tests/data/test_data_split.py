@@ -101,7 +101,8 @@ def test_save_and_load_maps_by_name(plain, tmp_path):
 
 def test_loading_a_split_of_another_dataset_fails(plain, tmp_path):
     path = make_split(plain, make_cfg()).save(tmp_path / "split.json")
-    with pytest.raises(DataError, match=r"img_080.png' is not in the dataset at mem \(10 missing\)"):
+    expected = r"img_080.png' is not in the dataset at mem \(10 missing\)"
+    with pytest.raises(DataError, match=expected):
         load_split(path, plain.subset(range(80)))
 
 

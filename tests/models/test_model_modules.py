@@ -139,8 +139,11 @@ def test_running_upa_distinguishes_single_images_in_eval_where_batch_mode_cannot
     batch.load_state_dict({k: v for k, v in running.state_dict().items() if k.startswith("weight_mlp")})
     running.train()(*_upa_inputs(8))
     running.eval(), batch.eval()
-    calm = (torch.zeros(1, 6, 7, 7), 0.1 * torch.randn(1, 6, 7, 7), torch.zeros(1, 10), 0.1 * torch.randn(1, 10))
-    noisy = (torch.zeros(1, 6, 7, 7), 5 * torch.randn(1, 6, 7, 7), torch.zeros(1, 10), 5 * torch.randn(1, 10))
+    def image(spread):   # one sample whose enhanced features have the given spread
+        d, f = torch.zeros(1, 6, 7, 7), torch.zeros(1, 10)
+        return d, spread * torch.randn(1, 6, 7, 7), f, spread * torch.randn(1, 10)
+
+    calm, noisy = image(0.1), image(5.0)
     w_batch = [batch(*x)[2] for x in (calm, noisy)]
     w_running = [running(*x)[2] for x in (calm, noisy)]
     torch.testing.assert_close(w_batch[0], w_batch[1])

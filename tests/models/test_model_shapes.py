@@ -74,3 +74,13 @@ def test_normalisation_constants_come_from_the_encoder():
     assert create_model(tiny_config(encoder="test_efficientnet_gn")).input_std == (0.5, 0.5, 0.5)
     gray = create_model(tiny_config(in_chans=1))
     assert gray.input_mean == pytest.approx((sum((0.485, 0.456, 0.406)) / 3,))
+
+
+def test_mixed_precision_forward_and_backward():
+    """Under bf16 autocast the diagnostics stay float32 and running UPA statistics stay finite."""
+    model = create_model(tiny_config(upa_norm="running")).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 3, 64, 64))
+    (out.seg.float().mean() + out.clf.float().mean()).backward()
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in out.diagnostics.values())
+    assert torch.isfinite(model.upa["1"].running_u).all()

@@ -1,0 +1,242 @@
+"""``sweeps/NAME.yaml``: the typed description of one sweep, validated before Ray starts.
+
+A sweep file holds a name, the ``base`` run config (the same ``model/loss/data/train`` keys as
+``busray train``), the search ``space`` (one entry per dotted config key), the ``objective``, the
+trial budget and concurrency, the ``scheduler``, per-trial ``resources`` and the training ``seeds``::
+
+    name: smoke
+    base: {model: {encoder: test_efficientnet}, train: {epochs: 3}}
+    space:
+      loss.w_seg: {type: uniform, low: 0.5, high: 0.9}        # loss.w_clf = 1 - loss.w_seg
+      model.tau:  {type: loguniform, low: 0.1, high: 1.5}
+      model.upa:  {type: categorical, choices: [true, false]}
+      model.upa_norm: {type: categorical, choices: [softmax, running], when: {model.upa: true}}
+    objective: {metrics: [val/seg/iou], modes: [max]}
+    num_trials: 4
+    max_concurrent: 2
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+    resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0}
+    seeds: [0]
+
+Every mistake raises :class:`~busray.configtools.ConfigError` naming the file and the dotted key
+(``sweeps/x.yaml: space.model.tau.low: expected a number``). Space keys are checked against the real
+run :class:`~busray.config.Config`: the base config is built once with each parameter's extreme values,
+so a key that does not exist or a range the config forbids is reported before any trial runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option
+
+PARAM_TYPES = ("uniform", "loguniform", "int", "categorical", "fixed")
+#: The loss weights must sum to one (paper Sec. 2.4: w_seg = 0.8, w_clf = 0.2); one is sampled, the
+#: other is derived, so the sampler never wastes trials on infeasible pairs.
+WEIGHT_PAIR = ("loss.w_seg", "loss.w_clf")
+
+
+@dataclass
+class ParamSpec:
+    """One search dimension; ``when`` makes it conditional (sampled only if all pairs match)."""
+    type: str = option("uniform", "distribution", choices=PARAM_TYPES)
+    low: float | None = option(None, "lower bound (uniform, loguniform, int)")
+    high: float | None = option(None, "upper bound, inclusive (uniform, loguniform, int)")
+    step: float | None = option(None, "quantisation step (uniform, int)")
+    choices: list[Any] | None = option(None, "the values of a categorical")
+    value: Any = option(None, "the value of a fixed parameter")
+    when: dict[str, Any] = option({}, "sample only when these (earlier) keys have these values")
+
+    def check(self) -> None:
+        if self.type in ("uniform", "loguniform", "int"):
+            if self.low is None or self.high is None:
+                raise ConfigError(f"low: a {self.type} parameter needs low and high")
+            if self.low > self.high:
+                raise ConfigError(f"low: {self.low} is above high {self.high}")
+            if self.type == "loguniform" and self.low <= 0:
+                raise ConfigError(f"low: a loguniform parameter needs low > 0, got {self.low}")
+            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+                raise ConfigError("low: an int parameter needs integer low and high")
+        if self.type == "categorical" and not self.choices:
+            raise ConfigError("choices: a categorical parameter needs a non-empty list")
+        if self.type == "fixed" and self.value is None:
+            raise ConfigError("value: a fixed parameter needs a value")
+
+    def extremes(self) -> list[Any]:
+        """Values that together exercise every bound of this dimension (for validation)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "fixed":
+            return [self.value]
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        return [float(self.low), float(self.high)]
+
+
+@dataclass
+class ObjectiveSpec:
+    metrics: list[str] = option(["val/score"], "validation metric(s) to optimise; several = "
+                                "multi-objective Optuna (Pareto front)")
+    modes: list[str] = option(["max"], "max or min, one per metric", choices=("max", "min"))
+
+    def check(self) -> None:
+        if not self.metrics:
+            raise ConfigError("metrics: at least one metric is needed")
+        if len(self.modes) != len(self.metrics):
+            raise ConfigError(f"modes: {len(self.modes)} modes for {len(self.metrics)} metrics")
+        for name in self.metrics:
+            if not name.startswith("val/"):
+                raise ConfigError(f"metrics: '{name}' is not a val/<metric> key")
+
+    @property
+    def multi(self) -> bool:
+        return len(self.metrics) > 1
+
+    def label(self) -> str:
+        """``val/seg/iou:max,val/clf/acc:max`` (the results store's ``objective`` column)."""
+        return ",".join(f"{m}:{d}" for m, d in zip(self.metrics, self.modes))
+
+
+@dataclass
+class SchedulerSpec:
+    """Early stopping of poor trials; ASHA counts in epochs (``time_attr='epoch'``)."""
+    type: str = option("asha", "asha (AsyncHyperBand) or none", choices=("asha", "none"))
+    grace_period: int = option(1, "epochs every trial runs before it can be stopped", range=(1, None))
+    reduction_factor: float = option(2.0, "ASHA keeps 1/reduction_factor of trials per rung",
+                                     range=(1.01, None))
+    max_t: int | None = option(None, "last rung in epochs; None: train.epochs + 1 so a trial's final "
+                               "epoch never counts as a stop (it is still being tested)", range=(1, None))
+
+
+@dataclass
+class ResourcesSpec:
+    """Per-trial resources; fractional GPUs pack several single-worker trials on one GPU."""
+    workers: int = option(1, "Ray Train workers per trial (DDP when > 1)", range=(1, 1024))
+    cpus_per_worker: float = option(1.0, "CPUs reserved per worker", range=(0.0, 1024.0))
+    gpus_per_worker: float = option(0.0, "GPUs per worker (0.25 packs 4 trials on one GPU)",
+                                    range=(0.0, 64.0))
+    max_failures: int = option(2, "worker-group restarts from the last checkpoint before a trial "
+                               "fails (Ray Train FailureConfig)", range=(-1, 1000))
+
+
+@dataclass
+class SearchSpec:
+    sampler: str = option("tpe", "Optuna sampler (TPE handles multi-objective too)",
+                          choices=("tpe", "random"))
+    seed: int = option(0, "sampler seed (reproducible suggestions)", range=(0, 2**31 - 1))
+    optuna_storage: str | None = option(None, "Optuna storage: None = journal file "
+                                        "<storage>/<name>/optuna.journal; or an RDB URL")
+
+
+@dataclass
+class SweepSpec:
+    name: str = option("sweep", "sweep name: folder under the storage and results 'sweep' column")
+    storage: str | None = option(None, "default storage folder (the CLI's --storage wins)")
+    base: dict[str, Any] = option({}, "the run config every trial starts from (model/loss/data/train)")
+    space: dict[str, ParamSpec] = option({}, "search space: dotted config key -> parameter")
+    objective: ObjectiveSpec = option(ObjectiveSpec(), "what to optimise")
+    num_trials: int = option(8, "trials to run (or to add with --add-trials)", range=(1, 100_000))
+    max_concurrent: int = option(2, "trials running at once", range=(1, 10_000))
+    scheduler: SchedulerSpec = option(SchedulerSpec(), "early stopping of poor trials")
+    resources: ResourcesSpec = option(ResourcesSpec(), "per-trial Ray Train resources")
+    search: SearchSpec = option(SearchSpec(), "the Optuna sampler and its storage")
+    seeds: list[int] = option([0], "train.seed of trial n is seeds[n % len(seeds)]")
+
+    def check(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"name: '{self.name}' must be letters, digits, '-' or '_'")
+        if self.scheduler.type == "asha" and self.objective.multi:
+            raise ConfigError("scheduler.type: ASHA needs a single objective; use 'none' with "
+                              f"{len(self.objective.metrics)} metrics")
+        if not self.seeds:
+            raise ConfigError("seeds: at least one seed is needed")
+        if all(k in self.space for k in WEIGHT_PAIR):
+            raise ConfigError(f"space.{WEIGHT_PAIR[1]}: derived as 1 - {WEIGHT_PAIR[0]} "
+                              "(w_seg + w_clf = 1); sample only one of them")
+
+
+def load_sweep_spec(path: str | Path, overrides: Iterable[str] = ()) -> SweepSpec:
+    """Read, override (``--set num_trials=2``, ``--set base.train.epochs=1``) and validate a sweep."""
+    raw = apply_overrides(load_yaml(path), overrides)
+    try:
+        spec = parse_sweep(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return spec
+
+
+def parse_sweep(raw: dict) -> SweepSpec:
+    """Validate a sweep mapping, including every space key against the run Config."""
+    space_raw = raw.get("space") or {}
+    if not isinstance(space_raw, dict):
+        raise ConfigError(f"space: expected a mapping, got {space_raw!r}")
+    space = {key: from_dict(ParamSpec, value, f"space.{key}.") for key, value in space_raw.items()}
+    spec = from_dict(SweepSpec, {**raw, "space": {}})
+    spec.space = space
+    spec.check()
+    check_against_config(spec)
+    return spec
+
+
+def check_against_config(spec: SweepSpec) -> None:
+    """Build the run Config from base alone, then with each parameter's extremes."""
+    from busray.config import config_from_dict
+
+    _build(config_from_dict, spec.base, (), "base.")
+    for key, param in spec.space.items():
+        for cond_key in param.when:
+            if cond_key not in spec.space and not _has_key(spec.base, cond_key):
+                _build(config_from_dict, spec.base, [(cond_key, _probe(cond_key))], "space.")
+        for value in param.extremes():
+            pairs = [(key, value)] + _derived(key, value)
+            _build(config_from_dict, spec.base, pairs, "space.")
+
+
+def _build(make, base: dict, pairs, prefix: str) -> None:
+    data = _deep(base)
+    for key, value in pairs:
+        node = data
+        *groups, leaf = key.split(".")
+        for g in groups:
+            node = node.setdefault(g, {}) if isinstance(node.get(g, {}), dict) else {}
+        node[leaf] = value
+    try:
+        make(data)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}{err}" if not str(err).startswith("unknown") else
+                          f"{prefix.rstrip('.')}: {err}") from None
+
+
+def _deep(d: dict) -> dict:
+    return {k: _deep(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _derived(key: str, value: Any) -> list[tuple[str, Any]]:
+    """The partner of a loss weight: ``loss.w_clf = 1 - loss.w_seg`` (and vice versa)."""
+    if key in WEIGHT_PAIR and isinstance(value, (int, float)):
+        other = WEIGHT_PAIR[1 - WEIGHT_PAIR.index(key)]
+        return [(other, round(1.0 - float(value), 12))]
+    return []
+
+
+def _has_key(base: dict, dotted: str) -> bool:
+    node: Any = base
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _probe(dotted: str) -> Any:
+    """The config default of ``dotted`` (used to check that a ``when`` key exists)."""
+    from busray.config import Config, config_to_dict
+
+    node: Any = config_to_dict(Config())
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"when: unknown config key '{dotted}'")
+        node = node[part]
+    return node
