@@ -162,7 +162,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.split("."), value
+    return key.split("."), _number_or_same(value)
+
+
+def _number_or_same(value: Any) -> Any:
+    """YAML 1.1 reads ``2e-3`` (no dot) as a string; users mean the number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
@@ -199,7 +209,15 @@ def load_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return _numbers_in(data)
+
+
+def _numbers_in(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _numbers_in(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_numbers_in(v) for v in node]
+    return _number_or_same(node)
 
 
 def save_yaml(data: dict, path: str | Path) -> None:

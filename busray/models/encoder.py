@@ -100,8 +100,8 @@ def _create_from_file(name: str, path: Path, kwargs: dict) -> nn.Module:
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ConfigError(f"model.weights: '{path}' is not 'none', 'imagenet' or a weights file "
                           f"({', '.join(WEIGHT_SUFFIXES)})")
-    if not path.is_file():
-        raise ConfigError(f"model.weights: weights file not found: {path}")
+    if not path.is_file():   # resolved: a relative path depends on the (Ray worker's) cwd
+        raise ConfigError(f"model.weights: weights file not found: {path.resolve()}")
     try:
         state = timm.models.load_state_dict(str(path))
     except Exception as err:  # torch/safetensors raise many types for a corrupt file

@@ -159,7 +159,10 @@ class SweepSpec:
 
 def load_sweep_spec(path: str | Path, overrides: Iterable[str] = ()) -> SweepSpec:
     """Read, override (``--set num_trials=2``, ``--set base.train.epochs=1``) and validate a sweep."""
-    raw = apply_overrides(load_yaml(path), overrides)
+    raw = load_yaml(path)
+    if isinstance(raw.get("space"), dict):  # nest dotted keys so `--set space.model.tau.low=...` merges
+        raw["space"] = nest_space(raw["space"])
+    raw = apply_overrides(raw, overrides)
     try:
         spec = parse_sweep(raw)
     except ConfigError as err:
@@ -172,12 +175,40 @@ def parse_sweep(raw: dict) -> SweepSpec:
     space_raw = raw.get("space") or {}
     if not isinstance(space_raw, dict):
         raise ConfigError(f"space: expected a mapping, got {space_raw!r}")
-    space = {key: from_dict(ParamSpec, value, f"space.{key}.") for key, value in space_raw.items()}
+    space = {key: from_dict(ParamSpec, value, f"space.{key}.")
+             for key, value in flatten_space(space_raw).items()}
     spec = from_dict(SweepSpec, {**raw, "space": {}})
     spec.space = space
     spec.check()
     check_against_config(spec)
     return spec
+
+
+def flatten_space(raw: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys for parameters given nested (``model: {tau: {...}}``, or by ``--set``) or dotted.
+
+    A mapping with a ``type`` key is a parameter; any other mapping is a group of parameters.
+    """
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and "type" not in value and value:
+            out.update(flatten_space(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def nest_space(raw: dict) -> dict:
+    """The inverse of :func:`flatten_space`: ``{'model.tau': p}`` -> ``{'model': {'tau': p}}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flatten_space(raw).items():
+        node = out
+        *groups, leaf = dotted.split(".")
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    return out
 
 
 def check_against_config(spec: SweepSpec) -> None:

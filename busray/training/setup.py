@@ -80,7 +80,7 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def build_scheduler(optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch linear warm-up, then cosine annealing from lr to lr_min (or constant)."""
+    """Per-epoch linear warm-up, then cosine annealing from lr (first epoch) to lr_min (last epoch)."""
     t = cfg.train
     floor = t.lr_min / t.lr
 
@@ -89,7 +89,7 @@ def build_scheduler(optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR
             return (epoch + 1) / (t.warmup_epochs + 1)
         if t.scheduler == "constant":
             return 1.0
-        span = max(1, t.epochs - t.warmup_epochs)
+        span = max(1, t.epochs - t.warmup_epochs - 1)  # the last epoch trains at lr_min
         progress = min(1.0, (epoch - t.warmup_epochs) / span)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 

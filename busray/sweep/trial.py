@@ -1,0 +1,134 @@
+"""The Tune function trainable: one Tune trial drives one Ray Train V2 ``TorchTrainer`` run.
+
+Why a function trainable: Ray Train V2 (the default in Ray 2.60, ``RAY_TRAIN_V2_ENABLED=1``) refuses
+``Tuner(TorchTrainer(...))``; the supported pattern is a Tune function that builds and fits a
+``TorchTrainer`` and forwards rank 0's reports to Tune with ``TuneReportCallback``.
+
+Resources: the trial driver itself needs no CPU (it only waits on the Train controller). It asks for
+one ``busray_trial_slot`` custom resource instead, of which a local cluster gets ``max_concurrent``:
+a driver holding a whole CPU while its two 1-CPU workers wait for CPUs deadlocks a 2-core machine.
+The workers' CPUs/GPUs come from the ``ScalingConfig`` (fractional GPUs = trial packing).
+
+Storage per trial (``<storage>/<sweep>/``): ``runs/<trial_id>/`` is fit's run folder (history, tb/,
+metrics.json, checkpoints), ``train/<trial_id>/`` Ray Train's checkpoints and run snapshot. Naming the
+Train run by the Tune trial id makes a re-launched trial (``Tuner.restore``) continue from its last
+checkpoint: Train V2 reloads the run snapshot it finds under the same storage path and name.
+
+The trial driver records completed and failed trials itself (it holds the fit outcome); trials that
+ASHA stops are killed mid-flight and are recorded by :class:`~busray.sweep.recording.RecordingCallback`
+on the sweep driver. A failed fit (NaN loss) raises :class:`TrialFailed` after recording, so Tune marks
+the trial errored and Optuna records it as FAIL while the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from busray.sweep.space import resolve_config
+
+SLOT_RESOURCE = "busray_trial_slot"
+RUN_KEY = "run"  # the Tune config key naming a fixed run (run_configs / ablations)
+
+
+class TrialFailed(RuntimeError):
+    """A trial whose fit failed (e.g. a non-finite loss); the message is fit's error text."""
+
+
+@dataclass
+class FixedRun:
+    """One fixed config of ``run_configs``: a named variant at a seed."""
+    config: dict
+    seed: int | None = None
+    variant: str | None = None
+
+
+@dataclass
+class TrialJob:
+    """Everything a trial needs besides its sampled parameters (passed via ``tune.with_parameters``)."""
+    sweep: str
+    sweep_id: str
+    sweep_dir: str
+    storage: str
+    base: dict
+    objective: str | None = None
+    swept_keys: list[str] = field(default_factory=list)
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_failures: int = 2
+    fixed: dict[str, FixedRun] = field(default_factory=dict)
+
+    def resolve(self, tune_config: dict) -> tuple[dict, int | None, str | None]:
+        """(nested run config, seed, variant) of a trial from its Tune config."""
+        if RUN_KEY in tune_config:
+            run = self.fixed[tune_config[RUN_KEY]]
+            return run.config, run.seed, run.variant or tune_config[RUN_KEY]
+        params = {k: v for k, v in tune_config.items() if "." in k}
+        config = resolve_config(self.base, params)
+        return config, config.get("train", {}).get("seed"), None
+
+    def run_dir(self, trial_id: str) -> Path:
+        return Path(self.sweep_dir) / "runs" / trial_id
+
+    def train_dir(self) -> Path:
+        return Path(self.sweep_dir) / "train"
+
+
+def trial_driver(tune_config: dict, job: TrialJob) -> None:
+    """The Tune trainable: fit the trial's config with a TorchTrainer and record the outcome."""
+    import ray.tune
+    from ray.train import RunConfig, ScalingConfig, CheckpointConfig, FailureConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from busray.sweep.recording import record_fit
+    from busray.sweep.worker import train_worker
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    config, seed, variant = job.resolve(tune_config)
+    payload = {"config": config, "run_dir": str(job.run_dir(trial_id)),
+               "threads": max(1, int(job.cpus_per_worker))}
+    trainer = TorchTrainer(
+        train_worker, train_loop_config=payload,
+        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.gpus_per_worker > 0,
+                                     resources_per_worker=_worker_resources(job)),
+        run_config=RunConfig(storage_path=str(job.train_dir()), name=trial_id,
+                             callbacks=[TuneReportCallback()],
+                             failure_config=FailureConfig(max_failures=job.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
+    try:
+        result = trainer.fit()
+    except Exception as err:  # workers died more than max_failures times, or fit raised
+        record_fit(job, trial_id, config, seed, variant, _crash_summary(err, job.run_dir(trial_id)))
+        raise
+    summary = _read_summary(result.checkpoint)
+    record_fit(job, trial_id, config, seed, variant, summary)
+    if summary["status"] == "failed":
+        raise TrialFailed(summary.get("error") or "fit failed")
+
+
+def _worker_resources(job: TrialJob) -> dict[str, float]:
+    resources = {"CPU": job.cpus_per_worker}
+    if job.gpus_per_worker > 0:
+        resources["GPU"] = job.gpus_per_worker
+    return resources
+
+
+def _read_summary(checkpoint) -> dict:
+    from busray.sweep.worker import FINAL_FILE
+
+    if checkpoint is None:
+        raise TrialFailed("the Train run ended without its final report")
+    with checkpoint.as_directory() as folder:
+        return json.loads((Path(folder) / FINAL_FILE).read_text())
+
+
+def _crash_summary(err: BaseException, run_dir: Path) -> dict:
+    """A failed trial's summary when fit never returned (its history is read from the run folder)."""
+    from busray.sweep.recording import read_history
+
+    text = f"{type(err).__name__}: {err}".splitlines()[0][:2000]
+    return {"status": "failed", "error": text, "history": read_history(run_dir), "run_dir": str(run_dir)}

@@ -1,0 +1,74 @@
+"""The sweep driver SIGKILLed mid-sweep, then the same command with ``--resume``: exactly N rows.
+
+Runs the real CLI (``python -m busray sweep``) in a subprocess with its own local Ray, kills the driver
+with SIGKILL once the first trial row is in the store, and resumes (``Tuner.restore``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from busray.results import ResultsStore
+
+from conftest import TINY_SPEC
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sweep_cmd(root: str, storage: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "busray", "sweep", str(TINY_SPEC), "--set", f"base.data.root={root}",
+            "--storage", storage, "--no-progress", *extra]
+
+
+def _env(ray_tmp: str) -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "BUSRAY_RAY_TEMP_DIR": ray_tmp,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_killed_driver_then_resume_gives_exactly_n_rows(synth_root, short_dir):
+    storage, ray_tmp = f"{short_dir}/st", f"{short_dir}/ray"
+    runs_dir = Path(storage) / "results" / "runs"
+    driver = subprocess.Popen(_sweep_cmd(synth_root, storage), env=_env(ray_tmp), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while not list(runs_dir.glob("*.parquet")) and driver.poll() is None and time.time() < deadline:
+            time.sleep(1)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        assert list(runs_dir.glob("*.parquet")), "no trial finished in time"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        _kill_group(driver.pid)  # the killed driver's local Ray (raylet, GCS, workers)
+    rows_at_kill = len(list(runs_dir.glob("*.parquet")))
+    assert rows_at_kill < 4
+
+    resumed = subprocess.run(_sweep_cmd(synth_root, storage, "--resume"), env=_env(ray_tmp), cwd=ROOT,
+                             capture_output=True, text=True, timeout=500, start_new_session=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = ResultsStore(storage).runs()
+    assert len(runs) == 4 and runs["trial_id"].is_unique and runs["sweep_id"].nunique() == 1
+    assert set(runs["status"]) <= {"completed", "stopped_early"}
+    assert "4 trials" in resumed.stdout
+    journal = JournalStorage(JournalFileBackend(f"{storage}/tiny/optuna.journal"))
+    study = optuna.load_study(study_name=runs["sweep_id"].iloc[0], storage=journal)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) >= 4 - rows_at_kill  # every trial the resumed run finished was told to Optuna
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,110 @@
+"""Sweep files: parsing, validation before Ray starts (errors name the key), the define-by-run space."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from busray.configtools import ConfigError, flatten, load_yaml
+from busray.sweep import load_sweep_spec
+from busray.sweep.space import DefineByRun, resolve_config
+from busray.sweep.spec import parse_sweep
+from busray.sweep.state import open_sweep
+
+from conftest import TINY_SPEC
+
+
+def test_fixture_spec_parses_with_typed_groups():
+    spec = load_sweep_spec(TINY_SPEC, ["num_trials=6", "base.train.epochs=2"])
+    assert spec.name == "tiny" and spec.num_trials == 6 and spec.base["train"]["epochs"] == 2
+    assert list(spec.space) == ["loss.w_seg", "model.tau", "model.upa", "model.upa_norm", "train.lr"]
+    assert spec.space["model.tau"].type == "loguniform" and spec.space["model.tau"].low == 0.1
+    assert spec.space["model.upa_norm"].when == {"model.upa": True}
+    assert spec.objective.label() == "val/score:max" and spec.scheduler.type == "asha"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("space.model.bogus={type: uniform, low: 0, high: 1}", "space: unknown config key 'model.bogus'"),
+    ("space.model.upa_norm.choices=[softmax]", "space.model.upa_norm: 'softmax' is not one of"),
+    ("space.model.tau.high=9", "space.model.tau: 9.0 is outside"),
+    ("space.model.tau.low=-1", "space.model.tau.low: a loguniform parameter needs low > 0"),
+    ("space.model.tau.type=gaussian", "space.model.tau.type: 'gaussian' is not one of"),
+    ("space.model.tau.type=int", "space.model.tau.low: an int parameter needs integer low and high"),
+    ("space.model.tau.colour=1", "unknown config key 'space.model.tau.colour'"),
+    ("space.model.upa.choices=[]", "space.model.upa.choices: a categorical parameter needs"),
+    ("space.loss.w_clf={type: uniform, low: 0.1, high: 0.3}", "space.loss.w_clf: derived as 1 - loss.w_seg"),
+    ("base.model.tau=5", "base.model.tau: 5.0 is outside"),
+    ("base.modle={tau: 1}", "unknown config key 'modle'"),
+    ("objective.metrics=[val/score, val/seg/iou]", "objective.modes: 1 modes for 2 metrics"),
+    ("objective.metrics=[test/seg/iou]", "objective.metrics: 'test/seg/iou' is not a val/<metric> key"),
+    ("num_trials=0", "num_trials: 0 is outside"),
+    ("max_concurrent=two", "max_concurrent: expected an integer"),
+    ("scheduler.reduction_factor=1", "scheduler.reduction_factor: 1.0 is outside"),
+    ("resources.gpus_per_worker=-0.5", "resources.gpus_per_worker: -0.5 is outside"),
+    ("search.sampler=cmaes", "search.sampler: 'cmaes' is not one of"),
+    ("name=bad/name", "name: 'bad/name' must be letters"),
+    ("seeds=[]", "seeds: at least one seed"),
+    ("flavour=1", "unknown config key 'flavour'"),
+])
+def test_invalid_sweep_files_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_sweep_spec(TINY_SPEC, [override])
+    assert str(err.value).startswith(f"{TINY_SPEC}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_asha_is_rejected_for_multi_objective():
+    raw = load_yaml(TINY_SPEC)
+    raw["objective"] = {"metrics": ["val/seg/iou", "val/clf/acc"], "modes": ["max", "max"]}
+    with pytest.raises(ConfigError, match="scheduler.type: ASHA needs a single objective"):
+        parse_sweep(raw)
+    raw["scheduler"] = {"type": "none"}
+    assert parse_sweep(raw).objective.multi
+
+
+def test_missing_sweep_file_is_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_sweep_spec(tmp_path / "nope.yaml")
+
+
+def _sample(spec, n):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3), direction="maximize")
+    fn = DefineByRun(spec.space, flatten(spec.base), spec.seeds)
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        derived = fn(trial)  # what OptunaSearch merges over the suggested params
+        out.append({**trial.params, **derived})
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_define_by_run_constraint_conditionals_and_seed_rotation():
+    spec = load_sweep_spec(TINY_SPEC)
+    samples = _sample(spec, 12)
+    for n, params in enumerate(samples):
+        assert params["loss.w_seg"] + params["loss.w_clf"] == pytest.approx(1.0)
+        assert 0.5 <= params["loss.w_seg"] <= 0.9 and 0.1 <= params["model.tau"] <= 1.5
+        assert ("model.upa_norm" in params) == params["model.upa"]  # conditional on UPA being on
+        assert params["train.lr"] == 0.001 and params["train.seed"] == [0, 1][n % 2]
+    assert {p["model.upa"] for p in samples} == {True, False}
+
+
+def test_resolve_config_builds_a_valid_nested_config():
+    from busray.config import config_from_dict
+
+    spec = load_sweep_spec(TINY_SPEC)
+    params = {"loss.w_seg": 0.6, "loss.w_clf": 0.4, "model.tau": 0.3, "train.seed": 1}
+    nested = resolve_config(spec.base, params)
+    cfg = config_from_dict(nested)
+    assert (cfg.loss.w_seg, cfg.loss.w_clf, cfg.model.tau, cfg.train.seed) == (0.6, 0.4, 0.3, 1)
+    assert cfg.model.encoder == "test_efficientnet" and "seed" not in spec.base["train"]
+
+
+def test_sweep_state_refuses_a_silent_restart(tmp_path):
+    first = open_sweep(tmp_path, "s", resume=False, add_trials=None)
+    with pytest.raises(ConfigError, match="already exists .* --resume .* --add-trials"):
+        open_sweep(tmp_path, "s", resume=False, add_trials=None)
+    assert open_sweep(tmp_path, "s", resume=True, add_trials=None).sweep_id == first.sweep_id
+    with pytest.raises(ConfigError, match="no study to add trials to"):
+        open_sweep(tmp_path, "other", resume=False, add_trials=2)

@@ -1,0 +1,161 @@
+"""``fit``: the run folder it writes, resume, failure on NaN, early stopping, schedule, learning."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from busray.config import config_to_dict, load_config
+from busray.metrics import METRIC_KEYS
+from busray.training import ResumeFromDir, fit
+from busray.training.checkpoint import TrainingState
+from busray.training.loop import _update_state
+from busray.training.setup import build_scheduler
+
+from conftest import busi_root
+from tinyrun import tiny
+
+RUN_FILES = ("config.yaml", "split.json", "history.csv", "metrics.json", "test_predictions.parquet",
+             "test_samples.npz", "checkpoints/best.pt", "checkpoints/last.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = load_config(None, tiny("train.epochs=2"))
+    run_dir = tmp_path_factory.mktemp("run") / "r"
+    return cfg, fit(cfg, run_dir=run_dir)
+
+
+def test_run_folder_has_every_file(tiny_run):
+    cfg, result = tiny_run
+    assert result.status == "completed", result.error
+    run = result.run_dir
+    for name in RUN_FILES:
+        assert (pytest.importorskip("pathlib").Path(run) / name).is_file(), name
+    assert load_config(f"{run}/config.yaml") == cfg
+    metrics = json.loads(open(f"{run}/metrics.json").read())
+    assert metrics["status"] == "completed" and metrics["best_epoch"] in (1, 2)
+    assert set(METRIC_KEYS) <= set(metrics["test"]) and set(METRIC_KEYS) <= set(metrics["val"])
+    assert len(pd.read_csv(f"{run}/history.csv")) == 2
+
+
+def test_test_predictions_hold_diagnostics(tiny_run):
+    _, result = tiny_run
+    preds = pd.read_parquet(f"{result.run_dir}/test_predictions.parquet")
+    split = json.loads(open(f"{result.run_dir}/split.json").read())
+    assert len(preds) == split["sizes"]["test"]
+    for key in ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg"):
+        assert [f"{key}_{lvl}" for lvl in range(1, 5)] == [c for c in preds.columns if c.startswith(key)]
+    weights = preds[[f"upa_w_seg_{lvl}" for lvl in range(1, 5)]].to_numpy() + \
+        preds[[f"upa_w_clf_{lvl}" for lvl in range(1, 5)]].to_numpy()
+    np.testing.assert_allclose(weights, 1.0, atol=1e-5)  # UPA softmax per image and level
+    samples = np.load(f"{result.run_dir}/test_samples.npz")
+    assert samples["image"].dtype == np.uint8 and samples["prob"].shape == samples["image"].shape
+
+
+def test_checkpoint_loads_with_weights_only(tiny_run):
+    cfg, result = tiny_run
+    payload = torch.load(f"{result.run_dir}/checkpoints/last.pt", weights_only=True)
+    assert payload["config"] == config_to_dict(cfg)
+    assert payload["state"]["epoch"] == 2 and "optimizer" in payload
+
+
+def test_tensorboard_events_hold_scalars_and_overlays(tiny_run):
+    _, result = tiny_run
+    acc = EventAccumulator(f"{result.run_dir}/tb").Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    assert len(acc.Scalars("val/seg/iou")) == 2
+    assert "val/overlay" in acc.Tags()["images"]
+
+
+def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
+    _, first = tiny_run
+    run = tmp_path / "resumed"
+    shutil.copytree(first.run_dir, run)
+    cfg = load_config(None, tiny("train.epochs=3"))
+    result = fit(cfg, reporter=ResumeFromDir(str(run / "checkpoints")), run_dir=run)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert result.history[:2] == first.history  # the first two epochs were not re-run
+    assert len(pd.read_csv(run / "history.csv")) == 3
+
+
+def test_nan_loss_fails_with_reason(tmp_path):
+    cfg = load_config(None, tiny("train.epochs=3", "train.debug_nan_at_epoch=2"))
+    result = fit(cfg, run_dir=tmp_path / "nan")
+    assert result.status == "failed" and "non-finite" in result.error and "epoch 2" in result.error
+    metrics = json.loads((tmp_path / "nan" / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["test"] == {}
+    assert not (tmp_path / "nan" / "test_predictions.parquet").exists()
+    assert result.epochs_run == 1
+
+
+@pytest.mark.parametrize("values, mode, patience, stop_at", [
+    ([0.1, 0.2, 0.15, 0.15, 0.3], "max", 2, 4),
+    ([0.5, 0.4, 0.45, 0.3, 0.31, 0.32], "min", 2, 6),
+    ([0.1, float("nan"), 0.1], "max", 2, 3),
+    ([0.1, 0.2, 0.3], "max", 1, None),
+])
+def test_early_stopping_counts_epochs_without_improvement(values, mode, patience, stop_at):
+    state = TrainingState()
+    stopped = None
+    for epoch, v in enumerate(values, start=1):
+        _update_state(state, {"epoch": epoch, "val/x": v}, "val/x", mode)
+        if state.bad_epochs >= patience:
+            stopped = epoch
+            break
+    assert stopped == stop_at
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["train.epochs=4", "train.lr=1.0e-2", "train.lr_min=1.0e-4"], [1e-2, None, None, 1e-4]),
+    (["train.epochs=4", "train.lr=1.0e-2", "train.warmup_epochs=1", "train.scheduler=constant"],
+     [5e-3, 1e-2, 1e-2, 1e-2]),
+])
+def test_schedule(extra, expected):
+    cfg = load_config(None, extra)
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.train.lr)
+    sched = build_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(expected[0]) and lrs[-1] == pytest.approx(expected[-1])
+    if extra[-1].endswith("constant"):
+        assert lrs == pytest.approx(expected)
+    else:
+        assert lrs[1] == pytest.approx(1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + math.cos(math.pi / 3)))
+
+
+@pytest.mark.slow
+def test_full_model_learns_synthetic_lesions(tmp_path):
+    """The whole network (tiny encoder) learns: validation IoU rises well above its first epoch."""
+    cfg = load_config(None, tiny("data.root=synthetic:n=96,size=64", "train.epochs=8", "train.lr=2.0e-3",
+                                 "train.batch_size=8", "model.decoder_channels=[32,24,16,16]"))
+    result = fit(cfg, run_dir=tmp_path / "learn")
+    ious = [row["val/seg/iou"] for row in result.history]
+    assert result.status == "completed"
+    assert max(ious) >= ious[0] + 0.2, ious
+    assert result.test["seg/iou"] > 0.15
+
+
+@pytest.mark.slow
+def test_real_busi_subset_writes_run_folder(tmp_path):
+    root = busi_root()
+    if root is None:
+        pytest.skip("real BUSI not found (../shared/data or $BUSRAY_BUSI_ROOT)")
+    cfg = load_config(None, tiny(f"data.root={root}", "data.limit_per_class=12", "data.cache=false",
+                                 "train.epochs=2"))
+    result = fit(cfg, run_dir=tmp_path / "busi")
+    assert result.status == "completed" and result.dataset == "busi"
+    for name in RUN_FILES:
+        assert (tmp_path / "busi" / name).is_file(), name
+    split = json.loads((tmp_path / "busi" / "split.json").read_text())
+    assert split["split_hash"] == result.split_hash
