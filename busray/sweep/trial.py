@@ -14,9 +14,10 @@ metrics.json, checkpoints), ``train/<trial_id>/`` Ray Train's checkpoints and ru
 Train run by the Tune trial id makes a re-launched trial (``Tuner.restore``) continue from its last
 checkpoint: Train V2 reloads the run snapshot it finds under the same storage path and name.
 
-The trial driver records completed and failed trials itself (it holds the fit outcome); trials that
-ASHA stops are killed mid-flight and are recorded by :class:`~busray.sweep.recording.RecordingCallback`
-on the sweep driver. A failed fit (NaN loss) raises :class:`TrialFailed` after recording, so Tune marks
+The trial driver records the trials whose fit returned (completed, or failed on a NaN loss): it holds the
+outcome. Trials that ASHA stops (their ``trainer.fit()`` is interrupted) and trials whose workers died
+more than ``max_failures`` times are recorded by :class:`~busray.sweep.recording.RecordingCallback` on
+the sweep driver, which knows which of the two happened. A failed fit (NaN loss) raises :class:`TrialFailed` after recording, so Tune marks
 the trial errored and Optuna records it as FAIL while the sweep goes on.
 """
 
@@ -99,11 +100,10 @@ def trial_driver(tune_config: dict, job: TrialJob) -> None:
                              callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=job.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)))
-    try:
-        result = trainer.fit()
-    except Exception as err:  # workers died more than max_failures times, or fit raised
-        record_fit(job, trial_id, config, seed, variant, _crash_summary(err, job.run_dir(trial_id)))
-        raise
+    # If fit raises (workers died more than max_failures times), or Tune stops this trial (ASHA)
+    # and trainer.fit() is interrupted, nothing is recorded here: Tune marks the trial ERROR or
+    # TERMINATED and the sweep driver's RecordingCallback records it as failed or stopped early.
+    result = trainer.fit()
     summary = _read_summary(result.checkpoint)
     record_fit(job, trial_id, config, seed, variant, summary)
     if summary["status"] == "failed":
@@ -125,10 +125,3 @@ def _read_summary(checkpoint) -> dict:
     with checkpoint.as_directory() as folder:
         return json.loads((Path(folder) / FINAL_FILE).read_text())
 
-
-def _crash_summary(err: BaseException, run_dir: Path) -> dict:
-    """A failed trial's summary when fit never returned (its history is read from the run folder)."""
-    from busray.sweep.recording import read_history
-
-    text = f"{type(err).__name__}: {err}".splitlines()[0][:2000]
-    return {"status": "failed", "error": text, "history": read_history(run_dir), "run_dir": str(run_dir)}

@@ -32,7 +32,9 @@ def test_optuna_asha_sweep_records_every_trial_then_add_trials_continues(local_r
 
     runs = _runs(short_dir, out.sweep_id)
     assert len(runs) == 4 and runs["trial_id"].is_unique
-    assert set(runs["status"]) <= {"completed", "stopped_early"} and (runs["status"] == "completed").any()
+    table = runs[["trial_id", "status", "error"]].to_string()
+    assert set(runs["status"]) <= {"completed", "stopped_early"}, table
+    assert (runs["status"] == "completed").any(), table
     assert out.counts["completed"] + out.counts["stopped_early"] == 4
     assert (runs["loss.w_seg"] + runs["loss.w_clf"]).round(9).eq(1.0).all()
     done = runs[runs["status"] == "completed"]

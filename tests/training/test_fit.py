@@ -19,8 +19,7 @@ from busray.training.checkpoint import TrainingState
 from busray.training.loop import _update_state
 from busray.training.setup import build_scheduler
 
-from conftest import busi_root
-from tinyrun import tiny
+from tinyrun import busi_root, tiny
 
 RUN_FILES = ("config.yaml", "split.json", "history.csv", "metrics.json", "test_predictions.parquet",
              "test_samples.npz", "checkpoints/best.pt", "checkpoints/last.pt")
