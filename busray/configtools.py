@@ -180,14 +180,26 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
     out = _deepcopy_dict(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{text}': '{part}' is not a group")
-            node = child
-        node[path[-1]] = value
+        _set_path(out, path, value, f"override '{text}'")
     return out
+
+
+def apply_values(data: dict, values: dict[str, Any]) -> dict:
+    """Like :func:`apply_overrides` for already-typed values: ``{'model.tau': 0.5, 'train': {...}}``."""
+    out = _deepcopy_dict(data)
+    for key, value in flatten(values).items():
+        _set_path(out, key.split("."), value, f"key '{key}'")
+    return out
+
+
+def _set_path(out: dict, path: list[str], value: Any, what: str) -> None:
+    node = out
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: '{part}' is not a group")
+        node = child
+    node[path[-1]] = value
 
 
 def _deepcopy_dict(d: dict) -> dict:

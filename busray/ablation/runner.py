@@ -1,0 +1,82 @@
+"""``busray ablate``: every (variant, replicate) of an ablation file as one run on the sweep machinery.
+
+The runs go through :func:`busray.sweep.run_configs` — the same Tune trainable, Ray Train workers, GPU
+packing and results-store recording as sweeps — with the variant name and seed in each row. A re-run
+(with more seeds, say) skips every run already recorded as completed, so an ablation grows instead of
+restarting. With ``cv_folds = k`` the driver makes the k folds once (fixed test split, k-fold on
+train+val), saves them under ``<storage>/<name>/splits/`` and points each run's ``data.split_file`` at
+its fold; replicate i is fold i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from busray.ablation.spec import AblationSpec, load_ablation_spec, variant_config
+
+DEFAULT_STORAGE = "busray_storage"
+
+
+@dataclass
+class AblationOutcome:
+    name: str
+    storage: str
+    planned: int
+    counts: dict[str, int]
+    sweep_id: str
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
+        return (f"ablation {self.name} ({self.sweep_id}): {self.planned} runs planned; recorded: {counts}\n"
+                f"storage: {self.storage}\n"
+                f"report: busray report {self.name} --storage {self.storage}")
+
+
+def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
+                 seeds: int | None = None, resume: bool = False, progress: bool = True) -> AblationOutcome:
+    """Run every missing (variant, replicate) of the ablation file; returns what the store holds.
+
+    ``resume`` is accepted for symmetry with sweeps: an ablation always skips completed runs.
+    """
+    from busray.sweep import run_configs
+
+    spec = load_ablation_spec(spec_path, overrides, seeds)
+    storage = str(Path(storage or spec.storage or DEFAULT_STORAGE).expanduser().resolve())
+    fold_files = make_folds(spec, storage) if spec.cv_folds > 1 else {}
+    runs = planned_runs(spec, fold_files)
+    out = run_configs(spec.name, runs, resources=spec.resources, storage=storage, resume=True,
+                      max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress)
+    return AblationOutcome(name=spec.name, storage=storage, planned=len(runs), counts=out.counts,
+                           sweep_id=out.sweep_id)
+
+
+def planned_runs(spec: AblationSpec, fold_files: dict[int, str]) -> list[tuple[str, dict, int, str]]:
+    """``(run_name, config, seed, variant)`` for every variant x replicate, variants in file order."""
+    runs = []
+    for variant in spec.variants:
+        for seed in spec.seed_list():
+            config = variant_config(spec, variant, seed)
+            if seed in fold_files:
+                config.setdefault("data", {})["split_file"] = fold_files[seed]
+            runs.append((f"{variant}-s{seed}", config, seed, variant))
+    return runs
+
+
+def make_folds(spec: AblationSpec, storage: str) -> dict[int, str]:
+    """Write the k fold splits once (fixed test split) and return fold -> split.json path."""
+    from busray.config import config_from_dict
+    from busray.data import kfold_splits, load_dataset
+
+    cfg = config_from_dict(variant_config(spec, spec.baseline_name, 0))
+    ds = load_dataset(cfg.data)
+    folder = Path(storage) / spec.name / "splits"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for fold, split in enumerate(kfold_splits(ds, cfg.data, spec.cv_folds)):
+        path = folder / f"fold-{fold}.json"
+        if not path.is_file():  # a re-run must keep the folds its earlier runs used
+            split.save(path, ds)
+        files[fold] = str(path)
+    return files

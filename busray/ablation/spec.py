@@ -1,0 +1,109 @@
+"""``sweeps/NAME.yaml`` ablation files: a base config, named variants, replicates and resources.
+
+An ablation is a fixed grid — every variant trained with every replicate — not a search::
+
+    kind: ablation
+    name: table2
+    base: {model: {encoder: tf_efficientnet_b0}, train: {epochs: 30}}
+    variants:                         # name -> overrides of base (dotted keys), in report order
+      baseline: {model.hmsf: false, model.tim: false, model.upa: false}
+      hmsf:     {model.hmsf: true,  model.tim: false, model.upa: false}
+      full:     {}
+    baseline: baseline                # what the report compares against (default: the first)
+    seeds: 3                          # replicates: train.seed = 0, 1, 2 (or a list of seeds)
+    cv_folds: 0                       # k > 1: k-fold CV on train+val, fixed test split, instead of seeds
+    max_concurrent: 2
+    resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0.25}
+
+Variants are config switches on the one model (``model.hmsf``, ``model.tim_levels``,
+``model.encoder_only``, ...), never forked code. Every (variant, replicate) run is validated as a full
+:class:`~busray.config.Config` before Ray starts; a mistake names the file, the variant and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from busray.config import config_from_dict
+from busray.configtools import ConfigError, apply_overrides, apply_values, from_dict, load_yaml, option
+from busray.sweep.spec import ResourcesSpec
+
+
+@dataclass
+class AblationSpec:
+    kind: str = option("ablation", "marks the file as an ablation (sweep files have no kind)",
+                       choices=("ablation",))
+    name: str = option("ablation", "ablation name: folder under the storage and results 'sweep' column")
+    storage: str | None = option(None, "default storage folder (the CLI's --storage wins)")
+    description: str = option("", "one line shown in the report")
+    base: dict[str, Any] = option({}, "the run config every variant starts from (model/loss/data/train)")
+    variants: dict[str, Any] = option({}, "variant name -> config overrides (dotted or nested keys)")
+    baseline: str | None = option(None, "the reference variant of the report (default: the first)")
+    seeds: Any = option(2, "number of seeds (0..N-1) or an explicit list of train.seed values")
+    cv_folds: int = option(0, "k > 1: k-fold cross-validation on train+val with a fixed test split "
+                           "(replicate i = fold i) instead of seeds", range=(0, 100))
+    max_concurrent: int = option(2, "runs training at once", range=(1, 10_000))
+    objective: str = option("val/score", "metric recorded as each run's objective")
+    resources: ResourcesSpec = option(ResourcesSpec(), "per-run Ray Train resources")
+
+    def check(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"name: '{self.name}' must be letters, digits, '-' or '_'")
+        if not self.variants:
+            raise ConfigError("variants: at least one variant is needed")
+        for variant, overrides in self.variants.items():
+            if not isinstance(overrides, dict) and overrides is not None:
+                raise ConfigError(f"variants.{variant}: expected a mapping of config overrides")
+        if self.baseline is not None and self.baseline not in self.variants:
+            raise ConfigError(f"baseline: '{self.baseline}' is not one of the variants "
+                              f"({', '.join(self.variants)})")
+        self.seed_list()
+
+    def seed_list(self) -> list[int]:
+        """The replicate ids: folds when ``cv_folds > 1``, else the seeds."""
+        if self.cv_folds > 1:
+            return list(range(self.cv_folds))
+        seeds = self.seeds
+        if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
+            raise ConfigError(f"seeds: expected a count or a list of integers, got {seeds!r}")
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise ConfigError(f"seeds: need at least 1, got {seeds}")
+            return list(range(seeds))
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ConfigError(f"seeds: expected non-negative integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds: {seeds!r} has duplicates")
+        return list(seeds)
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or next(iter(self.variants))
+
+
+def load_ablation_spec(path: str | Path, overrides: Iterable[str] = (), seeds: int | None = None) -> AblationSpec:
+    """Read, override (``--set``, ``--seeds``) and validate an ablation file, every run config included."""
+    raw = apply_overrides(load_yaml(path), overrides)
+    if seeds is not None:
+        raw["seeds"] = seeds
+    try:
+        spec = from_dict(AblationSpec, raw)
+        for variant in spec.variants:
+            variant_config(spec, variant, spec.seed_list()[0])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return spec
+
+
+def variant_config(spec: AblationSpec, variant: str, seed: int) -> dict:
+    """The nested run config of one (variant, replicate), validated as a full Config."""
+    try:
+        data = apply_values(spec.base, spec.variants[variant] or {})
+        data.setdefault("train", {})["seed"] = seed
+        config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"variants.{variant}: {err}") from None
+    return data
+
