@@ -89,3 +89,10 @@ def test_bad_yaml_config_names_file(tmp_path, capsys):
     cfg.write_text("model:\n  tau: [1\n")
     assert main(["train", "--config", str(cfg)]) == 2
     assert str(cfg) in capsys.readouterr().err
+
+
+def test_docs_config_md_is_current(capsys):
+    """docs/CONFIG.md is generated from the dataclasses; regenerate it when a key changes."""
+    assert main(["config", "--keys", "--markdown"]) == 0
+    current = (Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md").read_text()
+    assert capsys.readouterr().out == current, "run: busray config --keys --markdown > docs/CONFIG.md"
