@@ -125,6 +125,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
+            return "on" if value else "off"
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return str(value)
