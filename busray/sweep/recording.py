@@ -86,10 +86,10 @@ def record_from_tune(job, trial_id: str, tune_config: dict, last_result: dict | 
 
 def find_final_summary(job, trial_id: str) -> dict | None:
     """The ``fit_result.json`` a trial's workers left in its Train checkpoints, if any."""
-    from busray.sweep.worker import FINAL_FILE
+    from busray.sweep.worker import FINAL_CKPT, FINAL_FILE
 
-    hits = sorted((job.train_dir() / trial_id).glob(f"checkpoint_*/{FINAL_FILE}"))
-    return json.loads(hits[-1].read_text()) if hits else None
+    path = job.train_dir() / trial_id / FINAL_CKPT / FINAL_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class RecordingCallback(Callback):

@@ -26,7 +26,7 @@ so a key that does not exist or a range the config forbids is reported before an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 

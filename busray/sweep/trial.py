@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from busray.sweep.space import resolve_config
 
@@ -91,6 +90,7 @@ def trial_driver(tune_config: dict, job: TrialJob) -> None:
     trial_id = ray.tune.get_context().get_trial_id()
     config, seed, variant = job.resolve(tune_config)
     payload = {"config": config, "run_dir": str(job.run_dir(trial_id)),
+               "train_run_dir": str(job.train_dir() / trial_id),
                "threads": max(1, int(job.cpus_per_worker))}
     trainer = TorchTrainer(
         train_worker, train_loop_config=payload,
@@ -104,7 +104,7 @@ def trial_driver(tune_config: dict, job: TrialJob) -> None:
     # and trainer.fit() is interrupted, nothing is recorded here: Tune marks the trial ERROR or
     # TERMINATED and the sweep driver's RecordingCallback records it as failed or stopped early.
     result = trainer.fit()
-    summary = _read_summary(result.checkpoint)
+    summary = _read_summary(result.checkpoint, job, trial_id)
     record_fit(job, trial_id, config, seed, variant, summary)
     if summary["status"] == "failed":
         raise TrialFailed(summary.get("error") or "fit failed")
@@ -117,11 +117,17 @@ def _worker_resources(job: TrialJob) -> dict[str, float]:
     return resources
 
 
-def _read_summary(checkpoint) -> dict:
+def _read_summary(checkpoint, job: TrialJob, trial_id: str) -> dict:
+    """fit's outcome from the final report's checkpoint (or its folder in the Train storage)."""
+    from busray.sweep.recording import find_final_summary
     from busray.sweep.worker import FINAL_FILE
 
-    if checkpoint is None:
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            path = Path(folder) / FINAL_FILE
+            if path.is_file():
+                return json.loads(path.read_text())
+    summary = find_final_summary(job, trial_id)
+    if summary is None:
         raise TrialFailed("the Train run ended without its final report")
-    with checkpoint.as_directory() as folder:
-        return json.loads((Path(folder) / FINAL_FILE).read_text())
-
+    return summary

@@ -6,14 +6,13 @@
   barrier across the worker group); only rank 0, which writes the run folder, attaches its
   ``checkpoints/`` directory as a ``Checkpoint``, which Ray copies into the trial's Train storage.
   ``TuneReportCallback`` then forwards rank 0's metrics to Tune (ASHA and Optuna see them).
-- ``resume_checkpoint_dir`` downloads ``ray.train.get_checkpoint()`` when the worker group was
-  restarted after a crash (``FailureConfig``) or the sweep was resumed: ``fit`` continues from
-  ``last.pt`` there instead of starting over.
+- ``resume_checkpoint_dir`` downloads the latest checkpoint (see :func:`latest_checkpoint`) when the
+  worker group was restarted after a crash (``FailureConfig``) or the sweep was resumed: ``fit``
+  continues from ``last.pt`` there instead of starting over.
 
 After ``fit`` returns, every rank makes one more report, the *final* one: rank 0 attaches a checkpoint
 holding ``fit_result.json`` (status, error, best epoch, best validation and test metrics, history), so
-the trial driver reads the outcome from ``Result.checkpoint`` with no shared-filesystem assumption and
-no race with Tune's result queue. Its metrics are the best epoch's validation metrics (what Optuna
+the trial driver reads the outcome from ``Result.checkpoint``, with no race with Tune's result queue. Its metrics are the best epoch's validation metrics (what Optuna
 should optimise, not the last epoch's) plus ``busray/final = 1``. A run whose Train storage already
 holds a final checkpoint (a resumed sweep re-launching a finished trial) re-reports it instead of
 training again.
@@ -29,26 +28,40 @@ from typing import Any
 
 FINAL_FILE = "fit_result.json"
 FINAL_FLAG = "busray/final"
+CKPT_PREFIX = "checkpoint_epoch"          # Train checkpoint folders: checkpoint_epoch000003, ...
+FINAL_CKPT = "checkpoint_final"           # ... and the final report's fit_result.json
+COMPLETE_MARKER = ".busray_complete"
 
 
 class RayTrainReporter:
-    """The ``Reporter`` of ``busray.training`` for a Ray Train V2 worker."""
+    """The ``Reporter`` of ``busray.training`` for a Ray Train V2 worker.
 
-    def __init__(self) -> None:
+    ``train_run_dir`` is this run's Ray Train storage folder (``<train storage>/<trial_id>``).
+    """
+
+    def __init__(self, train_run_dir: str) -> None:
         import ray.train
 
         self._train = ray.train
         self.rank = ray.train.get_context().get_world_rank()
-        self._resume = ray.train.get_checkpoint()
+        self.train_run_dir = Path(train_run_dir)
+        self._resume = latest_checkpoint(self.train_run_dir, ray.train.get_checkpoint())
 
     def is_main(self) -> bool:
         return self.rank == 0
 
     def report(self, epoch: int, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        self._report(dict(metrics, epoch=epoch), checkpoint_dir, f"{CKPT_PREFIX}{epoch:06d}")
+
+    def _report(self, metrics: dict, checkpoint_dir: str | None, name: str) -> None:
         checkpoint = None
         if checkpoint_dir and self.is_main():
             checkpoint = self._train.Checkpoint.from_directory(checkpoint_dir)
-        self._train.report(dict(metrics, epoch=epoch), checkpoint=checkpoint)
+            (self.train_run_dir / name / COMPLETE_MARKER).unlink(missing_ok=True)  # being rewritten
+        self._train.report(metrics, checkpoint=checkpoint,
+                           checkpoint_dir_name=name if checkpoint else None)
+        if checkpoint is not None:  # the upload is synchronous: the copy is complete now
+            (self.train_run_dir / name / COMPLETE_MARKER).touch()
 
     def resume_checkpoint_dir(self) -> str | None:
         if self._resume is None:
@@ -68,17 +81,37 @@ class RayTrainReporter:
                    FINAL_FLAG: 1, "busray/status": summary["status"]}
         metrics.update({f"val/{k}": v for k, v in (summary.get("val") or {}).items()
                         if isinstance(v, (int, float))})
-        checkpoint = None
+        folder = None
         if self.is_main():
             folder = Path(tempfile.mkdtemp(prefix="busray-final-"))
             (folder / FINAL_FILE).write_text(json.dumps(summary, default=_jsonable))
-            checkpoint = self._train.Checkpoint.from_directory(str(folder))
-        self._train.report(metrics, checkpoint=checkpoint)
+        self._report(metrics, str(folder) if folder else None, FINAL_CKPT)
+
+
+def latest_checkpoint(train_run_dir: Path, registered):
+    """The newest usable checkpoint: Ray's registered one, or a newer complete one on storage.
+
+    Ray Train V2 collects reports when it polls the workers (every 2 s by default,
+    ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``): a worker that dies within that window after reporting
+    loses the report, although its checkpoint was already copied to storage. The reporter marks each
+    copied checkpoint complete, so a restarted worker resumes from the newest one either way.
+    """
+    from ray.train import Checkpoint
+
+    marked = [p.parent for p in train_run_dir.glob(f"{CKPT_PREFIX}*/{COMPLETE_MARKER}")]
+    if registered is not None:
+        marked.append(Path(registered.path))
+    if not marked:
+        return registered
+    newest = max(marked, key=lambda p: (p.name == FINAL_CKPT, p.name))
+    if registered is not None and newest == Path(registered.path):
+        return registered
+    return Checkpoint.from_directory(str(newest))
 
 
 def train_worker(payload: dict) -> None:
-    """The Ray Train ``train_loop_per_worker``: ``payload`` = {config, run_dir, threads}."""
-    reporter = RayTrainReporter()
+    """The Ray Train ``train_loop_per_worker``: ``payload`` = {config, run_dir, train_run_dir, threads}."""
+    reporter = RayTrainReporter(payload["train_run_dir"])
     summary = reporter.finished_result()
     if summary is None:
         summary = run_fit(payload, reporter)

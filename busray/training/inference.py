@@ -22,7 +22,7 @@ from busray.losses import MultiTaskLoss
 from busray.models import create_model
 from busray.training.batches import DeviceSplit, to_model_input
 from busray.training.checkpoint import load_checkpoint, resolve_checkpoint
-from busray.training.epoch import DIAGNOSTIC_KEYS, StepContext, evaluate
+from busray.training.epoch import StepContext, evaluate
 from busray.training.run_folder import atomic_write
 from busray.training.setup import IMAGENET_MEAN, IMAGENET_STD, resolve_device
 

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from busray.config import Config, config_to_dict, save_config
-from busray.training.batches import DeviceSplit, epoch_batches
+from busray.training.batches import epoch_batches
 from busray.training.checkpoint import BEST, LAST, TrainingState, load_checkpoint, restore_training_state, \
     save_checkpoint
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
