@@ -1,14 +1,20 @@
-"""Suite-wide fixtures: an isolated cache folder for synthetic datasets and decoded-image caches.
+"""Suite-wide fixtures: an isolated cache folder, short temp folders and a module-scoped local Ray.
 
-The embedded synthetic datasets and decoded-image caches go to a per-session ``XDG_CACHE_HOME`` so
-tests never depend on (or write to) the user's cache. Ray workers started later inherit it.
+Synthetic datasets and decoded-image caches go to a per-session ``XDG_CACHE_HOME``. Ray's Unix-socket
+paths must stay under 107 bytes, so Ray's temp dir is a short ``/tmp/brXXXX`` folder rather than
+pytest's long ``tmp_path``. ``RAY_AUTH_MODE=disabled`` keeps Ray 2.60 from enabling token auth and
+writing ``~/.ray/auth_token`` for every test cluster.
+Ray workers started later inherit the cache variable.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
@@ -19,3 +25,25 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture
+def short_dir():
+    path = tempfile.mkdtemp(prefix="br", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local 2-CPU Ray for a test module (each cluster start costs ~15 s on 2 cores)."""
+    import ray
+
+    from busray.sweep.cluster import start_local_ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    temp = tempfile.mkdtemp(prefix="brray", dir="/tmp")
+    start_local_ray(max_concurrent=2, temp_dir=temp, num_cpus=2)
+    yield temp
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

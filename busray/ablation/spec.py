@@ -45,7 +45,7 @@ class AblationSpec:
     cv_folds: int = option(0, "k > 1: k-fold cross-validation on train+val with a fixed test split "
                            "(replicate i = fold i) instead of seeds", range=(0, 100))
     max_concurrent: int = option(2, "runs training at once", range=(1, 10_000))
-    objective: str = option("val/score", "metric recorded as each run's objective")
+    objective: str = option("val/score:max", "metric:mode recorded as each run's objective")
     resources: ResourcesSpec = option(ResourcesSpec(), "per-run Ray Train resources")
 
     def check(self) -> None:

@@ -213,7 +213,8 @@ def outcome(job: TrialJob, display_keys: list[str]) -> SweepOutcome:
 
 def best_trials(runs: pd.DataFrame, objective: str | None, keys: list[str], top: int = 5) -> pd.DataFrame:
     """The top trials by the (first) objective, among completed and stopped-early trials."""
-    metric, mode = (objective or "val/score:max").split(",")[0].rsplit(":", 1)
+    first = (objective or "val/score:max").split(",")[0]
+    metric, mode = first.rsplit(":", 1) if ":" in first else (first, "max")
     if runs.empty or metric not in runs:
         return pd.DataFrame()
     usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=(mode == "min"))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import glob
-import os
 
 import optuna
 import pytest
@@ -16,7 +15,7 @@ from busray.results import ResultsStore
 from busray.sweep import run_configs, run_sweep
 from busray.sweep.spec import ResourcesSpec
 
-from conftest import TINY_SPEC, tiny_run_config
+from sweephelpers import TINY_SPEC, tiny_run_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from busray.results import ResultsStore
 
-from conftest import TINY_SPEC
+from sweephelpers import TINY_SPEC
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from busray.sweep.space import DefineByRun, resolve_config
 from busray.sweep.spec import parse_sweep
 from busray.sweep.state import open_sweep
 
-from conftest import TINY_SPEC
+from sweephelpers import TINY_SPEC
 
 
 def test_fixture_spec_parses_with_typed_groups():
