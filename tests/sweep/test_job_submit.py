@@ -1,0 +1,61 @@
+"""``ray job submit --working-dir . -- busray sweep sweeps/smoke.yaml`` against a local head (127.0.0.1).
+
+The head is started the way the README shows (with trial-slot resources); the job runs the shipped smoke
+sweep, shrunk by ``--set`` overrides to two short trials, and must leave two rows in the store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from busray.results import ResultsStore
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    temp = tempfile.mkdtemp(prefix="brhead", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    port, dash = _free_port(), _free_port()
+    start = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
+             "--resources", '{"busray_trial_slot": 2}', "--temp-dir", temp, "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_job_submit_runs_the_smoke_sweep(ray_head, tmp_path):
+    address, env = ray_head
+    storage = tmp_path / "store"
+    shrink = ["--set", "num_trials=2", "--set", "base.train.epochs=2", "--set", "base.train.steps_per_epoch=2",
+              "--set", "base.data.root=synthetic:n=36,size=64", "--set", "scheduler.type=none"]
+    submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+              "python", "-m", "busray", "sweep", "sweeps/smoke.yaml", "--storage", str(storage),
+              "--no-progress", *shrink]
+    done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout.lower()
+    runs = ResultsStore(storage).runs(sweep="smoke")
+    assert len(runs) == 2 and (runs["status"] == "completed").all(), runs[["status", "error"]]
+    assert "best trials" in done.stdout
