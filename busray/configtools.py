@@ -190,8 +190,13 @@ def apply_values(data: dict, values: dict[str, Any]) -> dict:
     """Like :func:`apply_overrides` for already-typed values: ``{'model.tau': 0.5, 'train': {...}}``."""
     out = _deepcopy_dict(data)
     for key, value in flatten(values).items():
-        _set_path(out, key.split("."), value, f"key '{key}'")
+        set_dotted(out, key, value)
     return out
+
+
+def set_dotted(out: dict, key: str, value: Any) -> None:
+    """Set ``out['a']['b'] = value`` for ``key='a.b'`` in place, creating groups as needed."""
+    _set_path(out, key.split("."), value, f"key '{key}'")
 
 
 def _set_path(out: dict, path: list[str], value: Any, what: str) -> None:

@@ -220,7 +220,8 @@ def best_trials(runs: pd.DataFrame, objective: str | None, keys: list[str], top:
     usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=(mode == "min"))
     extra = [m.rsplit(":", 1)[0] for m in (objective or "").split(",")[1:]]
     columns = ["trial_id", "status", "variant", "seed", *keys, metric, *extra, "test/seg/iou", "test/clf/acc"]
-    return usable[[c for c in dict.fromkeys(columns) if c in usable]].head(top).reset_index(drop=True)
+    present = [c for c in dict.fromkeys(columns) if c in usable and usable[c].notna().any()]
+    return usable[present].head(top).reset_index(drop=True)
 
 
 def _with_seed(config: dict, seed: int | None) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from busray.configtools import set_dotted
 from busray.sweep.spec import WEIGHT_PAIR, ParamSpec
 
 SEED_KEY = "train.seed"
@@ -73,11 +74,7 @@ def resolve_config(base: dict, flat_params: dict[str, Any]) -> dict:
     """The nested run config of one trial: ``base`` with every dotted parameter set."""
     out = _copy(base)
     for key, value in flat_params.items():
-        node = out
-        *groups, leaf = key.split(".")
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = value
+        set_dotted(out, key, value)
     return out
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option
+from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted
 
 PARAM_TYPES = ("uniform", "loguniform", "int", "categorical", "fixed")
 #: The loss weights must sum to one (paper Sec. 2.4: w_seg = 0.8, w_clf = 0.2); one is sampled, the
@@ -203,11 +203,7 @@ def nest_space(raw: dict) -> dict:
     """The inverse of :func:`flatten_space`: ``{'model.tau': p}`` -> ``{'model': {'tau': p}}``."""
     out: dict[str, Any] = {}
     for dotted, value in flatten_space(raw).items():
-        node = out
-        *groups, leaf = dotted.split(".")
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = value
+        set_dotted(out, dotted, value)
     return out
 
 
