@@ -67,6 +67,7 @@ def record_from_tune(job, trial_id: str, tune_config: dict, last_result: dict | 
     if is_recorded(job, trial_id):
         return
     config, seed, variant = job.resolve(tune_config)
+    config = job.recorded_config(config, tune_config)
     final = find_final_summary(job, trial_id)
     if final is not None:
         record_fit(job, trial_id, config, seed, variant, final)

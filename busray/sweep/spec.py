@@ -36,6 +36,9 @@ PARAM_TYPES = ("uniform", "loguniform", "int", "categorical", "fixed")
 #: The loss weights must sum to one (paper Sec. 2.4: w_seg = 0.8, w_clf = 0.2); one is sampled, the
 #: other is derived, so the sampler never wastes trials on infeasible pairs.
 WEIGHT_PAIR = ("loss.w_seg", "loss.w_clf")
+#: Resource keys a search space may hold besides run-config keys: the number of Ray Train workers of a
+#: trial (1 = single process, > 1 = DDP), so one sweep can compare or mix both.
+SWEPT_RESOURCES = ("resources.workers",)
 
 
 @dataclass
@@ -213,12 +216,24 @@ def check_against_config(spec: SweepSpec) -> None:
 
     _build(config_from_dict, spec.base, (), "base.")
     for key, param in spec.space.items():
+        if key.startswith("resources."):
+            _check_resource_param(key, param)
+            continue
         for cond_key in param.when:
             if cond_key not in spec.space and not _has_key(spec.base, cond_key):
                 _build(config_from_dict, spec.base, [(cond_key, _probe(cond_key))], "space.")
         for value in param.extremes():
             pairs = [(key, value)] + _derived(key, value)
             _build(config_from_dict, spec.base, pairs, "space.")
+
+
+def _check_resource_param(key: str, param: ParamSpec) -> None:
+    """``resources.workers`` may be searched (e.g. DDP with 1 or 2 workers); no other resource key."""
+    if key not in SWEPT_RESOURCES:
+        raise ConfigError(f"space.{key}: only {', '.join(SWEPT_RESOURCES)} can be searched among resources")
+    for value in param.extremes():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"space.{key}: {value!r} is not a worker count (an integer >= 1)")
 
 
 def _build(make, base: dict, pairs, prefix: str) -> None:

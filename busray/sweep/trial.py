@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from busray.sweep.space import resolve_config
+from busray.sweep.spec import SWEPT_RESOURCES
 
 SLOT_RESOURCE = "busray_trial_slot"
 RUN_KEY = "run"  # the Tune config key naming a fixed run (run_configs / ablations)
@@ -66,9 +67,19 @@ class TrialJob:
         if RUN_KEY in tune_config:
             run = self.fixed[tune_config[RUN_KEY]]
             return run.config, run.seed, run.variant or tune_config[RUN_KEY]
-        params = {k: v for k, v in tune_config.items() if "." in k}
+        params = {k: v for k, v in tune_config.items() if "." in k and k not in SWEPT_RESOURCES}
         config = resolve_config(self.base, params)
         return config, config.get("train", {}).get("seed"), None
+
+    def worker_count(self, tune_config: dict) -> int:
+        """Ray Train workers of a trial: searched (``resources.workers`` in the space) or the spec's."""
+        return int(tune_config.get(SWEPT_RESOURCES[0], self.workers))
+
+    def recorded_config(self, config: dict, tune_config: dict) -> dict:
+        """The config as recorded in the store: a searched worker count becomes a column too."""
+        if SWEPT_RESOURCES[0] not in tune_config:
+            return config
+        return {**config, "resources": {"workers": self.worker_count(tune_config)}}
 
     def run_dir(self, trial_id: str) -> Path:
         return Path(self.sweep_dir) / "runs" / trial_id
@@ -89,12 +100,13 @@ def trial_driver(tune_config: dict, job: TrialJob) -> None:
 
     trial_id = ray.tune.get_context().get_trial_id()
     config, seed, variant = job.resolve(tune_config)
+    workers = job.worker_count(tune_config)
     payload = {"config": config, "run_dir": str(job.run_dir(trial_id)),
                "train_run_dir": str(job.train_dir() / trial_id),
                "threads": max(1, int(job.cpus_per_worker))}
     trainer = TorchTrainer(
         train_worker, train_loop_config=payload,
-        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.gpus_per_worker > 0,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.gpus_per_worker > 0,
                                      resources_per_worker=_worker_resources(job)),
         run_config=RunConfig(storage_path=str(job.train_dir()), name=trial_id,
                              callbacks=[TuneReportCallback()],
@@ -105,7 +117,7 @@ def trial_driver(tune_config: dict, job: TrialJob) -> None:
     # TERMINATED and the sweep driver's RecordingCallback records it as failed or stopped early.
     result = trainer.fit()
     summary = _read_summary(result.checkpoint, job, trial_id)
-    record_fit(job, trial_id, config, seed, variant, summary)
+    record_fit(job, trial_id, job.recorded_config(config, tune_config), seed, variant, summary)
     if summary["status"] == "failed":
         raise TrialFailed(summary.get("error") or "fit failed")
 

@@ -42,6 +42,8 @@ def test_fixture_spec_parses_with_typed_groups():
     ("scheduler.reduction_factor=1", "scheduler.reduction_factor: 1.0 is outside"),
     ("resources.gpus_per_worker=-0.5", "resources.gpus_per_worker: -0.5 is outside"),
     ("search.sampler=cmaes", "search.sampler: 'cmaes' is not one of"),
+    ("space.resources.cpus_per_worker={type: int, low: 1, high: 2}", "only resources.workers can be searched"),
+    ("space.resources.workers={type: categorical, choices: [1, 0]}", "0 is not a worker count"),
     ("name=bad/name", "name: 'bad/name' must be letters"),
     ("seeds=[]", "seeds: at least one seed"),
     ("flavour=1", "unknown config key 'flavour'"),
@@ -108,3 +110,8 @@ def test_sweep_state_refuses_a_silent_restart(tmp_path):
     assert open_sweep(tmp_path, "s", resume=True, add_trials=None).sweep_id == first.sweep_id
     with pytest.raises(ConfigError, match="no study to add trials to"):
         open_sweep(tmp_path, "other", resume=False, add_trials=2)
+
+
+def test_worker_count_may_be_searched():
+    spec = load_sweep_spec(TINY_SPEC, ["space.resources.workers={type: categorical, choices: [1, 2]}"])
+    assert spec.space["resources.workers"].choices == [1, 2]
