@@ -111,11 +111,26 @@ def latest_checkpoint(train_run_dir: Path, registered):
 
 def train_worker(payload: dict) -> None:
     """The Ray Train ``train_loop_per_worker``: ``payload`` = {config, run_dir, train_run_dir, threads}."""
+    _quiet_per_report_logs()
     reporter = RayTrainReporter(payload["train_run_dir"])
     summary = reporter.finished_result()
     if summary is None:
         summary = run_fit(payload, reporter)
     reporter.report_final(summary)
+
+
+def _quiet_per_report_logs() -> None:
+    """Ray Train logs every report and every checkpoint at INFO from each worker (two long lines per
+    epoch per trial), which buries a sweep's own output. Raise those two loggers to WARNING; their
+    warnings and errors still show. Private modules: if Ray moves them, nothing is changed."""
+    import importlib
+    import logging
+
+    for name in ("ray.train.v2._internal.execution.context", "ray.train.v2._internal.execution.storage"):
+        try:
+            getattr(importlib.import_module(name), "logger").setLevel(logging.WARNING)
+        except (ImportError, AttributeError):
+            pass
 
 
 def run_fit(payload: dict, reporter: RayTrainReporter) -> dict:
