@@ -74,7 +74,8 @@ def record_from_tune(job, trial_id: str, tune_config: dict, last_result: dict | 
         return
     run_dir = job.run_dir(trial_id)
     history = read_history(run_dir)
-    summary: dict[str, Any] = {"error": error, "run_dir": str(run_dir), "history": history}
+    summary: dict[str, Any] = {"error": error, "run_dir": str(run_dir), "history": history,
+                               **_split_identity(run_dir)}
     if history:
         best = _best_epoch(history, job.objective)
         summary["best_epoch"] = int(best["epoch"])
@@ -83,6 +84,16 @@ def record_from_tune(job, trial_id: str, tune_config: dict, last_result: dict | 
         summary["val"] = {k: v for k, v in last_result.items() if k.startswith("val/")}
     record_fit(job, trial_id, config, seed, variant, summary,
                status="failed" if error else "stopped_early")
+
+
+def _split_identity(run_dir: Path) -> dict[str, Any]:
+    """Dataset and split hash of a trial that never returned, from the split.json fit wrote at start."""
+    path = run_dir / "split.json"
+    try:
+        split = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"dataset": split.get("dataset"), "split_hash": split.get("split_hash")}
 
 
 def find_final_summary(job, trial_id: str) -> dict | None:

@@ -39,6 +39,7 @@ def test_optuna_asha_sweep_records_every_trial_then_add_trials_continues(local_r
     ddp = runs[runs["resources.workers"] == 2]
     assert (ddp["best_epoch"] >= 1).all(), table  # the DDP trials trained and reported epochs
     assert out.counts["completed"] + out.counts["stopped_early"] == 4
+    assert runs["split_hash"].nunique() == 1 and runs["dataset"].notna().all(), table  # stopped trials too
     assert (runs["loss.w_seg"] + runs["loss.w_clf"]).round(9).eq(1.0).all()
     done = runs[runs["status"] == "completed"]
     assert done["test/seg/iou"].notna().all() and done["best_epoch"].between(1, 3).all()
