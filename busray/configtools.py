@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from busray.atomic import atomic_write
+
 T = TypeVar("T")
 
 
@@ -241,10 +243,7 @@ def _numbers_in(node: Any) -> Any:
 
 def save_yaml(data: dict, path: str | Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a config."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def flatten(data: dict, prefix: str = "") -> dict:

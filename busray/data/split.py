@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from busray.atomic import atomic_write
 from busray.data.errors import DataError
 from busray.data.imageset import ImageSet
 
@@ -89,11 +90,7 @@ class Split:
 
     def save(self, path: str | Path, ds: ImageSet | None = None) -> Path:
         """Write ``split.json`` atomically; ``ds`` adds per-class counts for readers."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(ds), indent=1))
-        tmp.replace(path)
-        return path
+        return atomic_write(path, json.dumps(self.to_json(ds), indent=1))
 
 
 def load_split(path: str | Path, ds: ImageSet) -> Split:

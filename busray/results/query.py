@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from busray.atomic import atomic_write
 from busray.results.filters import plain_cell
 from busray.results.ranking import choose_metrics, pareto_mask, rank
 from busray.results.schema import ResultsError, config_columns
@@ -85,7 +84,7 @@ def export(store: ResultsStore, sweep: str, fmt: str, out_path: str | Path,
         table = pa.Table.from_pandas(runs, preserve_index=False)
         return atomic_write_table(table, out)
     text = format_markdown(runs) if fmt == "md" else runs.to_csv(index=False)
-    _atomic_write_text(text, out)
+    atomic_write(out, text)
     return out
 
 
@@ -134,13 +133,3 @@ def _varies(series: pd.Series) -> bool:
     return series.map(lambda v: repr(plain_cell(v))).nunique() > 1
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from busray.atomic import atomic_write
 from busray.configtools import ConfigError
 
 STATE_FILE = "sweep.json"
@@ -38,10 +39,7 @@ class SweepState:
         return name
 
     def save(self) -> None:
-        path = Path(self.folder) / STATE_FILE
-        tmp = path.with_name(f".{STATE_FILE}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
+        atomic_write(Path(self.folder) / STATE_FILE, json.dumps(asdict(self), indent=1))
 
 
 def open_sweep(storage: str | Path, name: str, *, resume: bool, add_trials: int | None,

@@ -37,16 +37,12 @@ def to_model_input(images_u8_or_float: torch.Tensor, in_chans: int, mean: Sequen
                    std: Sequence[float]) -> torch.Tensor:
     """(B, 1, H, W) grayscale in [0, 255] (uint8 or float) -> (B, in_chans, H, W) normalised float.
 
-    Grayscale is repeated to the encoder's channel count, then normalised with the encoder's own
-    mean/std (ImageNet for pretrained timm EfficientNets).
+    Grayscale is repeated to the encoder's channel count, then normalised with the model's own
+    per-channel ``input_mean``/``input_std`` (the statistics its weights expect).
     """
-    x = images_u8_or_float.float() / 255.0
-    if x.shape[1] != in_chans:
-        x = x.expand(-1, in_chans, -1, -1) if x.shape[1] == 1 else x[:, :in_chans]
-    m = torch.tensor(list(mean)[:in_chans], device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(list(std)[:in_chans], device=x.device).view(1, -1, 1, 1)
-    if m.numel() != in_chans:  # a 1- or 2-channel encoder: reuse the mean statistics
-        m, s = m.mean().expand(1, in_chans, 1, 1), s.mean().expand(1, in_chans, 1, 1)
+    x = (images_u8_or_float.float() / 255.0).expand(-1, in_chans, -1, -1)
+    m = torch.tensor(list(mean), device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
 
 

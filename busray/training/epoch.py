@@ -15,10 +15,10 @@ from torch import nn
 
 from busray.data import augment_batch
 from busray.metrics import MetricAccumulator
+from busray.models import DIAGNOSTIC_KEYS
 from busray.training.batches import DeviceSplit, eval_batches, to_model_input
 
 NAN_CHECK_EVERY = 10
-DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 
 
 class NonFiniteLoss(RuntimeError):

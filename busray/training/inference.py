@@ -16,17 +16,16 @@ import torch
 from PIL import Image
 
 from busray.config import Config, config_from_dict
-from busray.data import load_dataset, make_split
+from busray.data import BUSI_CLASSES, WHU_CLASSES, load_dataset, make_split
 from busray.data.images import fit_square, read_gray
 from busray.losses import MultiTaskLoss
-from busray.models import create_model
+from busray.models import LEVELS, create_model
 from busray.training.batches import DeviceSplit, to_model_input
 from busray.training.checkpoint import load_checkpoint, resolve_checkpoint
 from busray.training.epoch import StepContext, evaluate
-from busray.training.run_folder import atomic_write
-from busray.training.setup import IMAGENET_MEAN, IMAGENET_STD, resolve_device
+from busray.atomic import atomic_write
+from busray.training.setup import resolve_device
 
-NUM_LEVELS = 4
 
 
 def load_trained(path: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Config, torch.device]:
@@ -42,8 +41,8 @@ def load_trained(path: str | Path, device: str = "auto") -> tuple[torch.nn.Modul
 
 def _context(model, cfg: Config, device: torch.device) -> StepContext:
     return StepContext(model=model, loss_fn=MultiTaskLoss(cfg.loss).to(device), optimizer=None, device=device,
-                       in_chans=cfg.model.in_chans, mean=tuple(getattr(model, "input_mean", IMAGENET_MEAN)),
-                       std=tuple(getattr(model, "input_std", IMAGENET_STD)), data_cfg=cfg.data.augment)
+                       in_chans=cfg.model.in_chans, mean=model.input_mean, std=model.input_std,
+                       data_cfg=cfg.data.augment)
 
 
 def evaluate_checkpoint(path: str | Path, data_root: str | None = None, split_name: str = "test",
@@ -87,8 +86,7 @@ def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Pa
         gray = read_gray(Path(image_path))
         square = fit_square(gray, cfg.data.image_size, cfg.data.resize_mode, is_mask=False)
         x = torch.from_numpy(square)[None, None].to(dev)
-        result = model(to_model_input(x, cfg.model.in_chans, getattr(model, "input_mean", IMAGENET_MEAN),
-                                      getattr(model, "input_std", IMAGENET_STD)))
+        result = model(to_model_input(x, cfg.model.in_chans, model.input_mean, model.input_std))
         prob = torch.sigmoid(result.seg[0, 0]).cpu().numpy()
         mask = _back_to_original(prob > 0.5, gray.shape, cfg.data.resize_mode)
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{Path(image_path).stem}_mask.png")
@@ -98,8 +96,9 @@ def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Pa
 
 
 def _default_classes(n: int) -> tuple[str, ...]:
-    return ("normal", "benign", "malignant") if n == 3 else ("benign", "malignant") if n == 2 else \
-        tuple(f"class{i}" for i in range(n))
+    """The class names a layout implies when the config leaves ``data.classes`` unset."""
+    return {len(BUSI_CLASSES): BUSI_CLASSES, len(WHU_CLASSES): WHU_CLASSES}.get(
+        n, tuple(f"class{i}" for i in range(n)))
 
 
 def _back_to_original(mask: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
@@ -122,7 +121,7 @@ def _prediction_row(image_path, result, class_names: list[str]) -> dict:
     row.update({f"prob_{c}": float(p) for c, p in zip(class_names, probs)})
     for key in ("upa_w_seg", "upa_w_clf"):
         values = result.diagnostics[key][0].float().cpu().numpy()
-        row.update({f"{key}_{lvl + 1}": float(values[lvl]) for lvl in range(NUM_LEVELS)})
+        row.update({f"{key}_{lvl + 1}": float(values[lvl]) for lvl in range(len(LEVELS))})
     return row
 
 

@@ -1,6 +1,6 @@
 """The run folder: every file a run leaves beside its checkpoints (layout in docs/ARCHITECTURE.md).
 
-All writers go through :func:`atomic_write` (temp file + rename), so an interrupted run never leaves a
+All writers go through :func:`busray.atomic.atomic_write` (temp file + rename), so an interrupted run never leaves a
 half-written ``metrics.json`` or ``history.csv`` that a report would then read.
 """
 
@@ -10,19 +10,14 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-NUM_LEVELS = 4
+from busray.atomic import atomic_write
+from busray.models import LEVELS
 
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def _clean(value):
@@ -61,7 +56,7 @@ def write_test_predictions(path: Path, names: list[str], class_names: tuple, per
     for c, cls in enumerate(class_names):
         frame[f"prob_{cls}"] = probs[:, c]
     for key, values in diagnostics.items():
-        for level in range(NUM_LEVELS):
+        for level in range(len(LEVELS)):
             frame[f"{key}_{level + 1}"] = values[:, level]
     buf = io.BytesIO()
     pd.DataFrame(frame).to_parquet(buf, index=False)

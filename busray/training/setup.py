@@ -26,7 +26,6 @@ from busray.training.epoch import StepContext, evaluate
 from busray.training.run_folder import write_test_predictions, write_test_samples
 
 log = logging.getLogger(__name__)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TEST_SAMPLES = 8
 
 
@@ -138,7 +137,7 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
     ctx = StepContext(
         model=model, raw_model=raw, loss_fn=MultiTaskLoss(cfg.loss).to(device), optimizer=optimizer,
         device=device, in_chans=cfg.model.in_chans,
-        mean=tuple(getattr(raw, "input_mean", IMAGENET_MEAN)), std=tuple(getattr(raw, "input_std", IMAGENET_STD)),
+        mean=raw.input_mean, std=raw.input_std,
         data_cfg=cfg.data.augment, amp_dtype=dtype, grad_clip=t.grad_clip,
         scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
         generator=torch.Generator(device=device).manual_seed(t.seed + 7919 * rank),
