@@ -121,12 +121,13 @@ def _job(name, state, storage, base, objective, swept, res: ResourcesSpec, fixed
 
 def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, progress: bool):
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
+
+    from busray.sweep.searcher import ResumableOptunaSearch
 
     obj = spec.objective
     metric = obj.metrics if obj.multi else obj.metrics[0]
     mode = obj.modes if obj.multi else obj.modes[0]
-    searcher = OptunaSearch(
+    searcher = ResumableOptunaSearch(
         space=DefineByRun(spec.space, flatten(spec.base), spec.seeds), metric=metric, mode=mode,
         sampler=_sampler(spec), study_name=state.sweep_id, storage=optuna_storage(spec, state))
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
