@@ -65,9 +65,10 @@ class DataConfig:
                               "label)")
     use_official_split: bool = option(True, "honour a layout's own train/val/test folders "
                                       "(BUSI-WHU) instead of a new stratified split")
-    cache: bool = option(True, "cache decoded tensors on disk (<root>/.busray_cache, or the user "
-                         "cache dir when root is read-only)")
-    cache_dir: str | None = option(None, "explicit folder for the decoded-tensor cache")
+    cache: bool = option(True, "cache decoded tensors on disk, in cache_dir (never in the "
+                         "dataset folder unless cache_dir points there)")
+    cache_dir: str | None = option(None, "folder for the decoded-tensor cache; None: the user cache "
+                                   "folder $XDG_CACHE_HOME/busray (~/.cache/busray)")
     decode_workers: int = option(4, "threads decoding images", range=(1, 64))
     split_fractions: list[float] = option([0.7, 0.15, 0.15], "train/val/test fractions "
                                           "(stratified by class)", range=(0.0, 1.0))

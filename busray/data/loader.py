@@ -3,12 +3,14 @@
 Decoding 780 BUSI PNGs takes seconds; a sweep starts many trials on the same data, so the decoded
 ``uint8`` arrays are cached in an ``.npz`` file keyed by a hash of the file list (paths, sizes,
 modification times) and the decoding settings. The cache goes to ``data.cache_dir`` if set, else
-``<dataset root>/.busray_cache``, else (read-only dataset, e.g. a shared mount) the user cache
-folder ``$XDG_CACHE_HOME/busray`` (``~/.cache/busray``); if none is writable it is skipped.
+to the user cache folder ``$XDG_CACHE_HOME/busray`` (``~/.cache/busray``), the place nnU-Net and
+Hugging Face users expect: busray never writes into a dataset folder unless ``data.cache_dir`` points
+there. If the folder is not writable the cache is skipped with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from busray.data.config import DataConfig
-from busray.data.embedded import is_embedded, materialize
+from busray.data.embedded import cache_root, is_embedded, materialize
 from busray.data.errors import DataError
 from busray.data.images import load_pair
 from busray.data.imageset import ImageSet
@@ -58,13 +60,13 @@ def _preset_split(records: list[Record]) -> list[str] | None:
 def _decoded(listing: Listing, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """``uint8 (N, 1, S, S)`` images and masks, from the cache when it is current."""
     key = cache_key(listing, cfg)
-    cached = _find_cache(listing.root, cfg, key) if cfg.cache else None
+    cached = _find_cache(cfg, key) if cfg.cache else None
     if cached is not None:
         return cached
     images, masks = decode_records(listing.records, cfg.image_size, cfg.resize_mode,
                                    cfg.decode_workers)
     if cfg.cache:
-        _write_cache(listing.root, cfg, key, images, masks)
+        _write_cache(cfg, key, images, masks)
     return images, masks
 
 
@@ -95,53 +97,36 @@ def cache_key(listing: Listing, cfg: DataConfig) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
 
 
-def _cache_dirs(root: Path, cfg: DataConfig) -> list[Path]:
-    if cfg.cache_dir:
-        return [Path(cfg.cache_dir).expanduser()]
-    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "busray"
-    local = root / ".busray_cache"
-    return [local, user] if _writable(root) else [user]
+def cache_file(cfg: DataConfig, key: str) -> Path:
+    """Where decoded tensors are cached: in ``data.cache_dir``, else in the user cache folder."""
+    folder = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache_root()
+    return folder / f"decoded-{key}.npz"
 
 
-def _writable(folder: Path) -> bool:
-    """Writable by its permission bits too: root passes ``os.access`` even on a folder marked
-    read-only (a shared dataset), which must still not be written into."""
+def _find_cache(cfg: DataConfig, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    path = cache_file(cfg, key)
+    if not path.is_file():
+        return None
     try:
-        mode = folder.stat().st_mode
-        read_only_mount = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK) and bool(mode & 0o222) and not read_only_mount
+        with np.load(path, allow_pickle=False) as data:
+            images, masks = data["images"], data["masks"]
+    except (OSError, ValueError, KeyError):
+        log.warning("%s: unreadable cache file, decoding again", path)
+        return None
+    log.info("decoded images from cache %s", path)
+    return images, masks
 
 
-def _find_cache(root: Path, cfg: DataConfig, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    for folder in _cache_dirs(root, cfg):
-        path = folder / f"decoded-{key}.npz"
-        if not path.is_file():
-            continue
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                images, masks = data["images"], data["masks"]
-        except (OSError, ValueError, KeyError):
-            log.warning("%s: unreadable cache file, decoding again", path)
-            continue
-        log.info("decoded images from cache %s", path)
-        return images, masks
-    return None
-
-
-def _write_cache(root: Path, cfg: DataConfig, key: str, images: np.ndarray,
-                 masks: np.ndarray) -> None:
-    for folder in _cache_dirs(root, cfg):
-        path = folder / f"decoded-{key}.npz"
-        tmp = folder / f".decoded-{key}.{os.getpid()}.tmp.npz"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            np.savez(tmp, images=images, masks=masks)
-            tmp.replace(path)           # atomic: parallel trials never read half a file
-            log.info("cached decoded images in %s", path)
-            return
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            log.debug("cannot write cache in %s: %s", folder, err)
-    log.warning("no writable cache folder; decoded images are not cached")
+def _write_cache(cfg: DataConfig, key: str, images: np.ndarray, masks: np.ndarray) -> None:
+    path = cache_file(cfg, key)
+    tmp = path.with_name(f".decoded-{key}.{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, images=images, masks=masks)
+        tmp.replace(path)           # atomic: parallel trials never read half a file
+        log.info("cached decoded images in %s", path)
+    except OSError as err:
+        with contextlib.suppress(OSError):  # e.g. the folder could not be made
+            tmp.unlink()
+        log.warning("cannot write the decoded-image cache in %s (%s); set data.cache_dir or "
+                    "data.cache=false", path.parent, err)

@@ -1,5 +1,5 @@
-"""Decoded-tensor cache: reused when current, rebuilt when files or settings change, and never
-written into a read-only dataset folder."""
+"""Decoded-tensor cache: reused when current, rebuilt when files or settings change, kept in the
+user cache folder and never written into a dataset folder unless ``data.cache_dir`` says so."""
 
 from __future__ import annotations
 
@@ -46,25 +46,41 @@ def test_cache_key_follows_files_and_settings(tmp_path, change):
         assert ds.images[ds.names.index("benign/benign (1).png")].min() <= 12
 
 
-def test_default_cache_lives_in_a_writable_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
-    root = build_busi(tmp_path / "ds")
-    load_dataset(make_cfg(cache=True), root)
-    assert len(list((root / ".busray_cache").glob("decoded-*.npz"))) == 1
-    assert not (tmp_path / "user").exists()
-    assert len(load_dataset(make_cfg(cache=True), root)) == 6    # cache folder is not data
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-def test_read_only_root_uses_the_user_cache(tmp_path, monkeypatch):
+@pytest.mark.parametrize("read_only", [False, True])
+def test_default_cache_is_the_user_cache_not_the_dataset(tmp_path, monkeypatch, read_only):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
     root = build_busi(tmp_path / "ds")
-    root.chmod(0o555)                          # as the shared dataset is (even for root)
+    before = _tree(root)
+    if read_only:
+        root.chmod(0o555)                      # as the shared dataset is (even for root)
     try:
         load_dataset(make_cfg(cache=True), root)
+        _no_decoding(monkeypatch)
+        assert len(load_dataset(make_cfg(cache=True), root)) == 6
     finally:
         root.chmod(0o755)
-    assert not (root / ".busray_cache").exists()
+    assert _tree(root) == before               # nothing written into the dataset folder
     assert len(list((tmp_path / "user" / "busray").glob("decoded-*.npz"))) == 1
+
+
+def test_cache_dir_inside_the_dataset_when_asked(tmp_path):
+    root = build_busi(tmp_path / "ds")
+    cfg = make_cfg(cache=True, cache_dir=str(root / ".cache"))
+    load_dataset(cfg, root)
+    assert len(list((root / ".cache").glob("decoded-*.npz"))) == 1
+    assert len(load_dataset(cfg, root)) == 6     # the cache folder is not read as data
+
+
+def test_unwritable_cache_folder_warns_and_still_loads(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    ds = load_dataset(make_cfg(cache=True, cache_dir=str(blocker / "cache")), build_busi(tmp_path / "ds"))
+    assert len(ds) == 6
+    assert "cannot write the decoded-image cache" in caplog.text
 
 
 def test_corrupt_cache_is_ignored(tmp_path):
