@@ -11,16 +11,15 @@ Typical use (what ``busray.training`` does)::
 No Ray here: the Ray layer wraps this unchanged.
 """
 
-from busray.data.augment import augment_batch
 from busray.data.config import AugmentConfig, DataConfig
-from busray.data.dedup import near_duplicate_groups, phash
 from busray.data.errors import DataError
-from busray.data.imageset import ImageSet
-from busray.data.loader import load_dataset
-from busray.data.readers import BUSI_CLASSES, WHU_CLASSES
-from busray.data.split import Split, load_split
-from busray.data.stratify import kfold_splits, make_split
-from busray.data.synth import synthesize
+from busray.lazy import lazy_exports
+
+# torch/PIL load on first use of these (busray/lazy.py says why)
+__getattr__ = lazy_exports(__name__, {
+    "augment_batch": "augment", "near_duplicate_groups": "dedup", "phash": "dedup", "ImageSet": "imageset",
+    "load_dataset": "loader", "BUSI_CLASSES": "readers", "WHU_CLASSES": "readers", "Split": "split",
+    "load_split": "split", "kfold_splits": "stratify", "make_split": "stratify", "synthesize": "synth"})
 
 __all__ = [
     "AugmentConfig", "BUSI_CLASSES", "DataConfig", "DataError", "ImageSet", "Split",

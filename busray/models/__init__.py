@@ -5,9 +5,12 @@ Depends only on torch, timm and ``busray.configtools``. Entry points: ``ModelCon
 ``param_groups_summary(model)`` for logging parameter counts per module group.
 """
 
+from busray.lazy import lazy_exports
 from busray.models.config import LEVELS, ModelConfig
-from busray.models.net import (DIAGNOSTIC_KEYS, PARAM_GROUPS, ModelOutput, MultiTaskNet, create_model,
-                               param_groups_summary)
+
+# torch/timm load on first use of these (busray/lazy.py says why)
+__getattr__ = lazy_exports(__name__, {name: "net" for name in (
+    "DIAGNOSTIC_KEYS", "PARAM_GROUPS", "ModelOutput", "MultiTaskNet", "create_model", "param_groups_summary")})
 
 __all__ = ["LEVELS", "DIAGNOSTIC_KEYS", "PARAM_GROUPS", "ModelConfig", "ModelOutput", "MultiTaskNet",
            "create_model", "param_groups_summary"]
