@@ -47,9 +47,19 @@ def _register_data(sub) -> None:
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_data_synth)
-    p = dsub.add_parser("inspect", help="decode a dataset, split it and report counts and near-duplicates")
+    p = dsub.add_parser(
+        "inspect", help="decode a dataset, split it and summarise classes, near-duplicates, sizes",
+        description="Decode a dataset with the data.* settings, split it as training would, and "
+                    "print per-split class counts, near-duplicate groups (and how many straddle "
+                    "splits), original image sizes and lesion-mask coverage.",
+        epilog="examples:\n  busray data inspect data/Dataset_BUSI_with_GT\n"
+               "  busray data inspect my_data --set data.split_seed=1\n"
+               "  busray data inspect my_data --json > split.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     _config_args(p)
-    p.add_argument("data", help="dataset folder")
+    p.add_argument("data", metavar="DATASET", help="dataset folder or CSV manifest (sets data.root)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary and the full split (every image name per split) as JSON")
     p.set_defaults(handler=cmd_data_inspect)
 
 
@@ -75,12 +85,16 @@ def cmd_data_synth(args) -> int:
 
 def cmd_data_inspect(args) -> int:
     from busray.data import load_dataset, make_split
+    from busray.data.summary import render_summary, summarize
 
     cfg = _load(args, [f"data.root={args.data}"])
     ds = load_dataset(cfg.data)
     split = make_split(ds, cfg.data)
-    print(ds.summary())
-    print(split.summary() if hasattr(split, "summary") else split)
+    summary = summarize(ds, split)
+    if args.json:
+        print(json.dumps({"summary": summary.to_json(), "split": split.to_json(ds)}, indent=1))
+    else:
+        print(render_summary(summary))
     return 0
 
 
