@@ -1,9 +1,11 @@
 """``busray ablate``: every (variant, replicate) of an ablation file as one run on the sweep machinery.
 
 The runs go through :func:`busray.sweep.run_configs` — the same Tune trainable, Ray Train workers, GPU
-packing and results-store recording as sweeps — with the variant name and seed in each row. A re-run
-(with more seeds, say) skips every run already recorded as completed, so an ablation grows instead of
-restarting. With ``cv_folds = k`` the driver makes the k folds once (fixed test split, k-fold on
+packing and results-store recording as sweeps — with the variant name and seed in each row. Like a
+sweep, an ablation that already exists in the storage is refused unless ``resume`` is set (so two
+experiments are never mixed by accident); ``resume`` finishes or grows it (``--seeds 5`` after
+``--seeds 3``): every (variant, replicate) already recorded as completed is skipped, the others run.
+With ``cv_folds = k`` the driver makes the k folds once (fixed test split, k-fold on
 train+val), saves them under ``<storage>/<name>/splits/`` and points each run's ``data.split_file`` at
 its fold; replicate i is fold i.
 """
@@ -36,9 +38,10 @@ class AblationOutcome:
 
 def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
                  seeds: int | None = None, resume: bool = False, progress: bool = True) -> AblationOutcome:
-    """Run every missing (variant, replicate) of the ablation file; returns what the store holds.
+    """Run every (variant, replicate) of the ablation file; returns what the store holds.
 
-    ``resume`` is accepted for symmetry with sweeps: an ablation always skips completed runs.
+    ``resume``: the ablation may already exist; runs recorded as completed are skipped. Without it an
+    existing ablation of this name in ``storage`` is a ``ConfigError`` that says to pass ``--resume``.
     """
     from busray.sweep import run_configs
 
@@ -46,7 +49,7 @@ def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: 
     storage = str(Path(storage or spec.storage or DEFAULT_STORAGE).expanduser().resolve())
     fold_files = make_folds(spec, storage) if spec.cv_folds > 1 else {}
     runs = planned_runs(spec, fold_files)
-    out = run_configs(spec.name, runs, resources=spec.resources, storage=storage, resume=True,
+    out = run_configs(spec.name, runs, resources=spec.resources, storage=storage, resume=resume,
                       max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress)
     return AblationOutcome(name=spec.name, storage=storage, planned=len(runs), counts=out.counts,
                            sweep_id=out.sweep_id)

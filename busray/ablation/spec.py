@@ -22,13 +22,19 @@ Variants are config switches on the one model (``model.hmsf``, ``model.tim_level
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from busray.config import config_from_dict
-from busray.configtools import ConfigError, apply_overrides, apply_values, from_dict, load_yaml, option
+import yaml
+
+from busray.config import Config, config_from_dict
+from busray.configtools import (ConfigError, apply_overrides, apply_values, flatten, from_dict, load_yaml,
+                                option)
 from busray.sweep.spec import ResourcesSpec
+
+RUN_GROUPS = tuple(f.name for f in dataclasses.fields(Config))  # model, loss, data, train
 
 
 @dataclass
@@ -89,12 +95,28 @@ def load_ablation_spec(path: str | Path, overrides: Iterable[str] = (), seeds: i
     if seeds is not None:
         raw["seeds"] = seeds
     try:
+        check_run_keys_under_base(raw, AblationSpec)
         spec = from_dict(AblationSpec, raw)
         for variant in spec.variants:
             variant_config(spec, variant, spec.seed_list()[0])
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return spec
+
+
+def check_run_keys_under_base(raw: dict, spec_cls: type) -> None:
+    """A run-config group (``train``, ``model``, ...) at the top of a sweep or ablation file — usually
+    ``--set train.epochs=1`` meant as ``--set base.train.epochs=1`` — is an error that names the fix."""
+    fields = {f.name for f in dataclasses.fields(spec_cls)}
+    for group in RUN_GROUPS:
+        if group in raw and group not in fields:
+            key, value = next(iter(flatten({group: raw[group]}).items()), (group, "..."))
+            raise ConfigError(f"unknown config key '{key}': run settings go under 'base', "
+                              f"e.g. --set base.{key}={_yaml_value(value)}")
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def variant_config(spec: AblationSpec, variant: str, seed: int) -> dict:

@@ -1,4 +1,4 @@
-"""End to end on real local Ray: a 2-variant x 2-seed ablation (tiny encoder, synthetic data), its re-run,
+"""End to end on real local Ray: a 2-variant x 2-seed ablation (tiny encoder, synthetic data), its resume,
 and the report in every format with every figure, built only from the store and the run folders."""
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def test_every_variant_and_seed_is_one_row(ablation_store):
     assert runs["test/seg/iou"].notna().all()
 
 
-def test_rerun_skips_completed_runs_and_adds_new_seeds(ablation_store):
+def test_resume_skips_completed_runs(ablation_store):
     spec, storage, _ = ablation_store
-    again = run_ablation(spec, storage=str(storage), progress=False)
+    again = run_ablation(spec, storage=str(storage), resume=True, progress=False)
     assert again.counts.get("completed") == 4
     assert len(ResultsStore(storage).runs(sweep="mini")) == 4  # nothing re-run or re-recorded
 

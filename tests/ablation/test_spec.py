@@ -1,0 +1,54 @@
+"""Ablation files: run settings outside ``base`` name the ``base.`` key; an existing ablation needs
+``--resume`` (no Ray is started to find that out)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from busray.ablation import load_ablation_spec, run_ablation
+from busray.configtools import ConfigError
+from busray.sweep.state import open_sweep
+
+SPEC = {"kind": "ablation", "name": "mini", "base": {"train": {"epochs": 2}},
+        "variants": {"baseline": {"model.hmsf": False}, "full": {}}}
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("train.epochs=1", "'train.epochs': run settings go under 'base', e.g. --set base.train.epochs=1"),
+    ("model.hmsf=false", "e.g. --set base.model.hmsf=false"),
+    ("data.split_fractions=[0.8,0.1,0.1]", "e.g. --set base.data.split_fractions=[0.8, 0.1, 0.1]"),
+    ("loss.w_seg=0.3", "e.g. --set base.loss.w_seg=0.3"),
+    ("trian.epochs=1", "unknown config key 'trian' (known: base, baseline"),
+])
+def test_misplaced_run_key_names_the_base_key(spec_file, override, hint):
+    with pytest.raises(ConfigError) as err:
+        load_ablation_spec(spec_file, [override])
+    assert str(err.value).startswith(f"{spec_file}: unknown config key")
+    assert hint in str(err.value)
+
+
+def test_run_settings_at_the_top_of_the_file_name_base_too(tmp_path):
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "train": {"epochs": 3}}))
+    with pytest.raises(ConfigError, match=r"e\.g\. --set base\.train\.epochs=3"):
+        load_ablation_spec(path)
+
+
+def test_base_key_override_applies(spec_file):
+    spec = load_ablation_spec(spec_file, ["base.train.epochs=1"])
+    assert spec.base["train"]["epochs"] == 1
+
+
+def test_existing_ablation_needs_resume(spec_file, tmp_path):
+    storage = tmp_path / "store"
+    open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation")
+    with pytest.raises(ConfigError, match="ablation 'mini' already exists .*--resume"):
+        run_ablation(spec_file, storage=str(storage), progress=False)
