@@ -12,6 +12,7 @@ This module has no dependency beyond PyYAML so every layer (models included) can
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from busray import safeyaml
 from busray.atomic import atomic_write
 
 T = TypeVar("T")
@@ -117,6 +119,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -131,6 +135,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return "on" if value else "off"
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
+        if "\0" in str(value):
+            raise ConfigError(f"{key}: contains a NUL character")
         return str(value)
     return value
 
@@ -163,8 +169,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safeyaml.loads(raw) if raw.strip() else ""
+    except safeyaml.YamlLimitError:
         value = raw
     return key.split("."), _number_or_same(value)
 
@@ -216,16 +222,19 @@ def _deepcopy_dict(d: dict) -> dict:
 
 
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a missing or malformed file is a one-line ConfigError naming it."""
+    """Read a YAML mapping; a missing, unreadable, malformed or oversized file (an alias bomb, deep
+    nesting, not UTF-8: see :mod:`busray.safeyaml`) is a one-line ConfigError naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML") from None
+        data = safeyaml.load_file(path)
+    except safeyaml.YamlLimitError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

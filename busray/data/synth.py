@@ -20,6 +20,9 @@ Each image is drawn from its own ``SeedSequence`` child of ``seed``, so output i
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,30 +34,67 @@ from busray.data.readers import BUSI_CLASSES, SYNTH_MARKER
 
 BUSI_RATIO = (133 / 780, 437 / 780, 210 / 780)    # class proportions of the real BUSI
 DYNAMIC_RANGE_DB = 30.0                             # displayed range of the log-compressed echo
+MIN_SIZE, MAX_SIZE = 32, 4096                       # image side: lesions need room; memory bounded
 
 
 def synthesize(out_dir: str | Path, n: int = 120, size: int = 128, seed: int = 0,
                class_ratio: tuple[float, float, float] = BUSI_RATIO) -> Path:
     """Write ``n`` images of ``size x size`` in the BUSI layout under ``out_dir``; return it.
 
-    ``class_ratio`` gives the (normal, benign, malignant) proportions (default: BUSI's). A folder
-    from an earlier run is overwritten; any other non-empty folder is refused.
+    ``class_ratio`` gives the (normal, benign, malignant) proportions (default: BUSI's). The images
+    are written to a temp folder beside ``out_dir`` that is renamed into place at the end, so a
+    failure (full disk, Ctrl-C) leaves no half-written dataset. A folder from an earlier run is
+    replaced; any other non-empty folder (or a file) is refused.
     """
     out = Path(out_dir)
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise DataError(f"{out}: image size {size} is outside [{MIN_SIZE}, {MAX_SIZE}]")
     counts = class_counts(n, class_ratio)
-    _prepare(out)
-    seeds = np.random.SeedSequence(seed).spawn(n)
+    _check_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _write_images(tmp, counts, size, np.random.SeedSequence(seed).spawn(n))
+        info = {"generator": "busray.data.synth", "n": n, "size": size, "seed": seed,
+                "class_ratio": list(class_ratio), "counts": dict(zip(BUSI_CLASSES, counts))}
+        (tmp / SYNTH_MARKER).write_text(json.dumps(info, indent=1))
+        _swap_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_images(folder: Path, counts: list[int], size: int, seeds: list) -> None:
     index = 0
     for cls, count in zip(BUSI_CLASSES, counts):
+        (folder / cls).mkdir()
         for k in range(count):
             image, mask = render(cls, size, np.random.default_rng(seeds[index]))
             index += 1
-            Image.fromarray(image).save(out / cls / f"{cls} ({k + 1}).png")
-            Image.fromarray(mask * np.uint8(255)).save(out / cls / f"{cls} ({k + 1})_mask.png")
-    info = {"generator": "busray.data.synth", "n": n, "size": size, "seed": seed,
-            "class_ratio": list(class_ratio), "counts": dict(zip(BUSI_CLASSES, counts))}
-    (out / SYNTH_MARKER).write_text(json.dumps(info, indent=1))
-    return out
+            Image.fromarray(image).save(folder / cls / f"{cls} ({k + 1}).png")
+            Image.fromarray(mask * np.uint8(255)).save(folder / cls / f"{cls} ({k + 1})_mask.png")
+
+
+def _check_target(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / SYNTH_MARKER).is_file():
+        raise DataError(f"{out}: folder is not empty and not a synthetic dataset; not overwriting")
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` to ``out``; an earlier synthetic ``out`` is moved aside first."""
+    if out.is_dir() and any(out.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def class_counts(n: int, ratio) -> list[int]:
@@ -70,15 +110,6 @@ def class_counts(n: int, ratio) -> list[int]:
     while counts.sum() > n:
         counts[np.argmax(counts)] -= 1
     return counts.tolist()
-
-
-def _prepare(out: Path) -> None:
-    if out.exists() and any(out.iterdir()) and not (out / SYNTH_MARKER).is_file():
-        raise DataError(f"{out}: folder is not empty and not a synthetic dataset; not overwriting")
-    for cls in BUSI_CLASSES:
-        (out / cls).mkdir(parents=True, exist_ok=True)
-        for old in (out / cls).glob("*.png"):
-            old.unlink()
 
 
 def render(cls: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -2,20 +2,30 @@
 
 A checkpoint holds only tensors and plain Python values (no pickled classes), so it loads with
 ``torch.load(..., weights_only=True)`` — safe for files from elsewhere. ``last.pt`` is rewritten every
-epoch (resume point); ``best.pt`` whenever the monitored validation metric improves.
+epoch (resume point); ``best.pt`` whenever the monitored validation metric improves. Saving goes
+through :func:`busray.atomic.atomic_write`, so a full disk never leaves a truncated checkpoint or a
+temp file behind; loading checks the structure (a mapping with ``model`` weights and a ``config``
+mapping) and names the file in a one-line :class:`CheckpointError` when it is anything else.
 """
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from busray.atomic import atomic_write
+
 LAST = "last.pt"
 BEST = "best.pt"
+REQUIRED = {"model": "the weights", "config": "the resolved config"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; ``str(err)`` is one line naming the file."""
 
 
 @dataclass
@@ -41,19 +51,37 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict, state: TrainingS
         payload["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         payload["scheduler"] = scheduler.state_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint file (or a run folder / checkpoints folder holding best.pt or last.pt)."""
     path = resolve_checkpoint(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt or foreign file: one clear line
-        raise ValueError(f"{path}: not a readable busray checkpoint ({type(err).__name__})") from None
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise CheckpointError(f"{path}: out of memory loading the checkpoint") from None
+    except Exception as err:  # corrupt, truncated or foreign file (torch raises many types): one line
+        raise CheckpointError(f"{path}: not a readable busray checkpoint ({type(err).__name__})") from None
+    check_payload(payload, path)
+    return payload
+
+
+def check_payload(payload, path: str | Path) -> None:
+    """Refuse anything but a busray checkpoint: a bare tensor, a plain state dict, missing keys."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a busray checkpoint (holds a {type(payload).__name__}, "
+                              f"expected a mapping with {', '.join(REQUIRED)})")
+    for key, what in REQUIRED.items():
+        if key not in payload:
+            raise CheckpointError(f"{path}: not a busray checkpoint (no '{key}' entry with {what})")
+    model = payload["model"]
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CheckpointError(f"{path}: 'model' entry is not a state dict of tensors")
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path}: 'config' entry is not a mapping")
 
 
 def resolve_checkpoint(path: str | Path, prefer: str = BEST) -> Path:
@@ -69,6 +97,8 @@ def resolve_checkpoint(path: str | Path, prefer: str = BEST) -> Path:
 
 
 def restore_training_state(payload: dict, model: nn.Module, optimizer=None, scheduler=None) -> TrainingState:
+    if not isinstance(payload.get("state"), dict):
+        raise CheckpointError("checkpoint has no training state (only last.pt can be resumed from)")
     model.load_state_dict(payload["model"])
     if optimizer is not None and "optimizer" in payload:
         optimizer.load_state_dict(payload["optimizer"])
