@@ -26,6 +26,9 @@ from busray.training.epoch import StepContext, evaluate
 from busray.atomic import atomic_write
 from busray.training.setup import resolve_device
 
+#: Predicted masks are ``<stem>.pred_mask.png``: never BUSI's ground-truth naming ``<stem>_mask.png``.
+MASK_SUFFIX = ".pred_mask.png"
+
 
 
 def load_trained(path: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Config, torch.device]:
@@ -72,7 +75,7 @@ def evaluate_checkpoint(path: str | Path, data_root: str | None = None, split_na
 @torch.inference_mode()
 def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Path,
                    device: str = "auto") -> Path:
-    """Write ``<stem>_mask.png`` per image and ``predictions.csv`` (class, probabilities, UPA weights).
+    """Write ``<stem>.pred_mask.png`` per image and ``predictions.csv`` (class, probabilities, UPA weights).
 
     The per-level UPA weights are a per-image uncertainty signal: a low omega_seg means the model chose
     to rely on its base decoder features rather than the task-interaction-enhanced ones.
@@ -89,10 +92,16 @@ def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Pa
         result = model(to_model_input(x, cfg.model.in_chans, model.input_mean, model.input_std))
         prob = torch.sigmoid(result.seg[0, 0]).cpu().numpy()
         mask = _back_to_original(prob > 0.5, gray.shape, cfg.data.resize_mode)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{Path(image_path).stem}_mask.png")
+        atomic_write(out / f"{Path(image_path).stem}{MASK_SUFFIX}", _png_bytes(mask))
         rows.append(_prediction_row(image_path, result, class_names))
     _write_csv(out / "predictions.csv", rows)
     return out / "predictions.csv"
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _default_classes(n: int) -> tuple[str, ...]:
