@@ -41,8 +41,8 @@ BEST = "best.pt"
 LAST = "last.pt"
 TENSORBOARD = "tb"
 
-#: Decoder levels D1..D4 and the per-level diagnostics the model reports (paper Fig. 3).
-LEVELS = ("D1", "D2", "D3", "D4")
+#: Decoder levels D1..D4 (numbered 1..4) and the per-level diagnostics the model reports (paper Fig. 3).
+LEVELS = (1, 2, 3, 4)
 DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 #: Fixed columns of the per-image table; ``prob_<class>`` and ``<diagnostic>_<level 1..4>`` follow.
 PER_IMAGE_COLUMNS = ("name", "label", "pred", "has_lesion", "seg/iou", "seg/dice", "correct")
@@ -51,7 +51,7 @@ STATUSES = ("completed", "failed", "stopped_early", "running")
 
 
 def diagnostic_columns() -> list[str]:
-    return [f"{key}_{level}" for key in DIAGNOSTIC_KEYS for level in range(1, len(LEVELS) + 1)]
+    return [f"{key}_{level}" for key in DIAGNOSTIC_KEYS for level in LEVELS]
 
 
 def utc_now() -> str:

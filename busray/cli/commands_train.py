@@ -111,7 +111,7 @@ def cmd_train(args) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"status: {result.status}" + (f" ({result.error})" if result.error else ""))
     if result.test:
-        print(format_metrics({"val": result.best_val, "test": result.test}))
+        print(format_metrics({"val": result.val, "test": result.test}))
     return 0 if result.status == "completed" else 1
 
 

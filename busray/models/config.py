@@ -7,7 +7,9 @@ stream per level. Every module has a switch so the ablations of Table 2 (and the
 vs multi-level and encoder-only claims) are plain config overrides; a switched-off module is not built.
 
 Values the paper leaves open (dropout rates, UPA's normalisation at inference, which layers are
-"early") are options here, with the choice documented in the help text.
+"early", which encoder activations are tapped) are options here, with the choice documented in the
+help text. ``upa_norm`` defaults to ``running`` so that evaluation does not depend on batching
+(docs/SCIENCE.md); training is the paper's batch-mean normalisation either way.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from busray.configtools import ConfigError, option
-
-LEVELS = (1, 2, 3, 4)
-"""Decoder levels D1..D4 (D1 is the coarsest, stride 16; D4 the finest, stride 2)."""
+# Decoder levels D1..D4 (D1 is the coarsest, stride 16; D4 the finest, stride 2), named once for the
+# model and the run folder.
+from busray.runfolder import LEVELS
 
 
 @dataclass
@@ -28,8 +30,18 @@ class ModelConfig:
         "'efficientnet_b0' for speed, 'test_efficientnet' in tests)")
     weights: str = option(
         "imagenet",
-        "encoder weights: 'imagenet' (timm/Hugging Face download or local cache; fails fast offline), "
-        "'none' (random init), or a path to a .pth/.pt/.bin/.safetensors state dict (works offline)")
+        "encoder weights: 'imagenet' (plain ImageNet-1k weights: timm's aa_in1k tag for the tf_ "
+        "EfficientNets, the default tag otherwise; Hugging Face download or local cache, fails fast "
+        "offline), 'noisy_student' (the ns_jft_in1k tag: ImageNet + 300M JFT images), 'none' "
+        "(random init), a .pth/.pt/.bin/.safetensors state dict (offline; tensor names may differ from "
+        "timm's, then they are mapped by order with a full shape check), or "
+        "'package:MODULE/path/in/package.pth' for such a file inside an installed Python package")
+    encoder_taps: str = option(
+        "blocks",
+        "which encoder features feed the decoder and heads: 'blocks' (timm's stage outputs, B4: "
+        "24/32/56/160/448 channels) or 'expansion' (the authors' code: the expansion activation of the "
+        "first block of the next stage at strides 2..16 and the 1x1 head conv at stride 32, B4: "
+        "144/192/336/960/1792)", choices=("blocks", "expansion"))
     in_chans: int = option(3, "input channels (grayscale ultrasound is repeated to this many)",
                            range=(1, None))
     num_classes: int = option(3, "classes of the classification head (BUSI: normal/benign/malignant; "
@@ -58,10 +70,12 @@ class ModelConfig:
     tim_clf2seg: bool = option(True, "TIM's clf->seg direction: multiplicative modulation (Eq. 3-5)")
     upa: bool = option(True, "uncertainty proxy attention after each TIM (Eq. 6-8); needs tim")
     upa_norm: str = option(
-        "batch",
-        "how UPA normalises the variance proxies, u~ = u / (u_bar + eps): 'batch' (u_bar = batch mean, "
-        "as the paper; degenerate for a batch of one) or 'running' (training uses the batch mean and "
-        "tracks a running mean like BatchNorm; evaluation divides by the running mean)",
+        "running",
+        "how UPA normalises the variance proxies, u~ = u / (u_bar + eps). 'running' (default): training "
+        "divides by the batch mean (the authors' code) and tracks a running mean like BatchNorm; evaluation "
+        "divides by the running mean, so a split's metrics do not depend on batch size or order. "
+        "'batch': u_bar is the batch mean in evaluation too (the authors' code; "
+        "predictions then depend on which images share a batch, degenerate for a batch of one)",
         choices=("batch", "running"))
     upa_momentum: float = option(0.1, "running-mean momentum of upa_norm='running'", range=(0.0, 1.0))
     upa_hidden: int = option(32, "hidden width of UPA's weight MLP (paper: MLP_32)", range=(1, None))
@@ -81,7 +95,7 @@ class ModelConfig:
             raise ConfigError(f"decoder_channels: needs {len(LEVELS)} widths (D1..D4), "
                               f"got {len(self.decoder_channels)}")
         if not self.weights.strip():
-            raise ConfigError("weights: empty; use 'none', 'imagenet' or a file path")
+            raise ConfigError("weights: empty; use 'none', 'imagenet', 'noisy_student' or a file path")
         if self.tim:
             if not self.tim_levels:
                 raise ConfigError("tim_levels: empty while tim=true; list levels from 1..4 or set tim=false")

@@ -24,6 +24,7 @@ from torch import nn
 
 from busray.configtools import validate
 from busray.models.config import LEVELS, ModelConfig
+from busray.runfolder import DIAGNOSTIC_KEYS  # the run folder names the diagnostics it stores
 from busray.models.decoder import DecoderBlock
 from busray.models.encoder import Encoder
 from busray.models.heads import (CLF_ENCODER_TAPS, LEVEL_SOURCE_TAP, ClassificationHead, LevelClfInit,
@@ -32,7 +33,6 @@ from busray.models.hmsf import HMSF
 from busray.models.tim import TaskInteraction
 from busray.models.upa import UncertaintyProxyAttention
 
-DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 
 SKIP_TAP = {1: 3, 2: 2, 3: 1, 4: 0}
 """Decoder level -> encoder tap on its skip connection (D1 at stride 16 ... D4 at stride 2)."""

@@ -13,77 +13,90 @@ decision without extra communication; only the main rank (``reporter.is_main()``
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from busray.atomic import atomic_write
 from busray.config import Config, config_to_dict, save_config
+from busray.objective import Objective
+from busray.runfolder import BEST, LAST, RunFolder, RunOutcome, best_val
 from busray.training.batches import epoch_batches
-from busray.training.checkpoint import BEST, LAST, TrainingState, load_checkpoint, restore_training_state, \
-    save_checkpoint
+from busray.training.checkpoint import TrainingState, load_checkpoint, restore_training_state, save_checkpoint
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
 from busray.training.reporter import NullReporter, Reporter
-from busray.training.run_folder import write_history, write_json
 from busray.training.setup import TrainingSetup, build_setup, finish_with_test
 from busray.training.tensorboard import TensorBoardLogger
 
-
-@dataclass
-class FitResult:
-    status: str  # completed | failed
-    error: str | None = None
-    best_epoch: int = 0
-    epochs_run: int = 0
-    early_stopped: bool = False
-    best_val: dict = field(default_factory=dict)
-    test: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
-    run_dir: str | None = None
-    wall_time_s: float = 0.0
-    device: str = "cpu"
-    dataset: str = ""
-    split_hash: str = ""
+#: ``fit`` returns the run folder's outcome record itself (one type, see busray/runfolder.py).
+FitResult = RunOutcome
 
 
-def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | None = None) -> FitResult:
-    """Train ``cfg`` to completion (or early stop / failure) and return what happened."""
+def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | None = None,
+        tb_dir: str | Path | None = None) -> RunOutcome:
+    """Train ``cfg`` to completion (or early stop / failure) and return what happened.
+
+    The run folder says what is going on at every moment: ``metrics.json`` holds status ``running``
+    from the start, then the final outcome. A non-finite loss ends the run as ``failed`` (returned);
+    any other exception is recorded as ``failed`` with its message and re-raised. ``tb_dir`` puts the
+    TensorBoard events elsewhere than ``<run>/tb`` (a sweep gathers its trials under one log dir).
+    """
     reporter = reporter or NullReporter()
     start = time.time()
-    main = reporter.is_main()
-    run_path = _prepare_run_dir(cfg, run_dir, main)
-    setup = build_setup(cfg, run_path if main else None)
-    result = FitResult(status="completed", run_dir=str(run_path) if run_path else None,
-                       device=setup.device_name, dataset=setup.dataset_name, split_hash=setup.split_hash)
-    state, resumed = _resume_if_asked(setup, reporter)
-    tb = TensorBoardLogger(run_path / "tb" if main else None)
+    folder = _prepare_run_dir(cfg, run_dir, reporter.is_main())
+    outcome = RunOutcome(run_dir=str(folder.path) if folder else None)
     try:
-        _train_epochs(cfg, setup, state, reporter, tb, resumed, result)
+        _fit_into(cfg, reporter, folder, outcome, tb_dir)
+    except Exception as err:
+        _finish(folder, outcome, start, "failed", f"{type(err).__name__}: {err}".splitlines()[0])
+        raise
+    except KeyboardInterrupt:
+        _finish(folder, outcome, start, "failed", "interrupted")
+        raise
+    return _finish(folder, outcome, start, outcome.status, outcome.error)
+
+
+def _fit_into(cfg: Config, reporter: Reporter, folder: RunFolder | None, outcome: RunOutcome,
+              tb_dir) -> None:
+    setup = build_setup(cfg, folder.path if folder else None)
+    outcome.device, outcome.dataset, outcome.split_hash = setup.device_name, setup.dataset_name, setup.split_hash
+    if folder:
+        folder.write_outcome(outcome)
+    state, resumed = _resume_if_asked(setup, reporter)
+    tb = TensorBoardLogger(Path(tb_dir or folder.tensorboard) if folder else None)
+    try:
+        outcome.early_stopped = _train_epochs(cfg, setup, state, reporter, tb, resumed)
+        outcome.status = "completed"
     except NonFiniteLoss as err:
-        result.status, result.error = "failed", str(err)
-    result.history = state.history
-    result.best_epoch, result.epochs_run = state.best_epoch, state.epoch
-    result.best_val = _best_row(state)
-    if main and result.status == "completed":
-        result.test = finish_with_test(setup, run_path, state)
-    tb.close()
-    result.wall_time_s = time.time() - start
-    if main:
-        _write_metrics(run_path, result)
-    return result
+        outcome.status, outcome.error = "failed", str(err)
+    finally:
+        tb.close()
+    outcome.history = state.history
+    outcome.best_epoch, outcome.epochs_run = state.best_epoch, state.epoch
+    outcome.val = best_val(state.history, state.best_epoch)
+    if folder and outcome.status == "completed":
+        outcome.test = finish_with_test(setup, folder.path, state)
 
 
-def _prepare_run_dir(cfg: Config, run_dir, main: bool) -> Path | None:
+def _finish(folder: RunFolder | None, outcome: RunOutcome, start: float, status: str,
+            error: str | None) -> RunOutcome:
+    outcome.wall_time_s = time.time() - start
+    outcome.finish(status, error)
+    if folder:
+        folder.write_outcome(outcome)
+    return outcome
+
+
+def _prepare_run_dir(cfg: Config, run_dir, main: bool) -> RunFolder | None:
     if not main:
         return None
-    path = Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(cfg, path / "config.yaml")
-    return path
+    folder = RunFolder(Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    folder.checkpoints.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder.config)
+    return folder
 
 
 def _resume_if_asked(setup: TrainingSetup, reporter: Reporter) -> tuple[TrainingState, bool]:
@@ -92,22 +105,24 @@ def _resume_if_asked(setup: TrainingSetup, reporter: Reporter) -> tuple[Training
         return TrainingState(), False
     payload = load_checkpoint(Path(ckpt_dir) / LAST, map_location=setup.device)
     state = restore_training_state(payload, setup.raw_model, setup.ctx.optimizer, setup.scheduler)
-    if setup.run_dir is not None and (Path(ckpt_dir) / BEST).is_file() and \
-            Path(ckpt_dir).resolve() != (setup.run_dir / "checkpoints").resolve():
-        (setup.run_dir / "checkpoints" / BEST).write_bytes((Path(ckpt_dir) / BEST).read_bytes())
+    own = RunFolder(setup.run_dir).checkpoints if setup.run_dir is not None else None
+    if own is not None and (Path(ckpt_dir) / BEST).is_file() and Path(ckpt_dir).resolve() != own.resolve():
+        atomic_write(own / BEST, (Path(ckpt_dir) / BEST).read_bytes())
     return state, True
 
 
 def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, reporter: Reporter,
-                  tb: TensorBoardLogger, resumed: bool, result: FitResult) -> None:
+                  tb: TensorBoardLogger, resumed: bool) -> bool:
+    """Run the remaining epochs; True when early stopping ended them."""
     tcfg = cfg.train
+    objective = Objective.parse(f"{tcfg.monitor}:{tcfg.monitor_mode}", "train.monitor")
     bar = tqdm(total=tcfg.epochs, initial=state.epoch, desc="epochs", unit="ep", dynamic_ncols=True,
                disable=not (tcfg.progress and setup.run_dir is not None))
     for epoch in range(state.epoch + 1, tcfg.epochs + 1):
         if tcfg.debug_crash_at_epoch == epoch and not resumed:
             os._exit(17)  # test-only: a worker dying mid-trial (see TrainConfig.debug_crash_at_epoch)
         metrics = _one_epoch(cfg, setup, epoch)
-        improved = _update_state(state, metrics, tcfg.monitor, tcfg.monitor_mode)
+        improved = _update_state(state, metrics, objective)
         ckpt_dir = _save(setup, state, improved, cfg)
         tb.scalars(metrics, epoch)
         if setup.run_dir is not None and setup.val_samples is not None:
@@ -117,9 +132,10 @@ def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, repor
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3f}" for k in
                          ("train/loss", "val/seg/iou", "val/clf/acc") if k in metrics})
         if tcfg.patience and state.bad_epochs >= tcfg.patience:
-            result.early_stopped = True
-            break
+            bar.close()
+            return True
     bar.close()
+    return False
 
 
 def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int) -> dict[str, float]:
@@ -143,12 +159,11 @@ def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int) -> dict[str, float
     return metrics
 
 
-def _update_state(state: TrainingState, metrics: dict, monitor: str, mode: str) -> bool:
+def _update_state(state: TrainingState, metrics: dict, objective: Objective) -> bool:
     state.epoch = int(metrics["epoch"])
     state.history.append(dict(metrics))
-    value = metrics.get(monitor, float("nan"))
-    better = value is not None and math.isfinite(value) and (
-        state.best_value is None or (value > state.best_value if mode == "max" else value < state.best_value))
+    value = objective.value(metrics)
+    better = objective.better(value, state.best_value)
     if better:
         state.best_value, state.best_epoch, state.bad_epochs = float(value), state.epoch, 0
     else:
@@ -159,25 +174,11 @@ def _update_state(state: TrainingState, metrics: dict, monitor: str, mode: str) 
 def _save(setup: TrainingSetup, state: TrainingState, improved: bool, cfg: Config) -> str | None:
     if setup.run_dir is None:
         return None
-    ckpt = setup.run_dir / "checkpoints"
+    folder = RunFolder(setup.run_dir)
     cfg_dict = config_to_dict(cfg)
     if improved:
-        save_checkpoint(ckpt / BEST, setup.raw_model, cfg_dict, state)
-    save_checkpoint(ckpt / LAST, setup.raw_model, cfg_dict, state, setup.ctx.optimizer, setup.scheduler)
-    write_history(setup.run_dir / "history.csv", state.history)
-    return str(ckpt)
-
-
-def _best_row(state: TrainingState) -> dict:
-    for row in state.history:
-        if row["epoch"] == state.best_epoch:
-            return {k.removeprefix("val/"): v for k, v in row.items() if k.startswith("val/")}
-    return {}
-
-
-def _write_metrics(run_path: Path, result: FitResult) -> None:
-    write_json(run_path / "metrics.json", {
-        "status": result.status, "error": result.error, "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run, "early_stopped": result.early_stopped,
-        "val": result.best_val, "test": result.test, "dataset": result.dataset,
-        "split_hash": result.split_hash, "device": result.device, "wall_time_s": result.wall_time_s})
+        save_checkpoint(folder.checkpoints / BEST, setup.raw_model, cfg_dict, state)
+    save_checkpoint(folder.checkpoints / LAST, setup.raw_model, cfg_dict, state, setup.ctx.optimizer,
+                    setup.scheduler)
+    folder.write_history(state.history)
+    return str(folder.checkpoints)

@@ -1,49 +1,20 @@
-"""The run folder: every file a run leaves beside its checkpoints (layout in docs/ARCHITECTURE.md).
+"""The per-image test files of a run folder (``test_predictions.parquet``, ``test_samples.npz``).
 
-All writers go through :func:`busray.atomic.atomic_write` (temp file + rename), so an interrupted run never leaves a
-half-written ``metrics.json`` or ``history.csv`` that a report would then read.
+Names and columns come from the run-folder contract, :mod:`busray.runfolder`; writes go through
+:func:`busray.atomic.atomic_write` (temp file + rename).
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from busray.atomic import atomic_write
-from busray.models import LEVELS
+from busray.runfolder import LEVELS
 
-
-
-def _clean(value):
-    """JSON has no NaN: map non-finite floats to None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def write_json(path: Path, payload: dict) -> None:
-    atomic_write(path, json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n")
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    """One row per epoch; columns are the union of keys (epoch first)."""
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    keys = ["epoch"] + [k for k in keys if k != "epoch"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write(path, buf.getvalue())
 
 
 def write_test_predictions(path: Path, names: list[str], class_names: tuple, per_image: dict,

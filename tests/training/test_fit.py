@@ -14,6 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from busray.config import config_to_dict, load_config
 from busray.metrics import METRIC_KEYS
+from busray.objective import Objective
+from busray.runfolder import RunFolder
 from busray.training import ResumeFromDir, fit
 from busray.training.checkpoint import TrainingState
 from busray.training.loop import _update_state
@@ -43,6 +45,21 @@ def test_run_folder_has_every_file(tiny_run):
     assert metrics["status"] == "completed" and metrics["best_epoch"] in (1, 2)
     assert set(METRIC_KEYS) <= set(metrics["test"]) and set(METRIC_KEYS) <= set(metrics["val"])
     assert len(pd.read_csv(f"{run}/history.csv")) == 2
+    assert RunFolder(run).read_outcome().status == "completed" and result.finished_at is not None
+
+
+def test_failure_mid_run_says_so_in_the_folder(tmp_path, monkeypatch):
+    """Any exception after the folder exists leaves metrics.json with status failed and the error."""
+    import busray.training.loop as loop
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop, "_save", boom)
+    with pytest.raises(OSError):
+        fit(load_config(None, tiny("train.epochs=1")), run_dir=tmp_path / "r")
+    outcome = RunFolder(tmp_path / "r").read_outcome()
+    assert outcome.status == "failed" and "No space left" in outcome.error
 
 
 def test_test_predictions_hold_diagnostics(tiny_run):
@@ -105,7 +122,7 @@ def test_early_stopping_counts_epochs_without_improvement(values, mode, patience
     state = TrainingState()
     stopped = None
     for epoch, v in enumerate(values, start=1):
-        _update_state(state, {"epoch": epoch, "val/x": v}, "val/x", mode)
+        _update_state(state, {"epoch": epoch, "val/x": v}, Objective.parse(f"val/x:{mode}"))
         if state.bad_epochs >= patience:
             stopped = epoch
             break
