@@ -1,33 +1,60 @@
 """Ray-backed and results commands: ``sweep``, ``ablate``, ``results``, ``report``.
 
 Heavy imports (Ray, Optuna, matplotlib) happen inside the handlers so ``busray --help`` stays fast.
+Arguments are checked before any of them: counts are positive (:mod:`busray.cli.argtypes`), a
+``--storage`` is a local or mounted folder (a URI such as ``s3://`` is refused, a writing command
+probes that it can write there before Ray starts), and reading commands need an existing store
+(:mod:`busray.cli.outputs`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from busray.cli.argtypes import bounded_int
+
 DEFAULT_STORAGE = "busray_storage"
+STATUSES = ("completed", "failed", "stopped_early")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sweep", help="run an Optuna/Ray Tune sweep from sweeps/NAME.yaml")
-    p.add_argument("spec", metavar="SWEEP_YAML")
+    p = sub.add_parser(
+        "sweep", help="run an Optuna/Ray Tune sweep from sweeps/NAME.yaml",
+        description="Run a hyperparameter sweep (Optuna search, Ray Tune trials, ASHA early stopping) "
+                    "and record every trial in the results store under --storage.",
+        epilog="examples:\n  busray sweep sweeps/smoke.yaml --storage demo\n"
+               "  busray sweep sweeps/tau.yaml --set base.train.epochs=5 --storage runs_store\n"
+               "  busray sweep sweeps/tau.yaml --storage runs_store --resume         # after a crash\n"
+               "  busray sweep sweeps/tau.yaml --storage runs_store --add-trials 8   # extend the study")
+    p.add_argument("spec", metavar="SWEEP_YAML", help="sweep file (see sweeps/)")
     _common(p)
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
-    p.add_argument("--add-trials", type=int, metavar="N", help="continue the sweep's Optuna study with N more trials")
+    p.add_argument("--add-trials", type=bounded_int(1, 100_000), metavar="N",
+                   help="continue the sweep's Optuna study with N more trials")
     p.set_defaults(handler=cmd_sweep)
 
-    p = sub.add_parser("ablate", help="run an ablation (variants x seeds) from sweeps/NAME.yaml")
-    p.add_argument("spec", metavar="ABLATION_YAML")
+    p = sub.add_parser(
+        "ablate", help="run an ablation (variants x seeds) from sweeps/NAME.yaml",
+        description="Train every variant of an ablation with several seeds on Ray and record them; "
+                    "`busray report` then builds the Table-2-style comparison.",
+        epilog="examples:\n  busray ablate sweeps/table2.yaml --storage store --seeds 3\n"
+               "  busray ablate sweeps/table2.yaml --storage store --resume   # skip recorded runs")
+    p.add_argument("spec", metavar="ABLATION_YAML", help="ablation file (see sweeps/)")
     _common(p)
-    p.add_argument("--seeds", type=int, metavar="N", help="number of seeds (overrides the file)")
+    p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="number of seeds (overrides the file)")
     p.add_argument("--resume", action="store_true", help="skip (variant, seed) runs already recorded")
     p.set_defaults(handler=cmd_ablate)
 
-    p = sub.add_parser("report", help="Table-2-style report with significance and figures for an ablation")
-    p.add_argument("ablation", metavar="ABLATION")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"results storage (default {DEFAULT_STORAGE})")
-    p.add_argument("--format", default="md", choices=("md", "tex", "csv", "html"))
-    p.add_argument("--out", help="output folder (default <storage>/reports/<ABLATION>)")
+    p = sub.add_parser(
+        "report", help="Table-2-style report with significance and figures for an ablation",
+        description="Summarise a recorded ablation: mean and CI per variant, paired tests against the "
+                    "baseline, and figures.",
+        epilog="examples:\n  busray report table2 --storage store\n"
+               "  busray report table2 --storage store --format tex --out paper/")
+    p.add_argument("ablation", metavar="ABLATION", help="ablation name (its file's name: key)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="results storage folder")
+    p.add_argument("--format", default="md", choices=("md", "tex", "csv", "html"), help="table format")
+    p.add_argument("--out", help="output folder (default: <storage>/reports/<ABLATION>)")
     p.add_argument("--baseline", help="variant the others are compared against (default: the first)")
     p.set_defaults(handler=cmd_report)
     _register_results(sub)
@@ -36,38 +63,55 @@ def register(sub) -> None:
 def _common(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the file, e.g. --set base.train.epochs=2 (repeatable)")
-    p.add_argument("--storage", default=None, help=f"storage folder or URI (default: the file's, else {DEFAULT_STORAGE})")
+    p.add_argument("--storage", default=None,
+                   help=f"storage folder, local or mounted (default: the file's, else {DEFAULT_STORAGE})")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
 
 
 def _register_results(sub) -> None:
-    res = sub.add_parser("results", help="query the Parquet results store")
+    res = sub.add_parser("results", help="query the Parquet results store",
+                         epilog="examples:\n  busray results list --storage store\n"
+                                "  busray results show tau --storage store --top 5\n"
+                                "  busray results export tau --storage store --out tau.parquet")
     rsub = res.add_subparsers(dest="results_command", required=True, metavar="ACTION")
-    p = rsub.add_parser("list", help="one line per sweep")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p = rsub.add_parser("list", help="one line per sweep",
+                        epilog="example:\n  busray results list --storage store")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="results storage folder")
     p.set_defaults(handler=cmd_results_list)
-    for name, helptext in (("show", "the best trials of a sweep"), ("export", "write a sweep's rows to a file")):
-        p = rsub.add_parser(name, help=helptext)
-        p.add_argument("sweep")
-        p.add_argument("--storage", default=DEFAULT_STORAGE)
-        p.add_argument("--status", action="append", choices=("completed", "failed", "stopped_early"))
-        p.add_argument("--where", action="append", default=[], metavar="FILTER",
-                       help="e.g. 'model.tau>=0.5' or 'model.hmsf=true' (repeatable)")
-        if name == "show":
-            p.add_argument("--metric", action="append", help="rank by this column (default: the sweep's objective)")
-            p.add_argument("--mode", choices=("max", "min"))
-            p.add_argument("--top", type=int, default=10)
-            p.set_defaults(handler=cmd_results_show)
-        else:
-            p.add_argument("--format", default="csv", choices=("csv", "md", "parquet"))
-            p.add_argument("--out", required=True)
-            p.set_defaults(handler=cmd_results_export)
+    p = rsub.add_parser("show", help="the best trials of a sweep",
+                        epilog="examples:\n  busray results show tau --storage store\n"
+                               "  busray results show tau --storage store --where 'model.tau>=0.5' "
+                               "--metric val/seg/iou --top 3")
+    _query_args(p)
+    p.add_argument("--metric", action="append", help="rank by this column (default: the sweep's objective)")
+    p.add_argument("--mode", choices=("max", "min"), help="direction of --metric (default: from its name)")
+    p.add_argument("--top", type=bounded_int(1, 1_000_000), default=10, help="rows to show")
+    p.set_defaults(handler=cmd_results_show)
+    p = rsub.add_parser("export", help="write a sweep's rows to a file",
+                        epilog="examples:\n  busray results export tau --storage store   # tau.csv\n"
+                               "  busray results export tau --storage store --out tau.parquet\n"
+                               "  busray results export tau --storage store --format md --out tau.md")
+    _query_args(p)
+    p.add_argument("--format", choices=("csv", "md", "parquet"),
+                   help="file format (default: from --out's extension, else csv)")
+    p.add_argument("--out", help="file to write (default: <sweep>.<format>)")
+    p.set_defaults(handler=cmd_results_export)
+
+
+def _query_args(p) -> None:
+    p.add_argument("sweep", help="sweep or ablation name")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="results storage folder")
+    p.add_argument("--status", action="append", choices=STATUSES, help="keep only runs with this status")
+    p.add_argument("--where", action="append", default=[], metavar="FILTER",
+                   help="e.g. 'model.tau>=0.5' or 'model.hmsf=true' (repeatable)")
 
 
 def cmd_sweep(args) -> int:
+    from busray.cli.outputs import writable_storage
     from busray.sweep import run_sweep
 
-    outcome = run_sweep(args.spec, overrides=args.overrides, storage=args.storage, resume=args.resume,
+    storage = writable_storage(args.storage)
+    outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
                         add_trials=args.add_trials, progress=args.progress)
     print(outcome.summary())
     return 0
@@ -75,8 +119,10 @@ def cmd_sweep(args) -> int:
 
 def cmd_ablate(args) -> int:
     from busray.ablation import run_ablation
+    from busray.cli.outputs import writable_storage
 
-    outcome = run_ablation(args.spec, overrides=args.overrides, storage=args.storage, seeds=args.seeds,
+    storage = writable_storage(args.storage)
+    outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
                            resume=args.resume, progress=args.progress)
     print(outcome.summary())
     return 0
@@ -84,36 +130,45 @@ def cmd_ablate(args) -> int:
 
 def cmd_report(args) -> int:
     from busray.ablation.report import build_report
+    from busray.cli.guard import check_writable_folder
+    from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
 
-    out = args.out or f"{args.storage}/reports/{args.ablation}"
-    path = build_report(ResultsStore(args.storage), args.ablation, args.format, out, baseline=args.baseline)
+    storage = existing_store(args.storage)
+    out = Path(args.out or f"{storage}/reports/{args.ablation}")
+    check_writable_folder(out, "--out")
+    path = build_report(ResultsStore(storage), args.ablation, args.format, str(out), baseline=args.baseline)
     print(f"report written to {path}")
     return 0
 
 
 def cmd_results_list(args) -> int:
+    from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
     from busray.results.query import format_list
 
-    print(format_list(ResultsStore(args.storage)))
+    print(format_list(ResultsStore(existing_store(args.storage))))
     return 0
 
 
 def cmd_results_show(args) -> int:
+    from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
     from busray.results.query import format_show
 
-    print(format_show(ResultsStore(args.storage), args.sweep, metric=args.metric, mode=args.mode, top=args.top,
+    store = ResultsStore(existing_store(args.storage))
+    print(format_show(store, args.sweep, metric=args.metric, mode=args.mode, top=args.top,
                       where=args.where or None, status=args.status))
     return 0
 
 
 def cmd_results_export(args) -> int:
+    from busray.cli.outputs import existing_store, export_target
     from busray.results import ResultsStore
     from busray.results.query import export
 
-    path = export(ResultsStore(args.storage), args.sweep, args.format, args.out, where=args.where or None,
-                  status=args.status)
+    store = ResultsStore(existing_store(args.storage))
+    out, fmt = export_target(args.out, args.format, args.sweep)
+    path = export(store, args.sweep, fmt, out, where=args.where or None, status=args.status)
     print(f"wrote {path}")
     return 0

@@ -4,34 +4,69 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
+
+from busray.cli.argtypes import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE, bounded_int
 
 
 def register(sub) -> None:
     _register_data(sub)
-    p = sub.add_parser("train", help="train one model (no Ray) and write a run folder")
+    p = sub.add_parser(
+        "train", help="train one model (no Ray) and write a run folder",
+        description="Train one model with the config's defaults, a YAML file and --set overrides, "
+                    "and write a run folder (config, split, history, checkpoints, test metrics). An "
+                    "existing run is never overwritten silently: --resume continues it (the saved "
+                    "config must match), --overwrite replaces it once the new run completes.",
+        epilog="examples:\n  busray train --data data/synth --out runs/a --set train.epochs=5\n"
+               "  busray train --config my.yaml --out runs/b --set model.tau=0.5\n"
+               "  busray train --out runs/a --resume --set train.epochs=10   # continue, 5 more")
     _config_args(p)
-    p.add_argument("--data", help="dataset folder (sets data.root)")
-    p.add_argument("--out", help="run folder to create (default runs/<timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    p.add_argument("--data", help="dataset folder or CSV manifest (sets data.root; default: the "
+                   "config's data.root, the embedded synthetic set)")
+    p.add_argument("--out", help="run folder to create (default: runs/<timestamp>)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the run in --out from checkpoints/last.pt (config must match)")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the run in --out; the old one is kept until the new one completes")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint or run folder on a split")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p = sub.add_parser(
+        "evaluate", help="score a checkpoint or run folder on a split",
+        description="Score a checkpoint (or a run folder's best.pt) on one split; a run folder's own "
+                    "split.json is reused so the held-out images are exactly the run's.",
+        epilog="examples:\n  busray evaluate runs/a\n  busray evaluate runs/a/checkpoints/last.pt "
+               "--split val --json\n  busray evaluate runs/a --data other_dataset --split all")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder or .pt file")
     p.add_argument("--data", help="dataset folder (default: the one the run trained on)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="which images to score")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predict masks, classes and UPA weights for images")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--out", required=True, help="folder for <name>_mask.png and predictions.csv")
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser(
+        "predict", help="predict masks, classes and UPA weights for images",
+        description="Predict a lesion mask (<name>.pred_mask.png, at the image's own size), the "
+                    "class, its probabilities and the per-level UPA weights (predictions.csv) for "
+                    "each image. Every image is checked before anything is written.",
+        epilog="examples:\n  busray predict runs/a/checkpoints/best.pt scan1.png scan2.png --out pred\n"
+               "  busray predict runs/a new_scans/*.png --out pred --overwrite")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="run folder or .pt file")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, BMP, JPEG, TIFF)")
+    p.add_argument("--out", required=True, help="folder for <name>.pred_mask.png and predictions.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier predictions.csv in --out")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_predict)
 
-    p = sub.add_parser("config", help="print every config key with its default and meaning, or a resolved config")
+    p = sub.add_parser(
+        "config", help="print every config key with its default and meaning, or a resolved config",
+        description="Without --keys: print the resolved config (defaults, then --config, then --set) "
+                    "as YAML, after validating it. With --keys: every key, its default (in YAML "
+                    "spelling) and its meaning.",
+        epilog="examples:\n  busray config --keys\n  busray config --keys --markdown > docs/CONFIG.md\n"
+               "  busray config --config my.yaml --set train.lr=1e-4 > resolved.yaml")
     _config_args(p)
     p.add_argument("--keys", action="store_true", help="list all keys with defaults and help")
     p.add_argument("--markdown", action="store_true", help="with --keys: a Markdown table (docs/CONFIG.md)")
@@ -41,11 +76,16 @@ def register(sub) -> None:
 def _register_data(sub) -> None:
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    p = dsub.add_parser("synth", help="write a synthetic BUSI-like dataset (BUSI folder layout)")
-    p.add_argument("out", help="output folder")
-    p.add_argument("--n", type=int, default=120, help="number of images (default 120)")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    p.add_argument("--seed", type=int, default=0)
+    p = dsub.add_parser(
+        "synth", help="write a synthetic BUSI-like dataset (BUSI folder layout)",
+        description="Write speckled B-mode images with benign and malignant lesions in the BUSI "
+                    "layout. The folder appears complete or not at all (temp folder + rename).",
+        epilog="examples:\n  busray data synth data/synth\n  busray data synth data/small --n 24 --size 64")
+    p.add_argument("out", help="output folder (new, empty, or an earlier synthetic set)")
+    p.add_argument("--n", type=bounded_int(3, 100_000), default=120, help="number of images")
+    p.add_argument("--size", type=bounded_int(SYNTH_MIN_SIZE, SYNTH_MAX_SIZE), default=128,
+                   help=f"image side in pixels ({SYNTH_MIN_SIZE}-{SYNTH_MAX_SIZE})")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="random seed")
     p.set_defaults(handler=cmd_data_synth)
     p = dsub.add_parser(
         "inspect", help="decode a dataset, split it and summarise classes, near-duplicates, sizes",
@@ -54,8 +94,7 @@ def _register_data(sub) -> None:
                     "splits), original image sizes and lesion-mask coverage.",
         epilog="examples:\n  busray data inspect data/Dataset_BUSI_with_GT\n"
                "  busray data inspect my_data --set data.split_seed=1\n"
-               "  busray data inspect my_data --json > split.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  busray data inspect my_data --json > split.json")
     _config_args(p)
     p.add_argument("data", metavar="DATASET", help="dataset folder or CSV manifest (sets data.root)")
     p.add_argument("--json", action="store_true",
@@ -76,8 +115,10 @@ def _load(args, extra: list[str] = ()):
 
 
 def cmd_data_synth(args) -> int:
+    from busray.cli.guard import check_folder_target
     from busray.data import synthesize
 
+    check_folder_target(Path(args.out), "out")
     path = synthesize(args.out, n=args.n, size=args.size, seed=args.seed)
     print(f"wrote {args.n} synthetic images to {path}")
     return 0
@@ -99,15 +140,14 @@ def cmd_data_inspect(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from busray.cli.guard import plan_train, run_train
     from busray.training import ResumeFromDir, fit
 
-    cfg = _load(args, [f"data.root={args.data}"] if args.data else [])
-    reporter = None
-    if args.resume:
-        if not args.out:
-            raise ValueError("--resume needs --out RUN_FOLDER")
-        reporter = ResumeFromDir(str(Path(args.out) / "checkpoints"))
-    result = fit(cfg, reporter=reporter, run_dir=args.out)
+    overrides = [*args.overrides, *([f"data.root={args.data}"] if args.data else [])]
+    plan = plan_train(args.out, resume=args.resume, overwrite=args.overwrite, config=args.config,
+                      overrides=overrides)
+    reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else None
+    result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
     print(f"run folder: {result.run_dir}")
     print(f"status: {result.status}" + (f" ({result.error})" if result.error else ""))
     if result.test:
@@ -116,9 +156,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from busray.cli.guard import check_device
     from busray.training.inference import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device)
+    check_device(args.device, "--device")
+    with weights_named(args.checkpoint):
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -128,14 +171,32 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from busray.cli.guard import check_device
+    from busray.cli.outputs import check_images, staged_predictions
+    from busray.training.checkpoint import load_checkpoint
     from busray.training.inference import predict_images
 
-    for image in args.images:
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"{image}: no such image")
-    csv_path = predict_images(args.checkpoint, args.images, args.out, args.device)
-    print(f"wrote {len(args.images)} mask(s) and {csv_path}")
+    check_device(args.device, "--device")
+    check_images(args.images)
+    load_checkpoint(args.checkpoint)  # a bad checkpoint is refused before the output folder is made
+    with weights_named(args.checkpoint):
+        files, csv_path = staged_predictions(
+            Path(args.out), args.overwrite,
+            lambda tmp: predict_images(args.checkpoint, args.images, tmp, args.device))
+    print(f"wrote {len(files) - 1} mask(s) and {csv_path}")
     return 0
+
+
+@contextmanager
+def weights_named(checkpoint: str):
+    """Weights that do not fit the model their config describes: say which checkpoint, in one line."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "state_dict" not in str(err):
+            raise
+        raise ValueError(f"{checkpoint}: its weights do not match the model its config describes "
+                         f"(a checkpoint from another busray version?)") from None
 
 
 def cmd_config(args) -> int:
@@ -144,7 +205,7 @@ def cmd_config(args) -> int:
 
     if args.keys:
         print(keys_markdown(config_keys()) if args.markdown else
-              "\n".join(f"{key:38s} {default!r:24s} {text}" for key, default, text in config_keys()))
+              "\n".join(f"{key:38s} {yaml_value(default):24s} {text}" for key, default, text in config_keys()))
         return 0
     print(yaml.safe_dump(config_to_dict(_load(args)), sort_keys=False), end="")
     return 0
@@ -171,5 +232,13 @@ def keys_markdown(rows) -> str:
         if key.split(".")[0] != group:
             group = key.split(".")[0]
             lines += ["", f"## `{group}.*`", "", "| key | default | meaning |", "|---|---|---|"]
-        lines.append(f"| `{key}` | `{default!r}` | {text.replace('|', '/')} |")
+        lines.append(f"| `{key}` | `{yaml_value(default)}` | {text.replace('|', '/')} |")
     return "\n".join(lines)
+
+
+def yaml_value(value) -> str:
+    """A default as it is written in a YAML file or ``--set``: null, true, [0.7, 0.15, 0.15], 'auto'."""
+    import yaml  # lazy: only `busray config` prints YAML
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()

@@ -225,13 +225,20 @@ def _read_csv(path: Path, columns: tuple[str, ...]):
     """Yield ``(line number, row dict)``; a missing file or column is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
-                            f"(expected {', '.join(columns)})")
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fieldnames = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                        f"{err.start})") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV table ({err})") from None
+    missing = [c for c in columns if c not in fieldnames]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
+                        f"(expected {', '.join(columns)})")
     if not rows:
         raise DataError(f"{path}: no rows")
     for i, row in enumerate(rows):

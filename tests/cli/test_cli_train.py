@@ -42,7 +42,7 @@ def test_predict_writes_masks_and_csv(trained, tmp_path, capsys):
     image = tmp_path / "scan.png"
     Image.fromarray((np.random.default_rng(0).random((50, 70)) * 255).astype(np.uint8)).save(image)
     assert main(["predict", str(trained / "checkpoints" / "best.pt"), str(image), "--out", str(tmp_path / "p")]) == 0
-    mask = Image.open(tmp_path / "p" / "scan_mask.png")
+    mask = Image.open(tmp_path / "p" / "scan.pred_mask.png")
     assert mask.size == (70, 50)  # back at the input's own size
     rows = list(csv.DictReader(open(tmp_path / "p" / "predictions.csv")))
     assert rows[0]["class"] in ("normal", "benign", "malignant")

@@ -1,0 +1,110 @@
+"""Where commands write and read: predict's output folder, storage paths and export files, checked first.
+
+- ``predict`` decodes and checks *every* image before the model runs; it writes into a private temp
+  folder beside ``--out`` and moves the finished masks and ``predictions.csv`` (last) into place, so a
+  failure leaves ``--out`` as it was. An earlier ``predictions.csv`` there is kept unless
+  ``--overwrite``; two images with one file stem (whose masks would overwrite each other) are refused.
+- ``--storage`` is a local or mounted folder: a URI other than ``file://`` is refused (it would
+  otherwise become a local folder named ``s3:``); reading commands need an existing store.
+- ``results export`` infers ``--format`` from ``--out``'s extension, else writes ``<out>.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from busray.cli.errors import CliError
+from busray.cli.guard import check_folder_target, check_writable_folder
+
+PREDICTIONS_CSV = "predictions.csv"
+EXPORT_FORMATS = {".csv": "csv", ".md": "md", ".parquet": "parquet"}
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_images(paths: list[str]) -> None:
+    """Decode every image now (one-line DataError naming a bad one) and refuse clashing names."""
+    from busray.data.images import read_gray  # lazy: PIL/numpy only for commands that read images
+
+    stems: dict[str, str] = {}
+    for path in paths:
+        read_gray(Path(path))
+        stem = Path(path).stem
+        if stem in stems:
+            raise CliError(f"{path}: has the same name as {stems[stem]}; their predicted masks "
+                           f"would overwrite each other")
+        stems[stem] = path
+
+
+def staged_predictions(out: Path, overwrite: bool,
+                       write: Callable[[Path], Path]) -> tuple[list[Path], Path]:
+    """Run ``write(temp_folder)`` and move what it wrote into ``out``; returns (files, csv path)."""
+    check_folder_target(out, "--out")
+    if (out / PREDICTIONS_CSV).exists() and not overwrite:
+        raise CliError(f"--out: {out / PREDICTIONS_CSV} already exists; pass --overwrite to replace "
+                       f"it or choose another --out")
+    check_writable_folder(out.parent, "--out")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.predict-", dir=out.parent))
+    try:
+        write(tmp)
+        out.mkdir(exist_ok=True)
+        files = sorted(tmp.iterdir(), key=lambda p: p.name == PREDICTIONS_CSV)  # the table last
+        for path in files:
+            os.replace(path, out / path.name)
+        return [out / p.name for p in files], out / PREDICTIONS_CSV
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def storage_path(text: str, flag: str = "--storage") -> Path:
+    """A local storage folder from ``text`` (``file://`` stripped); other URIs are refused."""
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    elif _URI.match(text):
+        raise CliError(f"{flag}: '{text}' is a URI; busray's storage is a local or mounted folder "
+                       f"(mount the bucket and pass its path)")
+    if not text.strip():
+        raise CliError(f"{flag}: empty path")
+    return Path(text).expanduser()
+
+
+def writable_storage(text: str | None, flag: str = "--storage") -> str | None:
+    """For commands that write a store (sweep, ablate): a usable folder, checked before Ray starts."""
+    if text is None:
+        return None
+    path = storage_path(text, flag)
+    check_writable_folder(path, flag)
+    return str(path)
+
+
+def existing_store(text: str, flag: str = "--storage") -> str:
+    """For commands that read a store: the folder must exist and hold ``results/``."""
+    path = storage_path(text, flag)
+    if not path.exists():
+        raise CliError(f"{flag}: {path} not found (no results store there)")
+    if not path.is_dir():
+        raise CliError(f"{flag}: {path} is a file, not a results store folder")
+    if not (path / "results").is_dir():
+        raise CliError(f"{flag}: {path} is not a results store (no results/ folder; run a sweep "
+                       f"with --storage {path} first)")
+    return str(path)
+
+
+def export_target(out: str | None, fmt: str | None, sweep: str) -> tuple[Path, str]:
+    """(file, format) of ``results export``: the format from ``--format``, else from the extension."""
+    path = Path(out) if out else Path(f"{sweep}.{fmt or 'csv'}")
+    inferred = EXPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        fmt = inferred or "csv"
+        if inferred is None:
+            path = path.with_name(path.name + ".csv")
+    elif inferred is not None and inferred != fmt:
+        raise CliError(f"--out: {path} has the extension of {inferred}, but --format is {fmt}")
+    if path.is_dir():
+        raise CliError(f"--out: {path} is a folder; give a file name")
+    check_writable_folder(path.parent, "--out")
+    return path, fmt
