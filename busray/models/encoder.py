@@ -1,62 +1,82 @@
 """The shared encoder: a timm EfficientNet with five feature taps, its weights and its frozen stages.
 
 The paper uses an ImageNet-pretrained EfficientNet(-B4) with "five hierarchical stages" and "early
-layers frozen" (Sec. 2, 3.1). timm's ``features_only=True`` gives exactly five taps (strides 2..32 for
-every EfficientNet); their channel counts and strides are read from ``feature_info``, never assumed.
+layers frozen" (Sec. 2, 3.1). Which activations are the five taps is a choice (``model.encoder_taps``):
 
-Weights (``model.weights``):
-- ``none``: random initialisation;
-- a file (``.pth``/``.pt``/``.bin``/``.safetensors``): read with timm's checkpoint loader and handed to
-  timm as a state dict, so no network access ever happens and timm still adapts the stem to
-  ``in_chans``. A file that lacks some of the encoder's tensors is rejected (timm loads features
-  models non-strictly and would otherwise silently keep random weights);
-- ``imagenet``: timm's pretrained weights. A copy already in the Hugging Face cache is used directly;
-  otherwise the hub host is probed first (3 s), so an offline machine gets a one-line error instead
-  of timm's ~55 s of retries.
+- ``blocks``: timm's ``features_only=True`` stage outputs at strides 2..32 (B4: 24/32/56/160/448
+  channels), read from ``feature_info``;
+- ``expansion``: what the authors' Keras code taps (``block2a/3a/4a/6a_expand_activation`` and
+  ``top_activation``): at each stride s < 32 the expansion activation (1x1 conv + BN + SiLU) of the
+  first block of the stage that downsamples from s, and at stride 32 the 1x1 head conv's activation
+  (B4: 144/192/336/960/1792 channels). They are found from timm's ``feature_info`` (the stage ending
+  at stride s, then the next stage's first block) and captured with forward hooks on the full timm
+  model; channels come from the hooked modules, never from a table. Only encoders whose
+  downsampling stages start with an inverted-residual block (a stride-1 expansion before the strided
+  depthwise conv: every EfficientNet B*/Lite) have such taps; others are refused.
+
+Weights (``model.weights``) are resolved and loaded by :mod:`busray.models.weights`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
-from urllib.parse import urlparse
+import sys
 
-import timm
 import torch
 from torch import nn
 
 from busray.configtools import ConfigError
+from busray.models.weights import create_with_weights
 
 NUM_TAPS = 5
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-_HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
-_PROBE_TIMEOUT_S = 3.0
+TAP_MODES = ("blocks", "expansion")
 
 
 class Encoder(nn.Module):
     """timm EfficientNet returning its five feature maps, shallow (stride 2) to deep (stride 32).
 
-    Attributes: ``channels`` and ``reductions`` (one per tap, from ``feature_info``), and
-    ``input_mean`` / ``input_std``: the normalisation the weights expect, one value per input channel.
+    Attributes: ``channels``, ``reductions`` and ``tap_modules`` (one per tap), ``weights_report``
+    (the one line saying what was loaded), and ``input_mean`` / ``input_std``: the normalisation the
+    weights expect, one value per input channel.
     """
 
-    def __init__(self, name: str, weights: str = "none", in_chans: int = 3, freeze_stages: int = 0):
+    def __init__(self, name: str, weights: str = "none", in_chans: int = 3, freeze_stages: int = 0,
+                 taps: str = "blocks"):
         super().__init__()
-        self.features = _create_features_model(name, weights, in_chans)
-        info = self.features.feature_info
-        self.channels: list[int] = list(info.channels())
-        self.reductions: list[int] = list(info.reduction())
+        if taps not in TAP_MODES:
+            raise ConfigError(f"model.encoder_taps: '{taps}' is not one of {', '.join(TAP_MODES)}")
+        self.taps = taps
+        kwargs = (dict(features_only=True, out_indices=tuple(range(NUM_TAPS)), in_chans=in_chans)
+                  if taps == "blocks" else dict(num_classes=0, in_chans=in_chans))
+        self.features, self.weights_report = create_with_weights(name, weights, kwargs)
+        if weights != "none":
+            print(self.weights_report, file=sys.stderr, flush=True)
+        self._captured: list[torch.Tensor] = []
+        if taps == "blocks":
+            info = self.features.feature_info
+            self.tap_modules = list(info.module_name())
+            self.channels, self.reductions = list(info.channels()), list(info.reduction())
+        else:
+            self.tap_modules, self.channels, self.reductions = expansion_taps(name, self.features)
+            for module_name in self.tap_modules:
+                self.features.get_submodule(module_name).register_forward_hook(self._capture)
         _check_taps(name, self.reductions)
         cfg = self.features.pretrained_cfg
         self.input_mean = _per_channel(cfg.get("mean", (0.485, 0.456, 0.406)), in_chans)
         self.input_std = _per_channel(cfg.get("std", (0.229, 0.224, 0.225)), in_chans)
         self._frozen_norms: list[nn.Module] = []
         if freeze_stages:
-            self._freeze(list(info.module_name())[freeze_stages - 1])
+            self._freeze(self.tap_modules[freeze_stages - 1])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.features(x)
+        if self.taps == "blocks":
+            return self.features(x)
+        self._captured = []
+        self.features.forward_features(x)
+        feats, self._captured = self._captured, []
+        return feats
+
+    def _capture(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        self._captured.append(output)
 
     def train(self, mode: bool = True) -> "Encoder":
         """Frozen stages keep their BatchNorm statistics fixed (Keras ``trainable=False`` semantics)."""
@@ -68,8 +88,9 @@ class Encoder(nn.Module):
     def _freeze(self, last_tap_module: str) -> None:
         """Freeze every parameter registered up to and including the module ``last_tap_module``.
 
-        timm registers an EfficientNet's modules in execution order (stem, then blocks), so the
-        parameters before the tap's last one are exactly those that compute the frozen taps.
+        timm registers an EfficientNet's modules in execution order (stem, then blocks, then the
+        head conv), so the parameters before the tap's last one are exactly those that compute the
+        frozen taps.
         """
         names = [n for n, _ in self.features.named_parameters()]
         inside = [i for i, n in enumerate(names) if n.startswith(last_tap_module + ".")]
@@ -85,88 +106,33 @@ class Encoder(nn.Module):
         self.train(self.training)
 
 
-def _create_features_model(name: str, weights: str, in_chans: int) -> nn.Module:
-    if not timm.is_model(name):
-        raise ConfigError(f"model.encoder: unknown timm model '{name}'")
-    kwargs = dict(features_only=True, out_indices=tuple(range(NUM_TAPS)), in_chans=in_chans)
-    if weights == "none":
-        return timm.create_model(name, pretrained=False, **kwargs)
-    if weights == "imagenet":
-        return _create_imagenet(name, kwargs)
-    return _create_from_file(name, Path(weights).expanduser(), kwargs)
+def expansion_taps(name: str, model: nn.Module) -> tuple[list[str], list[int], list[int]]:
+    """The authors' taps in a full timm EfficientNet: (module names, channels, strides).
 
-
-def _create_from_file(name: str, path: Path, kwargs: dict) -> nn.Module:
-    if path.suffix not in WEIGHT_SUFFIXES:
-        raise ConfigError(f"model.weights: '{path}' is not 'none', 'imagenet' or a weights file "
-                          f"({', '.join(WEIGHT_SUFFIXES)})")
-    if not path.is_file():   # resolved: a relative path depends on the (Ray worker's) cwd
-        raise ConfigError(f"model.weights: weights file not found: {path.resolve()}")
-    try:
-        state = timm.models.load_state_dict(str(path))
-    except Exception as err:  # torch/safetensors raise many types for a corrupt file
-        raise ConfigError(f"model.weights: cannot read {path}: {type(err).__name__}: {err}") from None
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=state),
-                              **kwargs)
-    _check_covers(model, state, f"model.weights: {path}")
-    return model
-
-
-def _create_imagenet(name: str, kwargs: dict) -> nn.Module:
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        raise ConfigError(f"model.weights: timm has no pretrained weights for '{name}'")
-    cached = _hub_cache_file(cfg.hf_hub_id)
-    if cached is not None:
-        state = timm.models.load_state_dict(cached)
-        return timm.create_model(name, pretrained=True,
-                                 pretrained_cfg_overlay=dict(state_dict=state), **kwargs)
-    host = _weights_host(cfg.hf_hub_id, cfg.url)
-    if not _reachable(host):
-        raise ConfigError(f"model.weights: imagenet weights for '{name}' are not cached and {host} is "
-                          f"unreachable (offline?); use a local weights file or 'none'")
-    return timm.create_model(name, pretrained=True, **kwargs)
-
-
-def _hub_cache_file(hf_hub_id: str | None) -> str | None:
-    """Path of the weights in the local Hugging Face cache, or None (never touches the network)."""
-    if not hf_hub_id:
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    for filename in _HUB_FILENAMES:
-        found = try_to_load_from_cache(hf_hub_id, filename)
-        if isinstance(found, str) and os.path.isfile(found):
-            return found
-    return None
-
-
-def _weights_host(hf_hub_id: str | None, url: str | None) -> str:
-    if hf_hub_id:
-        return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    return urlparse(url or "").hostname or ""
-
-
-def _reachable(host: str) -> bool:
-    """A TCP connect to ``host``:443; behind an HTTPS proxy the download is left to decide."""
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    try:
-        with socket.create_connection((host, 443), timeout=_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
-def _check_covers(model: nn.Module, state: dict, where: str) -> None:
-    """Every encoder tensor (BatchNorm counters aside) must come from the file."""
-    wanted = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    missing = [k for k in wanted if k not in state]
-    if missing:
-        raise ConfigError(f"{where} does not fit the encoder: {len(missing)} of {len(wanted)} "
-                          f"tensors missing (first: '{missing[0]}')")
+    For each stage ending at stride s < 32 (timm's ``feature_info``), the ``bn1`` (BN + activation
+    after the 1x1 expansion conv) of the next stage's first block, which runs at stride s before that
+    block's strided depthwise conv; then the head's ``bn2`` (after ``conv_head``) at stride 32.
+    """
+    info = getattr(model, "feature_info", None)
+    if not isinstance(info, list) or not hasattr(model, "blocks") or not hasattr(model, "bn2"):
+        raise ConfigError(f"model.encoder_taps: 'expansion' needs a timm EfficientNet; '{name}' is not")
+    stages = [f for f in info if f["reduction"] < 32][-(NUM_TAPS - 1):]
+    modules, channels, strides = [], [], []
+    for stage in stages:
+        index = int(stage["module"].split(".")[1]) + 1
+        block = model.blocks[index][0] if index < len(model.blocks) else None
+        conv_pw = getattr(block, "conv_pw", None)
+        if conv_pw is None or tuple(conv_pw.stride) != (1, 1) or not hasattr(block, "bn1"):
+            raise ConfigError(f"model.encoder_taps: 'expansion' needs an inverted-residual block "
+                              f"(stride-1 1x1 expansion) after the stride-{stage['reduction']} stage; "
+                              f"'{name}' has {type(block).__name__} at blocks.{index}.0")
+        modules.append(f"blocks.{index}.0.bn1")
+        channels.append(int(block.bn1.num_features))
+        strides.append(int(stage["reduction"]))
+    modules.append("bn2")
+    channels.append(int(model.bn2.num_features))
+    strides.append(int(info[-1]["reduction"]))
+    return modules, channels, strides
 
 
 def _check_taps(name: str, reductions: list[int]) -> None:

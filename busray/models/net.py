@@ -2,7 +2,7 @@
 
 Data flow for an input (B, in_chans, H, W):
 
-    encoder -> taps e0..e4 (strides 2..32) -> HMSF on each tap (optional)
+    encoder -> taps e0..e4 (strides 2..32; ``model.encoder_taps``) -> HMSF on each tap (optional)
     D1 = Dec(e4, skip e3), D2 = Dec(D1', skip e2), D3 = Dec(D2', skip e1), D4 = Dec(D3', skip e0)
     at level l: f_l = LevelClfInit(e_{5-l}); with TIM: (D_enh, f_enh) = TIM(D_l, f_l);
                 with UPA: (D_l', f_l') = UPA(D_l, D_enh, f_l, f_enh), else (D_enh, f_enh)
@@ -68,7 +68,7 @@ class MultiTaskNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg.encoder, cfg.weights, cfg.in_chans, cfg.freeze_stages)
+        self.encoder = Encoder(cfg.encoder, cfg.weights, cfg.in_chans, cfg.freeze_stages, cfg.encoder_taps)
         self.input_mean, self.input_std = self.encoder.input_mean, self.encoder.input_std
         taps = self.encoder.channels
         self.hmsf = (nn.ModuleList(HMSF(c, cfg.hmsf_reduction) for c in taps) if cfg.hmsf else None)

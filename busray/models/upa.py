@@ -6,13 +6,19 @@ over its features (population variances). Each is normalised, ``u~ = u / (u_bar 
 small MLP maps ``[u~_seg, u~_clf]`` to softmax weights (Eq. 7) that interpolate base and enhanced
 features (Eq. 8): ``D_final = D + w_seg (D_enh - D)``, ``f_final = f + w_clf (f_enh - f)``.
 
-``u_bar`` (the paper only says "normalised") comes in two modes (``model.upa_norm``):
-- ``batch``: the mean over the batch, as the paper and the authors' code. For a batch of one every
-  ``u~`` is ~1, so single-image inference loses the signal;
-- ``running``: like BatchNorm, training normalises by the batch mean and tracks an exponential
-  running mean (the first batch initialises it); evaluation divides by the running mean, so a batch
-  of one is normalised against the training population. Before any training step it falls back to
-  the batch mean.
+``u_bar`` (the paper only says "normalised"; the authors' code uses the batch mean) comes in two
+modes (``model.upa_norm``):
+- ``running`` (the default): training normalises by the batch mean as the authors' code, and also
+  tracks an exponential running mean like BatchNorm (the first batch initialises it); evaluation
+  divides by the running mean, so each image's prediction depends on that image alone and a split's
+  metrics are the same for any batch size and order (tests/training/test_evaluate_invariance.py).
+  Before any training step evaluation falls back to the batch mean;
+- ``batch``: the batch mean in evaluation too, as the authors' code. Predictions then
+  depend on which images share a batch (a batch of one gives u~ ~ 1 for every image, so the signal is
+  lost); kept as an option and compared in ``sweeps/upa_norm.yaml``.
+
+Training-mode outputs of the two modes are identical for the same weights (the running mean is only
+read in evaluation), so ``running`` changes what evaluation measures, not what training optimises.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ NORM_MODES = ("batch", "running")
 
 
 class UncertaintyProxyAttention(nn.Module):
-    def __init__(self, hidden: int = 32, norm: str = "batch", momentum: float = 0.1):
+    def __init__(self, hidden: int = 32, norm: str = "running", momentum: float = 0.1):
         super().__init__()
         if norm not in NORM_MODES:
             raise ValueError(f"upa norm must be one of {NORM_MODES}, got {norm!r}")

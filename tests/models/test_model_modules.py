@@ -149,3 +149,18 @@ def test_running_upa_distinguishes_single_images_in_eval_where_batch_mode_cannot
     torch.testing.assert_close(w_batch[0], w_batch[1])
     assert not torch.allclose(w_running[0], w_running[1])
     assert all(math.isfinite(v) for w in w_running for v in w.flatten().tolist())
+
+
+def test_running_and_batch_upa_train_identically_and_running_eval_is_per_image():
+    """Same weights: training outputs agree (both divide by the batch mean); in evaluation only
+    ``running`` gives each image the weights it gets alone, whatever shares its batch."""
+    running, batch = UncertaintyProxyAttention(norm="running"), UncertaintyProxyAttention(norm="batch")
+    batch.load_state_dict({k: v for k, v in running.state_dict().items() if k.startswith("weight_mlp")})
+    inputs = _upa_inputs(6)
+    for a, b in zip(running.train()(*inputs), batch.train()(*inputs)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    running.eval(), batch.eval()
+    alone = {name: torch.cat([m(*(t[i:i + 1] for t in inputs))[2] for i in range(6)])
+             for name, m in (("running", running), ("batch", batch))}
+    torch.testing.assert_close(running(*inputs)[2], alone["running"], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(batch(*inputs)[2], alone["batch"], atol=1e-3)
