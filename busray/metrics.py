@@ -6,6 +6,12 @@ binarised at 0.5):
 - ``seg/iou``, ``seg/dice``, ``seg/sens``, ``seg/prec``: computed per image, then averaged over the
   images whose ground truth contains a lesion (the authors' reporting convention: normal images
   would otherwise add trivially perfect or zero scores). NaN when no image has a lesion.
+- ``seg/iou_pooled``, ``seg/dice_pooled``: one IoU / Dice from the TP, FP and FN pixel counts summed
+  over the images with a lesion (a "dataset-level" or "micro" score: large lesions weigh more).
+  The paper's Tables 1-2 follow this convention: every Dice there equals 2 IoU / (1 + IoU), which
+  holds for pooled counts (and for any single image) but not for means of per-image scores, whose
+  mean Dice falls below 2 IoU / (1 + IoU) of the mean IoU (the map is concave: Jensen's inequality;
+  see docs/SCIENCE.md).
 - ``seg/iou_global``: one IoU over all pixels of all images, normal images included.
 
 Per-image conventions where a ratio is 0/0 (they matter for normal images, whose masks are empty):
@@ -35,10 +41,12 @@ import math
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_auroc,
-                                                    multiclass_f1_score, multiclass_precision)
+from torchmetrics.functional.classification import (binary_auroc, multiclass_accuracy,
+                                                    multiclass_auroc, multiclass_f1_score,
+                                                    multiclass_precision)
 
-SEG_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "seg/iou_global")
+SEG_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "seg/iou_pooled", "seg/dice_pooled",
+            "seg/iou_global")
 CLF_KEYS = ("clf/acc", "clf/f1", "clf/auc", "clf/prec")
 METRIC_KEYS = SEG_KEYS + CLF_KEYS
 # Direction of improvement per key, for the sweep layer; "loss" is the validation loss that the
@@ -76,6 +84,16 @@ def per_image_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str
     }
 
 
+def pooled_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, float]:
+    """``seg/iou_pooled`` and ``seg/dice_pooled``: one IoU / Dice of the counts summed over the
+    images with a lesion (NaN when there is none)."""
+    lesion = (tp + fn) > 0
+    if not lesion.any():
+        return {"seg/iou_pooled": math.nan, "seg/dice_pooled": math.nan}
+    t, f_p, f_n = (int(c[lesion].sum()) for c in (tp, fp, fn))
+    return {"seg/iou_pooled": t / (t + f_p + f_n), "seg/dice_pooled": 2 * t / (2 * t + f_p + f_n)}
+
+
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, num_classes: int
                            ) -> dict[str, float]:
     """``clf/*`` metrics from class probabilities ``(N, C)`` and labels ``(N,)``."""
@@ -89,6 +107,24 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, num_classe
     out["clf/auc"] = (multiclass_auroc(probs, labels, num_classes, average="macro")
                       if all_present else torch.tensor(math.nan))
     return {key: float(value) for key, value in out.items()}
+
+
+def binary_metrics(probs: torch.Tensor, labels: torch.Tensor, negative: int, positive: int
+                   ) -> dict[str, float]:
+    """Two-class accuracy and ROC AUC (``clf/bm_acc``, ``clf/bm_auc``) of a multi-class model,
+    over the images labelled ``negative`` or ``positive`` (e.g. benign vs malignant; normal images
+    are left out). The score is the model's probability renormalised over the two classes,
+    ``p_pos / (p_pos + p_neg)``, called positive above 0.5. NaN where a class is missing."""
+    keep = (labels == negative) | (labels == positive)
+    if not keep.any():
+        return {"clf/bm_acc": math.nan, "clf/bm_auc": math.nan}
+    pair = probs[keep][:, [negative, positive]].double()
+    score = pair[:, 1] / pair.sum(dim=1).clamp_min(1e-12)
+    truth = (labels[keep] == positive).long()
+    acc = float(((score > 0.5).long() == truth).double().mean())
+    both = bool(truth.any()) and bool((truth == 0).any())
+    auc = float(binary_auroc(score, truth)) if both else math.nan
+    return {"clf/bm_acc": acc, "clf/bm_auc": auc}
 
 
 class MetricAccumulator:
@@ -138,19 +174,26 @@ class MetricAccumulator:
         lesion = (tp + fn) > 0
         out = {f"seg/{name}": float(scores[name][lesion].mean()) if lesion.any() else math.nan
                for name in ("iou", "dice", "sens", "prec")}
+        out.update(pooled_scores(tp, fp, fn))
         out["seg/iou_global"] = float(_ratio(tp.sum(), tp.sum() + fp.sum() + fn.sum(), 1.0))
         out.update(classification_metrics(stats["prob"], stats["label"], self.num_classes))
         return {key: out[key] for key in METRIC_KEYS}
 
+    def binary(self, negative: int, positive: int) -> dict[str, float]:
+        """:func:`binary_metrics` over all images seen (e.g. benign vs malignant)."""
+        stats = self._stacked()
+        return binary_metrics(stats["prob"], stats["label"], negative, positive)
+
     def per_image(self) -> dict[str, np.ndarray]:
-        """Per-image arrays (length N, in update order) for bootstrap CIs and prediction tables."""
+        """Per-image arrays (length N, in update order) for bootstrap CIs and prediction tables;
+        ``tp``/``fp``/``fn`` are the pixel counts, so pooled scores can be resampled too."""
         stats = self._stacked()
         tp, fp, fn = (stats[k].numpy() for k in ("tp", "fp", "fn"))
         scores = per_image_scores(tp, fp, fn)
         label = stats["label"].numpy()
         pred = stats["prob"].argmax(dim=1).numpy()
         return {"seg/iou": scores["iou"], "seg/dice": scores["dice"], "has_lesion": (tp + fn) > 0,
-                "label": label, "pred": pred, "correct": pred == label,
+                "tp": tp, "fp": fp, "fn": fn, "label": label, "pred": pred, "correct": pred == label,
                 "prob": stats["prob"].numpy()}
 
     def _stacked(self) -> dict[str, torch.Tensor]:

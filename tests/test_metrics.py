@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from busray.metrics import (METRIC_KEYS, METRIC_MODES, MetricAccumulator, classification_metrics,
-                            per_image_scores, segmentation_counts)
+from busray.metrics import (METRIC_KEYS, METRIC_MODES, MetricAccumulator, binary_metrics,
+                            classification_metrics, per_image_scores, pooled_scores,
+                            segmentation_counts)
 
 LESION = [[0, 0, 0, 0],
           [0, 1, 1, 0],
@@ -73,9 +74,16 @@ def test_segmentation_means_over_lesion_images_only():
     assert m["seg/dice"] == pytest.approx((1 + 0.6 + 0) / 3)
     assert m["seg/sens"] == pytest.approx((1 + 0.75 + 0) / 3)
     assert m["seg/prec"] == pytest.approx((1 + 0.5 + 0) / 3)
+    # pooled over the lesion images: TP = 4 + 3, FP = 0 + 3 + 0, FN = 0 + 1 + 4
+    assert m["seg/iou_pooled"] == pytest.approx(7 / 15)
+    assert m["seg/dice_pooled"] == pytest.approx(14 / 22)
     # all pixels: TP = 4 + 3, FP = 3 + 2, FN = 1 + 4
     assert m["seg/iou_global"] == pytest.approx(7 / 17)
-    np.testing.assert_array_equal(acc.per_image()["has_lesion"], [True, True, True, False, False])
+    per_image = acc.per_image()
+    np.testing.assert_array_equal(per_image["has_lesion"], [True, True, True, False, False])
+    np.testing.assert_array_equal(per_image["tp"], [4, 3, 0, 0, 0])
+    np.testing.assert_array_equal(per_image["fp"], [0, 3, 0, 0, 2])
+    np.testing.assert_array_equal(per_image["fn"], [0, 1, 4, 0, 0])
     assert len(acc) == 5
 
 
@@ -84,7 +92,8 @@ def test_only_normal_images():
     acc.update(logits_of(EMPTY, EMPTY), masks_of(EMPTY, EMPTY), torch.zeros(2, 2),
                torch.tensor([0, 1]))
     m = acc.compute()
-    assert all(math.isnan(m[k]) for k in ("seg/iou", "seg/dice", "seg/sens", "seg/prec"))
+    assert all(math.isnan(m[k]) for k in ("seg/iou", "seg/dice", "seg/sens", "seg/prec",
+                                          "seg/iou_pooled", "seg/dice_pooled"))
     assert m["seg/iou_global"] == 1.0  # nothing to find, nothing predicted
 
 
@@ -202,3 +211,34 @@ def test_keys_and_modes():
     assert set(METRIC_KEYS) <= set(METRIC_MODES)
     assert set(METRIC_MODES.values()) <= {"max", "min"}
     assert METRIC_MODES["seg/iou"] == "max" and METRIC_MODES["loss"] == "min"
+
+
+def test_binary_benign_vs_malignant_by_hand():
+    """PROBS/LABELS with class 1 as benign, 2 as malignant; class-0 images are left out.
+    Renormalised malignant scores: image 3 .1/.8, image 4 .5/.7, image 5 .6/.9 (labels 1, 1, 2);
+    called malignant above 0.5: image 4 is wrong -> acc 2/3; AUC: the malignant .667 beats .125 but
+    not .714 -> 1/2."""
+    got = binary_metrics(PROBS, LABELS, negative=1, positive=2)
+    assert got["clf/bm_acc"] == pytest.approx(2 / 3)
+    assert got["clf/bm_auc"] == pytest.approx(0.5)
+    only_benign = binary_metrics(PROBS[3:5], LABELS[3:5], negative=1, positive=2)
+    assert only_benign["clf/bm_acc"] == pytest.approx(0.5) and math.isnan(only_benign["clf/bm_auc"])
+    acc = MetricAccumulator(3)
+    acc.update(logits_of(LESION).repeat(6, 1, 1, 1), masks_of(LESION).repeat(6, 1, 1, 1),
+               torch.log(PROBS), LABELS)
+    assert acc.binary(1, 2) == got
+
+
+def test_pooled_scores_obey_dice_from_iou_and_per_image_means_do_not():
+    """Dice = 2 IoU / (1 + IoU) holds for pooled counts (the paper's tables satisfy it,
+    tests/ablation/test_paper_convention.py); means of per-image scores fall below it
+    (2x / (1 + x) is concave: Jensen)."""
+    rng = np.random.default_rng(0)
+    tp = rng.integers(0, 400, 50)
+    fp, fn = rng.integers(0, 300, 50), rng.integers(1, 300, 50)
+    pooled = pooled_scores(tp, fp, fn)
+    iou = pooled["seg/iou_pooled"]
+    assert pooled["seg/dice_pooled"] == pytest.approx(2 * iou / (1 + iou))
+    scores = per_image_scores(tp, fp, fn)
+    mean_iou, mean_dice = scores["iou"].mean(), scores["dice"].mean()
+    assert 2 * mean_iou / (1 + mean_iou) - mean_dice > 0.01

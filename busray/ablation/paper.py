@@ -13,6 +13,16 @@ How a variant finds its paper row (:func:`paper_row`), a choice the paper cannot
    and UPA off, and a TIM restricted to fewer than all four levels (``model.tim_levels``) matches no row
    because the paper reports TIM only at all levels. Other settings (τ, UPA normalisation) are not
    compared: the label printed with the row says which paper configuration it is.
+
+Metric convention (:data:`SEG_CONVENTION`, :func:`measured_key`): the paper's IoU and Dice are
+*pooled* (TP, FP and FN summed over the lesion images of the test set, then one ratio). Evidence: in
+every BUSI row of Tables 1-2, Dice = 2 IoU / (1 + IoU) to within 0.14 points, 13 of the 15 rows
+within 0.06 (:func:`dice_from_iou_gap`), an identity of pooled counts; means of per-image scores break it by points (on a BUSI run busray's
+per-image means were 4.7 points apart), since the map is concave. A report therefore compares the
+paper's ``seg/iou``/``seg/dice`` with our ``seg/iou_pooled``/``seg/dice_pooled`` and prints the
+per-image means beside them (:func:`other_convention_key`). Sensitivity and precision cannot be
+pinned down this way (the tables' IoU, sensitivity and precision are not one pooled confusion), so
+they are compared as per-image means, busray's ``seg/sens``/``seg/prec``.
 """
 
 from __future__ import annotations
@@ -31,6 +41,12 @@ class PaperRow:
     label: str
     values: Mapping[str, float]
 
+
+SEG_CONVENTION = "pooled"
+"""How the paper's segmentation IoU and Dice were computed (see the module docstring)."""
+
+_MEASURED = {"seg/iou": "seg/iou_pooled", "seg/dice": "seg/dice_pooled"}
+_OTHER = {"seg/iou": "seg/iou", "seg/dice": "seg/dice"}
 
 _T2_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "clf/acc", "clf/f1", "clf/auc", "clf/prec")
 _T1_KEYS = ("seg/iou", "seg/dice", "clf/acc", "clf/f1")
@@ -68,6 +84,26 @@ TABLE1_BUSI: dict[str, PaperRow] = {
     "proposed": _t1("Proposed", 74.50, 85.25, 90.60, 89.84),
 }
 _ALIASES = {"attunet": "attentionunet", "unetpp": "unet++", "unetplusplus": "unet++"}
+
+
+def measured_key(paper_key: str) -> str:
+    """Our metric key to set beside a paper number keyed ``paper_key`` (``seg/iou`` ->
+    ``seg/iou_pooled``: the paper's convention); keys without a convention question map to themselves."""
+    return _MEASURED.get(paper_key, paper_key)
+
+
+def other_convention_key(paper_key: str) -> str | None:
+    """Our key in the *other* convention (per-image means), to show beside :func:`measured_key`;
+    None where there is no second convention."""
+    return _OTHER.get(paper_key)
+
+
+def dice_from_iou_gap() -> float:
+    """Largest |Dice - 200 IoU / (100 + IoU)| in points over the BUSI rows of Tables 1-2: small for
+    pooled metrics (Dice and IoU of one confusion), not for means of per-image scores."""
+    rows = [r.values for r in (*TABLE1_BUSI.values(), *TABLE2_BUSI.values())
+            if "seg/iou" in r.values and "seg/dice" in r.values]
+    return max(abs(v["seg/dice"] - 200 * v["seg/iou"] / (100 + v["seg/iou"])) for v in rows)
 
 
 def is_busi(dataset: Any) -> bool:
