@@ -1,7 +1,10 @@
 """``train.*``: optimisation, schedule, early stopping, checkpoints and logging (paper Sec. 3.1).
 
 Defaults follow the paper: Adam, lr 3e-4, cosine annealing to 1.5e-6, 100 epochs, batch 24, early stopping
-with patience 10. The paper also lists "α = 0.03" beside Adam without saying what it is; it is not used.
+with patience 10. The paper also lists "α = 0.03" beside Adam without saying what it is; in the authors'
+code it is the cosine schedule's floor as a fraction of lr, lr(t) = lr * (α + (1 - α) * cos-decay), i.e.
+a floor of 9e-6 rather than the text's 1.5e-6. ``lr_floor_fraction`` selects that reading (default None:
+the text's ``lr_min``).
 
 Where the paper is silent:
 - ``monitor``: the paper early-stops "on validation performance" without naming the metric. The default
@@ -25,6 +28,10 @@ class TrainConfig:
     eval_batch_size: int = option(32, "Batch size for validation/test inference.", range=(1, 4096))
     lr: float = option(3e-4, "Adam learning rate (paper: 3e-4).", range=(1e-8, 1.0))
     lr_min: float = option(1.5e-6, "Cosine annealing floor (paper: 1.5e-6).", range=(0.0, 1.0))
+    lr_floor_fraction: float | None = option(
+        None, "Cosine floor as a fraction of lr: lr(t) = lr * (f + (1 - f) * (1 + cos(pi t)) / 2). "
+        "None: f = lr_min / lr (the paper's text); 0.03: the authors' code (the paper's 'alpha = 0.03').",
+        range=(0.0, 1.0))
     scheduler: str = option("cosine", "Learning-rate schedule after warm-up.", choices=("cosine", "constant"))
     warmup_epochs: int = option(0, "Linear warm-up epochs before the schedule.", range=(0, 1000))
     weight_decay: float = option(0.0, "Adam weight decay (paper: none stated).", range=(0.0, 1.0))

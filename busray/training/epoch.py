@@ -111,18 +111,37 @@ class EvalResult:
     sample_probs: np.ndarray | None = None  # (K, S, S) float in [0, 1] for the first K images
 
 
+EVAL_ORDER_SEED = 0
+
+
+def eval_order(n: int) -> torch.Tensor:
+    """The fixed shuffled order in which a split of ``n`` images is evaluated.
+
+    Splits are stored class by class, so index order makes each batch nearly one class. With the
+    default ``model.upa_norm: running`` (and BatchNorm in eval mode) every image is scored on its own
+    and the order does not matter; with ``upa_norm: batch`` it does, and a fixed shuffle gives mixed
+    batches like training's instead of single-class ones, the same on every call.
+    """
+    return torch.randperm(n, generator=torch.Generator().manual_seed(EVAL_ORDER_SEED))
+
+
 @torch.inference_mode()
 def evaluate(ctx: StepContext, split: DeviceSplit, batch_size: int, num_classes: int,
              prefix: str = "val", collect: bool = False, keep_samples: int = 0) -> EvalResult:
-    """Loss terms and metrics (``<prefix>/loss``, ``<prefix>/seg/iou``, ...) over a whole split."""
+    """Loss terms and metrics (``<prefix>/loss``, ``<prefix>/seg/iou``, ...) over a whole split.
+
+    Images are visited in :func:`eval_order`; per-image outputs come back in the split's own order
+    (``split.names``), and ``sample_probs`` are those of the split's first ``keep_samples`` images.
+    """
     model = ctx.raw_model or ctx.model
     model.eval()
     acc = MetricAccumulator(num_classes)
     sums: dict[str, torch.Tensor] = {}
     diags: dict[str, list[torch.Tensor]] = {k: [] for k in DIAGNOSTIC_KEYS}
-    samples = []
-    for idx in eval_batches(len(split), batch_size):
-        idx = idx.to(ctx.device)
+    order = eval_order(len(split))
+    samples: dict[int, torch.Tensor] = {}
+    for chunk in eval_batches(len(split), batch_size):
+        idx = order[chunk].to(ctx.device)
         masks = split.masks[idx].float()
         x = to_model_input(split.images[idx], ctx.in_chans, ctx.mean, ctx.std)
         with ctx.autocast():
@@ -135,16 +154,18 @@ def evaluate(ctx: StepContext, split: DeviceSplit, batch_size: int, num_classes:
         if collect:
             for k in DIAGNOSTIC_KEYS:
                 diags[k].append(out.diagnostics[k].float().cpu())
-        if sum(len(s) for s in samples) < keep_samples:
-            samples.append(torch.sigmoid(seg[:, 0]).cpu())
+        for row, i in enumerate(order[chunk].tolist()):
+            if i < keep_samples:
+                samples[i] = torch.sigmoid(seg[row, 0]).cpu()
     metrics = {f"{prefix}/{k}": float(v) / max(1, len(split)) for k, v in sums.items()}
     metrics.update({f"{prefix}/{k}": v for k, v in acc.compute().items()})
     result = EvalResult(metrics=metrics)
     if collect:
-        result.per_image = acc.per_image()
-        result.diagnostics = {k: torch.cat(v).numpy() for k, v in diags.items() if v}
+        back = torch.argsort(order).numpy()        # processed order -> split order
+        result.per_image = {k: v[back] for k, v in acc.per_image().items()}
+        result.diagnostics = {k: torch.cat(v).numpy()[back] for k, v in diags.items() if v}
     if samples:
-        result.sample_probs = torch.cat(samples)[:keep_samples].numpy()
+        result.sample_probs = torch.stack([samples[i] for i in sorted(samples)]).numpy()
     return result
 
 

@@ -79,9 +79,10 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def build_scheduler(optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch linear warm-up, then cosine annealing from lr (first epoch) to lr_min (last epoch)."""
+    """Per-epoch linear warm-up, then cosine annealing from lr (first epoch) to the floor (last epoch):
+    ``lr_min``, or ``lr_floor_fraction * lr`` when set (the authors' code)."""
     t = cfg.train
-    floor = t.lr_min / t.lr
+    floor = t.lr_floor_fraction if t.lr_floor_fraction is not None else t.lr_min / t.lr
 
     def factor(epoch: int) -> float:
         if epoch < t.warmup_epochs:

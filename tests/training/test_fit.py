@@ -131,6 +131,7 @@ def test_early_stopping_counts_epochs_without_improvement(values, mode, patience
 
 @pytest.mark.parametrize("extra, expected", [
     (["train.epochs=4", "train.lr=1.0e-2", "train.lr_min=1.0e-4"], [1e-2, None, None, 1e-4]),
+    (["train.epochs=4", "train.lr=1.0e-2", "train.lr_floor_fraction=0.03"], [1e-2, None, None, 3e-4]),
     (["train.epochs=4", "train.lr=1.0e-2", "train.warmup_epochs=1", "train.scheduler=constant"],
      [5e-3, 1e-2, 1e-2, 1e-2]),
 ])
@@ -147,7 +148,8 @@ def test_schedule(extra, expected):
     if extra[-1].endswith("constant"):
         assert lrs == pytest.approx(expected)
     else:
-        assert lrs[1] == pytest.approx(1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + math.cos(math.pi / 3)))
+        floor = expected[-1]
+        assert lrs[1] == pytest.approx(floor + (1e-2 - floor) * 0.5 * (1 + math.cos(math.pi / 3)))
 
 
 @pytest.mark.slow
