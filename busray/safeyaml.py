@@ -93,8 +93,9 @@ def loads(text: str) -> Any:
     """Parse one YAML document within the limits; :class:`YamlLimitError` on any problem."""
     if len(text) > MAX_BYTES:
         raise YamlLimitError(f"larger than {MAX_BYTES // 1024} KiB; not a config")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader already refuses control characters here
         return loader.get_single_data()
     except YamlLimitError:
         raise
@@ -106,7 +107,8 @@ def loads(text: str) -> Any:
     except RecursionError:
         raise YamlLimitError(f"nested deeper than {MAX_DEPTH} levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_text(path: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from busray.cli.argtypes import bounded_int
+from busray.cli.errors import writing_to
 
 DEFAULT_STORAGE = "busray_storage"
 STATUSES = ("completed", "failed", "stopped_early")
@@ -96,6 +97,10 @@ def _register_results(sub) -> None:
                    help="file format (default: from --out's extension, else csv)")
     p.add_argument("--out", help="file to write (default: <sweep>.<format>)")
     p.set_defaults(handler=cmd_results_export)
+    p = rsub.add_parser("compact", help="merge the store's per-trial files into one file per table",
+                        epilog="example:\n  busray results compact --storage store")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="results storage folder")
+    p.set_defaults(handler=cmd_results_compact)
 
 
 def _query_args(p) -> None:
@@ -108,22 +113,29 @@ def _query_args(p) -> None:
 
 def cmd_sweep(args) -> int:
     from busray.cli.outputs import writable_storage
-    from busray.sweep import run_sweep
+    from busray.configtools import load_yaml
 
+    load_yaml(args.spec)  # a missing, malformed or oversized file is refused before Ray is imported
     storage = writable_storage(args.storage)
-    outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
-                        add_trials=args.add_trials, progress=args.progress)
+    from busray.sweep import run_sweep  # lazy: Ray and Optuna
+    with writing_to(storage or "the sweep's storage"):
+        outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
+                            add_trials=args.add_trials, progress=args.progress,
+                            verbose=getattr(args, "verbose", False))
     print(outcome.summary())
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from busray.ablation import run_ablation
     from busray.cli.outputs import writable_storage
+    from busray.configtools import load_yaml
 
+    load_yaml(args.spec)
     storage = writable_storage(args.storage)
-    outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
-                           resume=args.resume, progress=args.progress)
+    from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib
+    with writing_to(storage or "the ablation's storage"):
+        outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
+                               resume=args.resume, progress=args.progress)
     print(outcome.summary())
     return 0
 
@@ -137,7 +149,9 @@ def cmd_report(args) -> int:
     storage = existing_store(args.storage)
     out = Path(args.out or f"{storage}/reports/{args.ablation}")
     check_writable_folder(out, "--out")
-    path = build_report(ResultsStore(storage), args.ablation, args.format, str(out), baseline=args.baseline)
+    with writing_to(out):
+        path = build_report(ResultsStore(storage), args.ablation, args.format, str(out),
+                            baseline=args.baseline)
     print(f"report written to {path}")
     return 0
 
@@ -169,6 +183,18 @@ def cmd_results_export(args) -> int:
 
     store = ResultsStore(existing_store(args.storage))
     out, fmt = export_target(args.out, args.format, args.sweep)
-    path = export(store, args.sweep, fmt, out, where=args.where or None, status=args.status)
+    with writing_to(out):
+        path = export(store, args.sweep, fmt, out, where=args.where or None, status=args.status)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_results_compact(args) -> int:
+    from busray.cli.outputs import existing_store
+    from busray.results import ResultsStore
+
+    storage = existing_store(args.storage)
+    with writing_to(storage):
+        report = ResultsStore(storage).compact()
+    print(report.summary())
     return 0

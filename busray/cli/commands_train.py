@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from busray.cli.argtypes import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE, bounded_int
+from busray.cli.errors import writing_to
 
 
 def register(sub) -> None:
@@ -119,7 +120,8 @@ def cmd_data_synth(args) -> int:
     from busray.data import synthesize
 
     check_folder_target(Path(args.out), "out")
-    path = synthesize(args.out, n=args.n, size=args.size, seed=args.seed)
+    with writing_to(args.out):
+        path = synthesize(args.out, n=args.n, size=args.size, seed=args.seed)
     print(f"wrote {args.n} synthetic images to {path}")
     return 0
 
@@ -141,11 +143,11 @@ def cmd_data_inspect(args) -> int:
 
 def cmd_train(args) -> int:
     from busray.cli.guard import plan_train, run_train
-    from busray.training import ResumeFromDir, fit
 
     overrides = [*args.overrides, *([f"data.root={args.data}"] if args.data else [])]
     plan = plan_train(args.out, resume=args.resume, overwrite=args.overwrite, config=args.config,
                       overrides=overrides)
+    from busray.training import ResumeFromDir, fit  # lazy: torch, after the config was refused or not
     reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else None
     result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
     print(f"run folder: {result.run_dir}")

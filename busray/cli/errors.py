@@ -10,7 +10,10 @@ reader of our output went away (``busray config --keys | head -1``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
+from pathlib import Path
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -36,6 +39,18 @@ class CliError(ValueError):
 
 class UsageError(CliError):
     """What argparse would print with the usage text, as one line."""
+
+
+@contextlib.contextmanager
+def writing_to(path: str | Path) -> Iterator[None]:
+    """Name ``path`` in an OSError that names no file (a full disk fails in ``write``/``fsync``,
+    whose errors carry no file name), so the one line says where the write failed."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
 
 
 def one_line(err: BaseException) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from busray.cli.errors import CliError
+from busray.cli.errors import CliError, writing_to
 from busray.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from busray.configtools import apply_overrides, flatten, load_yaml
 from busray.runfolder import LAST, RunFolder
@@ -80,7 +80,8 @@ def run_train(plan: TrainPlan, train: Callable[[Config, Path], Any]) -> Any:
     if plan.backup is not None:
         os.replace(plan.folder.path, plan.backup)
     try:
-        result = train(plan.cfg, plan.folder.path)
+        with writing_to(plan.folder.path):
+            result = train(plan.cfg, plan.folder.path)
     except BaseException:
         _undo(plan)
         raise
@@ -136,11 +137,14 @@ def resumed_config(folder: RunFolder, config: str | None, overrides: list[str]) 
     else:
         requested = config_from_dict(apply_overrides(config_to_dict(saved), overrides))
     differing = config_differences(saved, requested)
-    if differing:
+    if len(differing) == 1:
         key, old, new = differing[0]
-        more = f" and {len(differing) - 1} more key(s)" if len(differing) > 1 else ""
         raise CliError(f"--resume: {key} is {new!r} but the run in {folder.path} was trained with "
-                       f"{old!r}{more}; drop --config/--set to resume as saved, or train a new --out")
+                       f"{old!r}; drop --config/--set to resume as saved, or train a new --out")
+    if differing:
+        keys = ", ".join(k for k, _, _ in differing[:8]) + (", ..." if len(differing) > 8 else "")
+        raise CliError(f"--resume: {len(differing)} keys differ from {folder.config} ({keys}); drop "
+                       f"--config/--set to resume as saved, or train a new --out")
     return requested
 
 

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("BUSRAY_DEBUG", "") not in ("", "0")
     try:
         args = build_parser().parse_args(argv)
-        debug = debug or args.debug
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+        debug = debug or getattr(args, "debug", False)
+        logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, inside the boundary, not at exit

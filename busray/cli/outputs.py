@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from busray.cli.errors import CliError
+from busray.cli.errors import CliError, writing_to
 from busray.cli.guard import check_folder_target, check_writable_folder
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -48,13 +48,15 @@ def staged_predictions(out: Path, overwrite: bool,
         raise CliError(f"--out: {out / PREDICTIONS_CSV} already exists; pass --overwrite to replace "
                        f"it or choose another --out")
     check_writable_folder(out.parent, "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.predict-", dir=out.parent))
     try:
-        write(tmp)
-        out.mkdir(exist_ok=True)
-        files = sorted(tmp.iterdir(), key=lambda p: p.name == PREDICTIONS_CSV)  # the table last
-        for path in files:
-            os.replace(path, out / path.name)
+        with writing_to(out):
+            write(tmp)
+            out.mkdir(exist_ok=True)
+            files = sorted(tmp.iterdir(), key=lambda p: p.name == PREDICTIONS_CSV)  # the table last
+            for path in files:
+                os.replace(path, out / path.name)
         return [out / p.name for p in files], out / PREDICTIONS_CSV
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -97,6 +99,8 @@ def existing_store(text: str, flag: str = "--storage") -> str:
 def export_target(out: str | None, fmt: str | None, sweep: str) -> tuple[Path, str]:
     """(file, format) of ``results export``: the format from ``--format``, else from the extension."""
     path = Path(out) if out else Path(f"{sweep}.{fmt or 'csv'}")
+    if path.is_dir():
+        raise CliError(f"--out: {path} is a folder; give a file name")
     inferred = EXPORT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         fmt = inferred or "csv"
@@ -104,7 +108,5 @@ def export_target(out: str | None, fmt: str | None, sweep: str) -> tuple[Path, s
             path = path.with_name(path.name + ".csv")
     elif inferred is not None and inferred != fmt:
         raise CliError(f"--out: {path} has the extension of {inferred}, but --format is {fmt}")
-    if path.is_dir():
-        raise CliError(f"--out: {path} is a folder; give a file name")
     check_writable_folder(path.parent, "--out")
     return path, fmt
