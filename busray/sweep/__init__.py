@@ -2,11 +2,13 @@
 
 ``run_sweep(spec_path, ...)`` runs ``sweeps/NAME.yaml`` (see :mod:`busray.sweep.spec` for the format);
 ``run_configs(name, [(run_name, config, seed, variant), ...])`` trains a fixed list (ablations). Both
-record one results-store row per trial. Module map: ``spec`` (the file), ``space`` (Optuna
-define-by-run), ``runner`` (Tuner set-up, resume, add-trials), ``trial`` (the Tune trainable that runs
-a ``TorchTrainer``), ``worker`` (inside each Train worker: ``fit`` + the Ray reporter), ``recording``
-(results rows, HParams), ``cluster`` (``ray.init``, auth, trial slots), ``state`` (sweep ids/rounds).
-This is the only package of busray that imports Ray; it does so lazily, inside functions.
+record one results-store row per trial. Module map: ``spec`` (the file; validated without torch or
+Ray), ``space`` (Optuna define-by-run), ``runner`` (Tuner set-up, resume, add-trials), ``trial`` (the
+Tune trainable: ``fit`` in a warm, reused actor), ``ddp`` (multi-worker trials on Ray Train),
+``searcher`` (Optuna states and attributes), ``recording`` (the one writer of trial outcomes and store
+rows), ``hparams`` (TensorBoard HParams), ``console`` (what the user sees), ``cluster`` (``ray.init``,
+loopback, pre-flight, trial slots), ``storage`` (storage paths), ``state`` (sweep ids/rounds).
+With ``ablation`` and ``results``, the only code of busray that imports Ray.
 """
 
 from busray.sweep.runner import SweepOutcome, run_configs, run_sweep

@@ -1,48 +1,62 @@
-"""Connecting to Ray: a local cluster for one sweep, or the cluster a ``ray job submit`` runs in.
+"""Connecting to Ray: a private loopback cluster for one sweep, or the cluster a ``ray job submit`` runs in.
 
 Ray 2.60 facts this module works with (read from the installed package):
 
 - **Token auth is on by default for a new local cluster.** ``ray.init()`` without an address and with
-  ``RAY_AUTH_MODE`` unset switches to ``token`` mode and writes a random token to ``~/.ray/auth_token``
-  (created if missing). ``ray start --head`` only enables token mode if a token already exists
-  (``ray get-auth-token --generate``) or ``RAY_AUTH_MODE=token``. Clients (``ray job submit``, a driver
-  with ``RAY_ADDRESS``) then need the same token: the file, ``RAY_AUTH_TOKEN`` or
-  ``RAY_AUTH_TOKEN_PATH``. ``RAY_AUTH_MODE=disabled`` opts out (the tests do, so they never touch
+  ``RAY_AUTH_MODE`` unset switches to ``token`` mode and writes a random token to ``~/.ray/auth_token``.
+  ``ray start --head`` enables token mode only if a token exists (``ray get-auth-token --generate``) or
+  ``RAY_AUTH_MODE=token``; clients then need the same token (the file, ``RAY_AUTH_TOKEN`` or
+  ``RAY_AUTH_TOKEN_PATH``). ``RAY_AUTH_MODE=disabled`` opts out (the tests do, so they never touch
   ``~/.ray``). busray does not change the mode: it is the operator's security decision.
-- **Trial slots.** A local cluster gets ``busray_trial_slot = max_concurrent``; each trial driver takes
-  one slot and no CPU. On an existing cluster started without that resource (``ray start --head
-  --resources '{"busray_trial_slot": 8}'`` adds it), trial drivers ask for 1 byte of ``memory``
-  instead, and Tune's ``max_concurrent_trials`` alone bounds concurrency.
-- **The dashboard is needed.** Ray Train V2's ``PlacementGroupCleaner`` asks the state API (served by
-  the dashboard of ``ray[default]``) whether a trial's Train controller is still alive; without it the
-  placement groups of trials that ASHA stopped are never removed and later trials wait forever for
-  their CPUs. So the dashboard is left on (``include_dashboard`` default), bound to 127.0.0.1.
+- **Loopback.** A local cluster is started with node IP 127.0.0.1 and the dashboard on 127.0.0.1, so its
+  services are reached through the loopback interface only (``docs/SECURITY.md`` shows what listens
+  where and how to expose a cluster's job API safely).
+- **Trial slots.** A local cluster gets ``busray_trial_slot = max_concurrent``; each trial takes one slot.
+  On an existing cluster started without it (``ray start --head --resources '{"busray_trial_slot": 8}'``
+  adds it), trials ask for 1 byte of ``memory`` instead and Tune's ``max_concurrent_trials`` bounds them.
+- **Pre-flight.** Before any trial is started, what one trial asks for (CPUs, GPUs, slots) is compared
+  with what the cluster has: a trial that could never be placed would otherwise wait forever while
+  Tune warns. The error names the resource and the ``--set resources.…`` that would fit.
+- **Quiet.** Workers' stdout/stderr is not forwarded to the driver (``log_to_driver``) unless
+  ``--verbose``: the sweep console (:mod:`busray.sweep.console`) reports trial events itself, and a
+  failed trial's error is recorded from its outcome.
+- **Report pacing.** Ray Train V2 polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s);
+  a DDP trial's ``ray.train.report`` waits for that poll, so an epoch cost at least 2 s. Local clusters
+  poll every 0.1 s (:data:`TRAIN_POLL_S`).
 - ``_temp_dir`` (sockets and logs) must stay short: Unix socket paths are limited to 107 bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from typing import Iterator
 
-from busray.sweep.trial import SLOT_RESOURCE
+from busray.configtools import ConfigError
+from busray.sweep.trial import SLOT_RESOURCE, TrialJob
 
 TEMP_DIR_ENV = "BUSRAY_RAY_TEMP_DIR"
+LOOPBACK = "127.0.0.1"
+TRAIN_POLL_S = "0.1"
 
 
-def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a private local cluster with ``max_concurrent`` trial slots."""
+def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: int | None = None,
+                    verbose: bool = False) -> None:
+    """Start a private loopback cluster with ``max_concurrent`` trial slots."""
     import ray
 
     temp_dir = temp_dir or os.environ.get(TEMP_DIR_ENV)
-    ray.init(resources={SLOT_RESOURCE: float(max_concurrent)}, num_cpus=num_cpus,
-             _temp_dir=temp_dir, dashboard_host="127.0.0.1", log_to_driver=True,
-             configure_logging=True, logging_level="WARNING")
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": TRAIN_POLL_S, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_S)  # inherited by the raylet
+    ray.init(resources={SLOT_RESOURCE: float(max_concurrent)}, num_cpus=num_cpus, _temp_dir=temp_dir,
+             _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, log_to_driver=verbose,
+             configure_logging=True, logging_level="INFO" if verbose else "WARNING",
+             runtime_env={"env_vars": env})
 
 
 @contextlib.contextmanager
-def ray_session(max_concurrent: int, temp_dir: str | None = None) -> Iterator[None]:
+def ray_session(max_concurrent: int, verbose: bool = False, temp_dir: str | None = None) -> Iterator[None]:
     """Use the running Ray (tests, notebooks), the cluster of ``RAY_ADDRESS``, or a new local one.
 
     Ray is shut down on exit only when this function started or connected it.
@@ -53,19 +67,68 @@ def ray_session(max_concurrent: int, temp_dir: str | None = None) -> Iterator[No
         yield
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING")
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="INFO" if verbose else "WARNING",
+                 log_to_driver=verbose)
     else:
-        start_local_ray(max_concurrent, temp_dir)
+        start_local_ray(max_concurrent, temp_dir, verbose=verbose)
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def trial_driver_resources() -> dict[str, float]:
-    """What each Tune trial driver reserves (see the module docstring)."""
+def dashboard_url() -> str | None:
+    """The Ray dashboard of the connected cluster, as a URL (None without one)."""
+    import ray
+
+    try:
+        url = ray.get_runtime_context().get_dashboard_url() if ray.is_initialized() else ""
+    except Exception:  # older/newer Ray without the call, or no dashboard: no hint, not an error
+        return None
+    return (url if url.startswith("http") else f"http://{url}") if url else None
+
+
+def trial_resources(job: TrialJob, tune_config: dict) -> dict[str, float]:
+    """What one Tune trial reserves.
+
+    A single-worker trial trains in its own actor, so the actor takes the worker's CPUs/GPUs (a
+    fractional GPU packs several trials on one card). A DDP trial's actor only drives a
+    ``TorchTrainer`` whose workers reserve their own resources, so it takes none. Either way it holds
+    one trial slot.
+    """
+    slot = _slot()
+    if job.worker_count(tune_config) > 1:
+        return {"CPU": 0.0, **slot}
+    gpu = {"GPU": job.gpus_per_worker} if job.gpus_per_worker > 0 else {}
+    return {"CPU": job.cpus_per_worker, **gpu, **slot}
+
+
+def check_resources(job: TrialJob, worker_counts: list[int]) -> None:
+    """Refuse, with one line, a trial that this cluster can never place."""
+    import ray
+
+    have = ray.cluster_resources()
+    for workers in sorted(set(worker_counts)):
+        wants = {"CPU": job.cpus_per_worker * workers, "GPU": job.gpus_per_worker * workers}
+        for name, amount in wants.items():
+            if amount > have.get(name, 0.0) + 1e-9:
+                raise ConfigError(_unplaceable(name, amount, have.get(name, 0.0), workers, job))
+
+
+def _unplaceable(name: str, amount: float, have: float, workers: int, job: TrialJob) -> str:
+    key = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
+    per_worker = have / workers
+    fit = math.floor(per_worker * 100) / 100 if name == "GPU" else math.floor(per_worker)
+    hint = f"--set resources.{key}={fit:g}" if fit > 0 else (
+        "--set resources.workers=1" if workers > 1 and have > 0 else
+        f"--set resources.{key}=0" if name == "GPU" else "a cluster with CPUs")
+    return (f"resources.{key}: a trial needs {amount:g} {name} ({workers} worker(s) x "
+            f"{getattr(job, key):g}) but the Ray cluster has {have:g}; try {hint}")
+
+
+def _slot() -> dict[str, float]:
     import ray
 
     if ray.cluster_resources().get(SLOT_RESOURCE, 0) >= 1:
-        return {"CPU": 0.0, SLOT_RESOURCE: 1.0}
-    return {"CPU": 0.0, "memory": 1.0}
+        return {SLOT_RESOURCE: 1.0}
+    return {"memory": 1.0}

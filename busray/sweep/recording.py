@@ -1,134 +1,107 @@
-"""Recording trials: one results-store row per trial, epoch rows, and TensorBoard's HParams view.
+"""Recording trials: the sweep driver is the one writer of every trial's store row and final outcome.
 
-Who records what, so that every trial ends up with exactly one row:
+:class:`RecordingCallback` runs in the sweep driver and sees every decision Tune takes:
 
-- the trial driver (:func:`record_fit`) records *completed* and *failed* trials the moment its
-  ``TorchTrainer`` returns: it holds the fit outcome (best validation and test metrics);
-- :class:`RecordingCallback` on the sweep driver records trials that ASHA *stopped early*: Tune kills
-  those trainables mid-epoch, so nothing inside them can be relied on to run;
-- ``RecordingCallback.on_experiment_end`` records any finished trial still missing (the sweep
-  driver was killed between a trial's end and its recording, then resumed); it prefers the final
-  ``fit_result.json`` the trial's workers left in its Train checkpoints.
+- a trial whose last report is *final* (``busray/final``) trained to its end: its outcome is the run
+  folder's ``metrics.json``, which ``fit`` wrote (``completed``, or ``failed`` on a non-finite loss or
+  an exception, with the reason);
+- a trial that ends without a final report was stopped by the scheduler (ASHA) at its last report: its
+  outcome is built here from the epochs it reported (``history.csv`` up to the last reported epoch,
+  best epoch by the sweep's :class:`~busray.objective.Objective`), status ``stopped_early``, and
+  written to its run folder too, so folder, store and Optuna (``PRUNED``) tell the same story;
+- a trial Tune marks errored (its process died more than ``resources.max_failures`` times) is
+  ``failed`` with Tune's error line.
 
-The store names each file by ``(sweep_id, trial_id)``, so a second write of one trial replaces the first
-(no duplicates), and the callback never overwrites a row a trial driver already wrote.
-The HParams summary goes to ``<run_dir>/tb/hparams/`` beside fit's scalar curves, so
-``tensorboard --logdir <storage>`` shows every trial's config against its final metrics.
+``on_experiment_end`` records any finished trial still missing (the driver was killed between a
+trial's end and its recording, then ``--resume``-d). The store names each row by ``(sweep_id,
+trial_id)``, so recording a trial twice replaces its row. Each row also gets its TensorBoard HParams
+entry, in the trial's own TensorBoard run (:mod:`busray.sweep.hparams`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from pathlib import Path
-from typing import Any
+
+from ray.tune import Callback
 
 from busray.configtools import flatten
-
-try:  # Tune's Callback base class: imported lazily elsewhere, but this module is Ray-side anyway
-    from ray.tune import Callback
-except ImportError:  # pragma: no cover - busray.sweep always has Ray
-    Callback = object  # type: ignore[misc,assignment]
-
-
-def record_fit(job, trial_id: str, config: dict, seed: int | None, variant: str | None,
-               summary: dict, status: str | None = None) -> None:
-    """Write one trial's run row (+ epoch rows) and its HParams summary."""
-    from busray.results import ResultsStore, build_run_row
-
-    run_dir = summary.get("run_dir") or str(job.run_dir(trial_id))
-    row = build_run_row(
-        sweep=job.sweep, sweep_id=job.sweep_id, trial_id=trial_id, config=config, seed=seed,
-        status=status or summary.get("status") or "failed", error=summary.get("error"),
-        best_epoch=summary.get("best_epoch"), val=_numbers(summary.get("val")),
-        test=_numbers(summary.get("test")), wall_time_s=summary.get("wall_time_s"),
-        device=summary.get("device"), run_dir=run_dir, dataset=summary.get("dataset") or None,
-        split_hash=summary.get("split_hash") or None, variant=variant, objective=job.objective)
-    history = summary.get("history") or read_history(Path(run_dir))
-    ResultsStore(job.storage).record_run(row, [_numbers(h) for h in history])
-    write_hparams(Path(run_dir), _hparams(job, config, seed, variant), row)
+from busray.results import ResultsStore, RunIdentity, run_row
+from busray.runfolder import RunOutcome, best_val
+from busray.sweep.hparams import hparam_value, write_hparams
+from busray.sweep.trial import TrialJob, is_final
 
 
-def is_recorded(job, trial_id: str) -> bool:
-    from busray.results import ResultsStore
-    from busray.results.store import run_file_name
-
-    return (ResultsStore(job.storage).runs_dir / run_file_name(job.sweep_id, trial_id)).is_file()
-
-
-def record_from_tune(job, trial_id: str, tune_config: dict, last_result: dict | None,
-                     error: str | None = None) -> None:
-    """Record a trial from what the driver can see, unless its trial driver already did.
-
-    A final ``fit_result.json`` in the trial's Train storage wins (the trial finished but its
-    driver was killed before recording); otherwise the run folder's history gives the best epoch.
-    """
-    if is_recorded(job, trial_id):
-        return
+def record_trial(job: TrialJob, trial_id: str, tune_config: dict, last_result: dict | None,
+                 error: str | None = None) -> RunOutcome:
+    """Write the trial's outcome (run folder + store row + HParams) and return it."""
+    folder = job.run_folder(trial_id)
+    outcome = trial_outcome(job, trial_id, last_result, error)
+    if outcome.status == "stopped_early" or error:
+        folder.write_outcome(outcome)
     config, seed, variant = job.resolve(tune_config)
     config = job.recorded_config(config, tune_config)
-    final = find_final_summary(job, trial_id)
-    if final is not None:
-        record_fit(job, trial_id, config, seed, variant, final)
-        return
-    run_dir = job.run_dir(trial_id)
-    history = read_history(run_dir)
-    summary: dict[str, Any] = {"error": error, "run_dir": str(run_dir), "history": history,
-                               **_split_identity(run_dir)}
-    if history:
-        best = _best_epoch(history, job.objective)
-        summary["best_epoch"] = int(best["epoch"])
-        summary["val"] = {k: v for k, v in best.items() if k.startswith("val/")}
-    elif last_result:
-        summary["val"] = {k: v for k, v in last_result.items() if k.startswith("val/")}
-    record_fit(job, trial_id, config, seed, variant, summary,
-               status="failed" if error else "stopped_early")
+    identity = RunIdentity(sweep=job.sweep, sweep_id=job.sweep_id, trial_id=trial_id, variant=variant,
+                           seed=seed, objective=job.objective.label())
+    row = run_row(identity, config, outcome)
+    ResultsStore(job.storage).record_run(row, outcome.history)
+    write_hparams(job.tb_dir(trial_id), _hparams(job, config, seed, variant),
+                  outcome.metric_columns(), step=outcome.epochs_run)
+    return outcome
 
 
-def _split_identity(run_dir: Path) -> dict[str, Any]:
-    """Dataset and split hash of a trial that never returned, from the split.json fit wrote at start."""
-    path = run_dir / "split.json"
-    try:
-        split = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {"dataset": split.get("dataset"), "split_hash": split.get("split_hash")}
+def trial_outcome(job: TrialJob, trial_id: str, last_result: dict | None, error: str | None) -> RunOutcome:
+    """The outcome of a trial that ended (see the module docstring for the three cases)."""
+    folder = job.run_folder(trial_id)
+    history = folder.read_history()
+    written = folder.read_outcome()
+    if error is None and is_final(last_result) and written is not None:
+        written.history = history
+        return written
+    last_epoch = int((last_result or {}).get("epoch") or 0)
+    reported = [row for row in history if int(row.get("epoch") or 0) <= last_epoch] if last_result else history
+    outcome = written or RunOutcome(run_dir=str(folder.path))
+    best = job.objective.best_row(reported)
+    outcome.history = reported
+    outcome.epochs_run = max([int(r["epoch"]) for r in reported], default=0)
+    outcome.best_epoch = int(best["epoch"]) if best else 0
+    outcome.val = best_val(reported, outcome.best_epoch) if best else {}
+    outcome.test = {}
+    outcome.dataset, outcome.split_hash = outcome.dataset or folder.split_identity()[0], \
+        outcome.split_hash or folder.split_identity()[1]
+    return outcome.finish("failed" if error else "stopped_early", error)
 
 
-def find_final_summary(job, trial_id: str) -> dict | None:
-    """The ``fit_result.json`` a trial's workers left in its Train checkpoints, if any."""
-    from busray.sweep.worker import FINAL_CKPT, FINAL_FILE
-
-    path = job.train_dir() / trial_id / FINAL_CKPT / FINAL_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+def is_recorded(job: TrialJob, trial_id: str) -> bool:
+    runs = ResultsStore(job.storage).runs()
+    return bool(((runs["sweep_id"] == job.sweep_id) & (runs["trial_id"] == trial_id)).any()) if len(runs) else False
 
 
 class RecordingCallback(Callback):
-    """Sweep-driver hook: records trials that ended without their trial driver recording them."""
+    """Sweep-driver hook: records every trial when Tune ends it (and any missed one at the end)."""
 
-    def __init__(self, job) -> None:
+    def __init__(self, job: TrialJob, on_recorded=None) -> None:
         self.job = job
+        self.on_recorded = on_recorded  # called with (trial, outcome): the console prints it
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        record_from_tune(self.job, trial.trial_id, trial.config, trial.last_result)
+        self._record(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        record_from_tune(self.job, trial.trial_id, trial.config, trial.last_result,
-                         error=error_text(trial) or "trial errored")
+        self._record(trial, error_text(trial) or "the trial's process died")
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        """Record finished trials still missing (e.g. finished while the driver was dead)."""
         for trial in trials:
-            if trial.status == "TERMINATED":
-                record_from_tune(self.job, trial.trial_id, trial.config, trial.last_result)
-            elif trial.status == "ERROR":
-                record_from_tune(self.job, trial.trial_id, trial.config, trial.last_result,
-                                 error=error_text(trial) or "trial errored")
+            if trial.status in ("TERMINATED", "ERROR") and not is_recorded(self.job, trial.trial_id):
+                self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
+
+    def _record(self, trial, error: str | None) -> None:
+        outcome = record_trial(self.job, trial.trial_id, trial.config, trial.last_result, error)
+        if self.on_recorded is not None:
+            self.on_recorded(trial, outcome)
 
 
 def error_text(trial) -> str | None:
-    """The first line of a Tune trial's error file."""
+    """The last line of a Tune trial's error file (the exception), if any."""
     path = getattr(trial, "error_file", None)
     if path and Path(path).is_file():
         lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
@@ -136,58 +109,11 @@ def error_text(trial) -> str | None:
     return None
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    """fit's ``history.csv`` (one row per epoch) as numbers; [] when the trial never got that far."""
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        return [_numbers(row) for row in csv.DictReader(fh)]
-
-
-def write_hparams(run_dir: Path, hparams: dict[str, Any], row: dict) -> None:
-    """One HParams entry (config vs. final metrics) in ``<run_dir>/tb/hparams``."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    metrics = {f"hparams/{k}": v for k, v in row.items()
-               if k.startswith(("val/", "test/")) and isinstance(v, float) and math.isfinite(v)}
-    if not metrics:
-        metrics = {"hparams/failed": 1.0}
-    writer = SummaryWriter(log_dir=str(run_dir / "tb" / "hparams"))
-    try:
-        writer.add_hparams(hparams, metrics, run_name=".")
-    finally:
-        writer.close()
-
-
-def _hparams(job, config: dict, seed: int | None, variant: str | None) -> dict[str, Any]:
+def _hparams(job: TrialJob, config: dict, seed: int | None, variant: str | None) -> dict:
     flat = flatten(config)
     keys = job.swept_keys or sorted(flat)
-    out = {k: _scalar(flat.get(k)) for k in keys if k in flat}
+    out = {k: hparam_value(flat[k]) for k in keys if k in flat}
     out["seed"] = -1 if seed is None else int(seed)
     if variant:
         out["variant"] = variant
     return out
-
-
-def _scalar(value: Any) -> Any:
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
-
-
-def _numbers(row: dict | None) -> dict:
-    """Values as floats where they parse as numbers (CSV gives strings); others kept."""
-    out = {}
-    for key, value in (row or {}).items():
-        try:
-            out[key] = float(value) if not isinstance(value, bool) and value not in ("", None) else None
-        except (TypeError, ValueError):
-            out[key] = value
-    return out
-
-
-def _best_epoch(history: list[dict], objective: str | None) -> dict:
-    metric, mode = (objective.split(",")[0].rsplit(":", 1) if objective else ("val/score", "max"))
-    scored = [h for h in history if isinstance(h.get(metric), float) and math.isfinite(h[metric])]
-    if not scored:
-        return history[-1]
-    return (max if mode == "max" else min)(scored, key=lambda h: h[metric])

@@ -2,37 +2,49 @@
 
 A sweep is one Ray Tune experiment per *round* under ``<storage>/<name>/tune/round-NNN``:
 
-- search: ``OptunaSearch`` over :class:`~busray.sweep.space.DefineByRun` with a seeded TPE (or random)
-  sampler; single or multi-objective (``metric``/``mode`` lists = Optuna Pareto front). The study lives
-  in a persistent Optuna storage, by default a journal file ``<storage>/<name>/optuna.journal``
-  (``JournalStorage(JournalFileBackend)``: no database server, safe for concurrent appends), or any RDB
-  URL; its name is the sweep id, so ``optuna-dashboard <journal>`` shows it;
-- early stopping: ``AsyncHyperBandScheduler`` with ``time_attr='epoch'`` (single objective only);
-- ``--resume``: ``Tuner.restore`` of the last round: finished trials are kept (neither re-run nor
-  re-recorded), unfinished ones are re-launched and continue from their Train checkpoint;
-- ``--add-trials N``: a new round whose ``OptunaSearch`` loads the same study (``create_study(...,
-  load_if_exists=True)`` inside Ray's ``OptunaSearch``), so TPE conditions on every earlier trial.
+- search: ``OptunaSearch`` (:class:`~busray.sweep.searcher.BusrayOptunaSearch`) over
+  :class:`~busray.sweep.space.DefineByRun` with a seeded TPE (or random) sampler; single or
+  multi-objective. The study lives in ``<storage>/<name>/optuna.journal`` (or an RDB URL), named by
+  the sweep id, so ``optuna-dashboard <journal>`` shows it;
+- early stopping: ``AsyncHyperBandScheduler`` on ``epoch`` (single objective only);
+- the engine (:mod:`busray.sweep.trial`): warm, reused trial actors that call ``fit`` in-process;
+  Tune's own loggers and console output are off, :mod:`busray.sweep.console` prints instead;
+- ``--resume``: ``Tuner.restore`` of the last round: finished trials are kept, unfinished ones are
+  re-launched and continue from their run folder's ``last.pt``;
+- ``--add-trials N``: a new round whose searcher loads the same study, so TPE conditions on every
+  earlier trial.
 
-Fixed configs (ablations) are one round of a ``tune.grid_search`` over run names with the same trial
-driver and recording, no searcher; resuming skips configs whose trial key is already recorded.
+Fixed configs (ablations) are one round of a ``tune.grid_search`` over run names with the same
+trainable and recording, no searcher; resuming skips configs already recorded as completed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
+from optuna.exceptions import ExperimentalWarning
 
 from busray.configtools import ConfigError, flatten
-from busray.sweep.cluster import ray_session, trial_driver_resources
-from busray.sweep.space import DefineByRun
+from busray.objective import Objective
+from busray.sweep.cluster import check_resources, ray_session, trial_resources
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import SweepState, open_sweep
-from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, trial_driver
+from busray.sweep.storage import resolve_storage
+from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
 
-DEFAULT_STORAGE = "busray_storage"
+#: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
+#: once), and Tune's legacy output engine, whose ``verbose=0`` really is silent.
+QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+#: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
+#: turned off above); --verbose leaves them alone.
+QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
 
 
 @dataclass
@@ -43,7 +55,8 @@ class SweepOutcome:
     storage: str
     counts: dict[str, int]
     best: pd.DataFrame = field(repr=False)
-    objective: str | None = None
+    objective: Objective | None = None
+    journal: str | None = None
 
     @property
     def num_trials(self) -> int:
@@ -51,35 +64,42 @@ class SweepOutcome:
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
-        lines = [f"sweep {self.sweep} ({self.sweep_id}): {self.num_trials} trials ({counts or 'none'})",
-                 f"storage: {self.storage}"]
+        lines = [f"sweep {self.sweep} ({self.sweep_id}): {self.num_trials} trials ({counts or 'none'})"]
         if not self.best.empty:
-            lines += [f"best trials by {self.objective}:", self.best.to_string(index=False)]
+            lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
+        lines += ["next:", f"  busray results show {self.sweep} --storage {self.storage}",
+                  f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
+        if self.journal:
+            lines.append(f"  optuna-dashboard {self.journal}")
         return "\n".join(lines)
 
 
-def run_sweep(spec_path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
-              resume: bool = False, add_trials: int | None = None, progress: bool = True) -> SweepOutcome:
-    """Run (or resume, or extend) the Optuna sweep described by ``spec_path``."""
-    spec = load_sweep_spec(spec_path, overrides)
+def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
+              resume: bool = False, add_trials: int | None = None, progress: bool = True,
+              verbose: bool = False) -> SweepOutcome:
+    """Run (or resume, or extend) a sweep: a sweep file, a dict of the same shape, or a SweepSpec."""
+    spec = load_sweep_spec(spec, overrides)
     if resume and add_trials:
         raise ConfigError("--resume and --add-trials are exclusive: resume first, then add trials")
-    storage = str(Path(storage or spec.storage or DEFAULT_STORAGE).expanduser().resolve())
+    storage = resolve_storage(storage or spec.storage)
     state = open_sweep(storage, spec.name, resume=resume, add_trials=add_trials)
     job = sweep_job(spec, state, storage)
-    with ray_session(spec.max_concurrent):
+    total = add_trials or spec.num_trials
+    with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
+        check_resources(job, _worker_counts(spec))
+        console = _console(job, total, list(spec.space), progress)
         if resume:
-            _restore(job, state, progress)
+            _restore(job, state, console, verbose)
         else:
-            tuner = _search_tuner(spec, job, state, add_trials or spec.num_trials, progress)
-            tuner.fit()
-    return outcome(job, list(spec.space))
+            _search_tuner(spec, job, state, total, console, verbose).fit()
+        console.close()
+    return outcome(job, list(spec.space), journal=_journal(spec, state))
 
 
 def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | None]],
                 resources: ResourcesSpec | None = None, storage: str | None = None, resume: bool = False,
-                max_concurrent: int = 2, objective: str | None = None,
-                progress: bool = True) -> SweepOutcome:
+                max_concurrent: int = 2, objective: str | Objective | None = None,
+                progress: bool = True, verbose: bool = False) -> SweepOutcome:
     """Train a fixed list of ``(run_name, config_dict, seed, variant)`` (e.g. variants x seeds).
 
     ``config_dict`` is a full or partial nested run config (validated here, before Ray starts);
@@ -89,7 +109,7 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
     from busray.config import config_from_dict, config_to_dict
     from busray.results import ResultsStore, trial_key
 
-    storage = str(Path(storage or DEFAULT_STORAGE).expanduser().resolve())
+    storage = resolve_storage(storage)
     state = open_sweep(storage, name, resume=resume, add_trials=None, kind="ablation")
     fixed = {}
     for run_name, config, seed, variant in configs:
@@ -97,77 +117,130 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
             raise ConfigError(f"{name}: run name '{run_name}' appears twice")
         full = config_to_dict(config_from_dict(_with_seed(config, seed)))
         fixed[run_name] = FixedRun(config=full, seed=seed, variant=variant)
-    job = _job(name, state, storage, {}, objective, [], resources or ResourcesSpec(), fixed)
+    job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
     store = ResultsStore(storage)
-    todo = [n for n, run in fixed.items()
-            if not (resume and store.has_run(state.sweep_id, trial_key(run.config, run.seed)))]
+    todo = [n for n in fixed if not (resume and store.has_run(state.sweep_id, trial_key(*_keyed(job, n))))]
     if todo:
-        with ray_session(max_concurrent):
-            _grid_tuner(job, state, todo, max_concurrent, progress).fit()
+        with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
+            check_resources(job, [job.workers])
+            console = _console(job, len(todo), [], progress)
+            _grid_tuner(job, state, todo, max_concurrent, console, verbose).fit()
+            console.close()
     return outcome(job, [])
 
 
 def sweep_job(spec: SweepSpec, state: SweepState, storage: str) -> TrialJob:
-    return _job(spec.name, state, storage, spec.base, spec.objective.label(), list(spec.space),
-                spec.resources, {})
+    return _job(spec.name, state, storage, spec.base, spec.objective, list(spec.space), spec.resources, {})
 
 
-def _job(name, state, storage, base, objective, swept, res: ResourcesSpec, fixed) -> TrialJob:
+def _job(name, state, storage, base, objective: Objective, swept, res: ResourcesSpec, fixed) -> TrialJob:
     return TrialJob(sweep=name, sweep_id=state.sweep_id, sweep_dir=state.folder, storage=storage,
                     base=base, objective=objective, swept_keys=swept, workers=res.workers,
                     cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker,
                     max_failures=res.max_failures, fixed=fixed)
 
 
-def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, progress: bool):
+def _keyed(job: TrialJob, run_name: str) -> tuple[dict, int | None]:
+    """What a fixed run's trial key hashes: its config as recorded (objective and resources in)."""
+    config, seed, _ = job.resolve({RUN_KEY: run_name})
+    return job.recorded_config(config, {}), seed
+
+
+def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, console, verbose: bool):
     from ray import tune
 
-    from busray.sweep.searcher import ResumableOptunaSearch
+    from busray.sweep.searcher import BusrayOptunaSearch
+    from busray.sweep.space import DefineByRun
 
     obj = spec.objective
-    metric = obj.metrics if obj.multi else obj.metrics[0]
-    mode = obj.modes if obj.multi else obj.modes[0]
-    searcher = ResumableOptunaSearch(
+    metric = list(obj.metrics) if obj.multi else obj.metric
+    mode = list(obj.modes) if obj.multi else obj.mode
+    searcher = BusrayOptunaSearch(
         space=DefineByRun(spec.space, flatten(spec.base), spec.seeds), metric=metric, mode=mode,
-        sampler=_sampler(spec), study_name=state.sweep_id, storage=optuna_storage(spec, state))
+        sampler=_sampler(spec), study_name=state.sweep_id, storage=optuna_storage(spec, state),
+        runs_dir=str(Path(state.folder) / "runs"), metric_names=list(obj.metrics))
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
-                                  num_samples=num_samples, max_concurrent_trials=spec.max_concurrent)
+                                  num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
+                                  reuse_actors=True)
     return tune.Tuner(_trainable(job), tune_config=tune_config,
-                      run_config=_run_config(job, state.tune_dir, state.new_round(), progress))
+                      run_config=_run_config(job, state.tune_dir, state.new_round(), console, verbose))
 
 
-def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurrent: int, progress: bool):
+def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurrent: int, console, verbose: bool):
     from ray import tune
 
     return tune.Tuner(_trainable(job), param_space={RUN_KEY: tune.grid_search(names)},
-                      tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
-                      run_config=_run_config(job, state.tune_dir, state.new_round(), progress))
+                      tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+                      run_config=_run_config(job, state.tune_dir, state.new_round(), console, verbose))
 
 
-def _restore(job: TrialJob, state: SweepState, progress: bool) -> None:
+def _restore(job: TrialJob, state: SweepState, console, verbose: bool) -> None:
     from ray import tune
 
     path = state.tune_dir / state.rounds[-1] if state.rounds else None
     if path is None or not tune.Tuner.can_restore(str(path)):
         raise ConfigError(f"sweep '{state.name}': no Tune experiment to restore under {state.tune_dir}")
-    tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
-                       resume_errored=False, restart_errored=False).fit()
+    tuner = tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
+                               resume_errored=False, restart_errored=False)
+    # the restored RunConfig holds the callbacks of the killed driver: give it this driver's
+    tuner._local_tuner._run_config.callbacks = _callbacks(job, console)
+    tuner.fit()
 
 
 def _trainable(job: TrialJob):
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(trial_driver, job=job), trial_driver_resources())
+    return tune.with_resources(tune.with_parameters(run_trial, job=job), lambda cfg: trial_resources(job, cfg))
 
 
-def _run_config(job: TrialJob, tune_dir: Path, round_name: str, progress: bool):
+def _run_config(job: TrialJob, tune_dir: Path, round_name: str, console, verbose: bool):
     from ray import tune
 
+    return tune.RunConfig(storage_path=str(tune_dir), name=round_name, verbose=2 if verbose else 0,
+                          callbacks=_callbacks(job, console),
+                          failure_config=tune.FailureConfig(max_failures=job.max_failures),
+                          checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False))
+
+
+def _callbacks(job: TrialJob, console) -> list:
     from busray.sweep.recording import RecordingCallback
 
-    return tune.RunConfig(storage_path=str(tune_dir), name=round_name, verbose=1 if progress else 0,
-                          callbacks=[RecordingCallback(job)],
-                          failure_config=tune.FailureConfig(max_failures=0))
+    return [console, RecordingCallback(job, on_recorded=console.recorded)]
+
+
+def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
+    from busray.sweep.console import ConsoleCallback
+
+    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
+    console.write(f"{'sweep' if not job.fixed else 'runs'} {job.sweep} ({job.sweep_id}): {total} trials, "
+                  f"objective {job.objective.label()}, storage {job.storage}")
+    from busray.sweep.cluster import dashboard_url
+
+    if dashboard_url():
+        console.write(f"Ray dashboard: {dashboard_url()}")
+    return console
+
+
+@contextlib.contextmanager
+def _quiet_tune(verbose: bool) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in QUIET_TUNE}
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    os.environ.update(QUIET_TUNE)
+    if not verbose:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _sampler(spec: SweepSpec):
@@ -185,6 +258,8 @@ def _scheduler(spec: SweepSpec, metric, mode):
     if sch.type == "none":
         return None
     epochs = int(spec.base.get("train", {}).get("epochs") or _default_epochs())
+    # max_t is one past the last epoch: the last epoch's report must not count as a stop (the trial
+    # still runs its test evaluation and its final report after it).
     return AsyncHyperBandScheduler(time_attr="epoch", metric=metric, mode=mode,
                                    grace_period=sch.grace_period, reduction_factor=sch.reduction_factor,
                                    max_t=sch.max_t or epochs + 1)
@@ -198,10 +273,19 @@ def optuna_storage(spec: SweepSpec, state: SweepState):
     url = spec.search.optuna_storage
     if url:
         return RDBStorage(url)
-    return JournalStorage(JournalFileBackend(str(Path(state.folder) / "optuna.journal")))
+    return JournalStorage(JournalFileBackend(_journal(spec, state)))
 
 
-def outcome(job: TrialJob, display_keys: list[str]) -> SweepOutcome:
+def _journal(spec: SweepSpec, state: SweepState) -> str | None:
+    return None if spec.search.optuna_storage else str(Path(state.folder) / "optuna.journal")
+
+
+def _worker_counts(spec: SweepSpec) -> list[int]:
+    param = spec.space.get("resources.workers")
+    return [int(v) for v in param.extremes()] if param is not None else [spec.resources.workers]
+
+
+def outcome(job: TrialJob, display_keys: list[str], journal: str | None = None) -> SweepOutcome:
     """Counts by status and the best trials of this sweep id, read back from the store."""
     from busray.results import STATUSES, ResultsStore
 
@@ -209,18 +293,17 @@ def outcome(job: TrialJob, display_keys: list[str]) -> SweepOutcome:
     runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
     return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
-                        best_trials(runs, job.objective, display_keys), job.objective)
+                        best_trials(runs, job.objective, display_keys), job.objective, journal)
 
 
-def best_trials(runs: pd.DataFrame, objective: str | None, keys: list[str], top: int = 5) -> pd.DataFrame:
+def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:
     """The top trials by the (first) objective, among completed and stopped-early trials."""
-    first = (objective or "val/score:max").split(",")[0]
-    metric, mode = first.rsplit(":", 1) if ":" in first else (first, "max")
+    metric = objective.metric
     if runs.empty or metric not in runs:
         return pd.DataFrame()
-    usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=(mode == "min"))
-    extra = [m.rsplit(":", 1)[0] for m in (objective or "").split(",")[1:]]
-    columns = ["trial_id", "status", "variant", "seed", *keys, metric, *extra, "test/seg/iou", "test/clf/acc"]
+    usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=objective.sort_ascending())
+    columns = ["trial_id", "status", "variant", "seed", *keys, *objective.metrics, "best_epoch",
+               "test/seg/iou", "test/clf/acc"]
     present = [c for c in dict.fromkeys(columns) if c in usable and usable[c].notna().any()]
     return usable[present].head(top).reset_index(drop=True)
 
@@ -237,4 +320,3 @@ def _default_epochs() -> int:
     from busray.training.config import TrainConfig
 
     return TrainConfig().epochs
-

@@ -1,29 +1,83 @@
-"""``OptunaSearch`` that tolerates a restored sweep re-running a trial Optuna already finished.
+"""Ray's ``OptunaSearch`` made to tell the Optuna study what really happened to each trial.
 
-``Tuner.restore`` restarts every trial that its last experiment snapshot saw running. A trial that
-finished after that snapshot but before the driver was killed is already COMPLETE in the Optuna journal
-(and recorded in the results store, keyed by trial id, so re-recording replaces its row). Ray's
-``OptunaSearch`` then reports the re-run's results to the finished Optuna trial, and Optuna raises
-``UpdateFinishedTrialError``, which aborts the whole resumed sweep. The study already holds that
-trial's outcome, so the late updates are dropped instead. This module imports Ray and is imported
-only by the sweep runner (and by pickle, when a restored Tuner reloads its searcher).
+- **Per-epoch intermediate values**: every epoch report is ``trial.report(value, step=epoch)`` (Ray
+  uses Tune's iteration counter, which the final report would bump once more).
+- **States**: a trial with a final report of status ``completed`` is ``COMPLETE`` with the final
+  report's value (its best epoch's metric, the same number as its store row); ``failed`` (non-finite
+  loss, an exception, a dead process) is ``FAIL``; a trial without a final report was stopped by the
+  scheduler and is ``PRUNED`` (Ray would have called it COMPLETE with its last epoch's value).
+- **Attributes**: each Optuna trial carries ``busray_trial_id`` and ``run_dir``, and the study names
+  its metrics, so ``optuna-dashboard`` shows ``val/score`` rather than "Objective 0".
+- **Resume**: ``Tuner.restore`` re-runs trials its last snapshot saw running; one that had already
+  finished in the study raises ``UpdateFinishedTrialError`` in Optuna, which would abort the resumed
+  sweep. The study already holds its outcome, so such late updates are dropped.
+
+This module imports Ray and Optuna; only the sweep runner imports it (and pickle, on restore).
 """
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from busray.sweep.trial import STATUS_KEY, is_final
 
-class ResumableOptunaSearch(OptunaSearch):
+log = logging.getLogger(__name__)
+
+
+class BusrayOptunaSearch(OptunaSearch):
+    def __init__(self, *args, runs_dir: str, metric_names: list[str], **kwargs) -> None:
+        self._runs_dir = runs_dir
+        self._metric_names = metric_names
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        self._ot_study.set_metric_names(list(self._metric_names))
+
+    def suggest(self, trial_id: str):
+        suggestion = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and isinstance(suggestion, dict):
+            ot_trial.set_user_attr("busray_trial_id", trial_id)
+            ot_trial.set_user_attr("run_dir", str(Path(self._runs_dir) / trial_id))
+        return suggestion
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if isinstance(self.metric, list) or is_final(result) or trial_id in self._completed_trials:
+            return
+        value = result.get(self.metric)
+        if value is None or trial_id not in self._ot_trials:
+            return
         try:
-            super().on_trial_result(trial_id, result)
+            self._ot_trials[trial_id].report(float(value), int(result.get("epoch", 0)))
         except UpdateFinishedTrialError:
             pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        state, values = _state_and_values(result, error, self.metric)
         try:
-            super().on_trial_complete(trial_id, result, error)
+            self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
         except UpdateFinishedTrialError:
             pass
+        except Exception as err:  # e.g. a non-finite value: Optuna refuses it; the store still has the row
+            log.warning("Optuna trial of %s not updated: %s", trial_id, err)
+        self._completed_trials.add(trial_id)
+
+
+def _state_and_values(result: dict | None, error: bool, metric) -> tuple[TrialState, list | float | None]:
+    if error or (is_final(result) and result.get(STATUS_KEY) != "completed"):
+        return TrialState.FAIL, None
+    if not is_final(result):
+        return TrialState.PRUNED, None
+    names = metric if isinstance(metric, list) else [metric]
+    values = [result.get(name) for name in names]
+    if any(v is None for v in values):
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, values if isinstance(metric, list) else values[0]

@@ -26,11 +26,13 @@ so a key that does not exist or a range the config forbids is reported before an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted
+from busray.objective import DEFAULT_OBJECTIVE, Objective
 
 PARAM_TYPES = ("uniform", "loguniform", "int", "categorical", "fixed")
 #: The loss weights must sum to one (paper Sec. 2.4: w_seg = 0.8, w_clf = 0.2); one is sampled, the
@@ -79,30 +81,6 @@ class ParamSpec:
 
 
 @dataclass
-class ObjectiveSpec:
-    metrics: list[str] = option(["val/score"], "validation metric(s) to optimise; several = "
-                                "multi-objective Optuna (Pareto front)")
-    modes: list[str] = option(["max"], "max or min, one per metric", choices=("max", "min"))
-
-    def check(self) -> None:
-        if not self.metrics:
-            raise ConfigError("metrics: at least one metric is needed")
-        if len(self.modes) != len(self.metrics):
-            raise ConfigError(f"modes: {len(self.modes)} modes for {len(self.metrics)} metrics")
-        for name in self.metrics:
-            if not name.startswith("val/"):
-                raise ConfigError(f"metrics: '{name}' is not a val/<metric> key")
-
-    @property
-    def multi(self) -> bool:
-        return len(self.metrics) > 1
-
-    def label(self) -> str:
-        """``val/seg/iou:max,val/clf/acc:max`` (the results store's ``objective`` column)."""
-        return ",".join(f"{m}:{d}" for m, d in zip(self.metrics, self.modes))
-
-
-@dataclass
 class SchedulerSpec:
     """Early stopping of poor trials; ASHA counts in epochs (``time_attr='epoch'``)."""
     type: str = option("asha", "asha (AsyncHyperBand) or none", choices=("asha", "none"))
@@ -139,7 +117,9 @@ class SweepSpec:
     storage: str | None = option(None, "default storage folder (the CLI's --storage wins)")
     base: dict[str, Any] = option({}, "the run config every trial starts from (model/loss/data/train)")
     space: dict[str, ParamSpec] = option({}, "search space: dotted config key -> parameter")
-    objective: ObjectiveSpec = option(ObjectiveSpec(), "what to optimise")
+    objective: Objective = option(DEFAULT_OBJECTIVE, "what to optimise: 'val/score:max', or {metrics: "
+                                  "[...], modes: [...]}; several metrics = multi-objective Optuna "
+                                  "(Pareto front); train.monitor follows it")
     num_trials: int = option(8, "trials to run (or to add with --add-trials)", range=(1, 100_000))
     max_concurrent: int = option(2, "trials running at once", range=(1, 10_000))
     scheduler: SchedulerSpec = option(SchedulerSpec(), "early stopping of poor trials")
@@ -160,17 +140,37 @@ class SweepSpec:
                               "(w_seg + w_clf = 1); sample only one of them")
 
 
-def load_sweep_spec(path: str | Path, overrides: Iterable[str] = ()) -> SweepSpec:
-    """Read, override (``--set num_trials=2``, ``--set base.train.epochs=1``) and validate a sweep."""
-    raw = load_yaml(path)
+def load_sweep_spec(source: "str | Path | dict | SweepSpec", overrides: Iterable[str] = ()) -> "SweepSpec":
+    """Read (a file, or a dict of the same shape), override (``--set num_trials=2``, ``--set
+    base.train.epochs=1``) and validate a sweep. Validation imports neither torch nor Ray."""
+    overrides = list(overrides)
+    if isinstance(source, SweepSpec):
+        return source
+    name = "sweep" if isinstance(source, dict) else str(source)
+    raw = _deep(source) if isinstance(source, dict) else load_yaml(source)
     if isinstance(raw.get("space"), dict):  # nest dotted keys so `--set space.model.tau.low=...` merges
         raw["space"] = nest_space(raw["space"])
-    raw = apply_overrides(raw, overrides)
+    try:
+        raw = apply_overrides(raw, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{name}: {_suggest_base(str(err), overrides)}") from None
     try:
         spec = parse_sweep(raw)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{name}: {_suggest_base(str(err), overrides)}") from None
     return spec
+
+
+RUN_GROUPS = ("model", "loss", "data", "train")
+
+
+def _suggest_base(message: str, overrides: Iterable[str]) -> str:
+    """``unknown config key 'train'`` -> add: run-config keys of a sweep live under ``base.``."""
+    match = re.search(r"unknown config key '([^']+)'", message)
+    if not match or match.group(1).split(".")[0] not in RUN_GROUPS:
+        return message
+    key = next((o.split("=", 1)[0] for o in overrides if o.startswith(match.group(1))), match.group(1))
+    return f"{message.split(' (known:')[0]}: run-config keys of a sweep file live under base, did you mean base.{key}?"
 
 
 def parse_sweep(raw: dict) -> SweepSpec:
@@ -180,11 +180,41 @@ def parse_sweep(raw: dict) -> SweepSpec:
         raise ConfigError(f"space: expected a mapping, got {space_raw!r}")
     space = {key: from_dict(ParamSpec, value, f"space.{key}.")
              for key, value in flatten_space(space_raw).items()}
-    spec = from_dict(SweepSpec, {**raw, "space": {}})
-    spec.space = space
+    objective = parse_objective(raw.get("objective"))
+    spec = from_dict(SweepSpec, {**{k: v for k, v in raw.items() if k != "objective"}, "space": {}})
+    spec.space, spec.objective = space, objective
     spec.check()
+    check_monitor(spec.base, objective)
     check_against_config(spec)
     return spec
+
+
+def parse_objective(raw: Any, key: str = "objective") -> Objective:
+    """``val/score:max`` or ``{metrics: [...], modes: [...]}`` (or nothing: the default)."""
+    if raw is None or isinstance(raw, str):
+        return Objective.parse(raw, key)
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"metrics", "modes"})
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown key (metrics, modes)")
+        metrics = raw.get("metrics") or []
+        metrics = [metrics] if isinstance(metrics, str) else metrics
+        modes = raw.get("modes")
+        modes = [modes] if isinstance(modes, str) else modes
+        if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+            raise ConfigError(f"{key}.metrics: expected a list of metric names, got {raw.get('metrics')!r}")
+        return Objective.from_lists(metrics, modes, key)
+    raise ConfigError(f"{key}: expected 'metric:mode' or {{metrics: [...], modes: [...]}}, got {raw!r}")
+
+
+def check_monitor(base: dict, objective: Objective) -> None:
+    """Trials monitor the objective (best checkpoint, early stopping); a base that says otherwise is
+    refused rather than silently giving a trial two different best epochs."""
+    train = base.get("train") if isinstance(base.get("train"), dict) else {}
+    for key, wanted in (("monitor", objective.metric), ("monitor_mode", objective.mode)):
+        if key in train and train[key] != wanted:
+            raise ConfigError(f"base.train.{key}: '{train[key]}' disagrees with objective "
+                              f"'{objective.label()}' (trials monitor the objective; remove the key)")
 
 
 def flatten_space(raw: dict, prefix: str = "") -> dict[str, Any]:

@@ -1,41 +1,42 @@
-"""The Tune function trainable: one Tune trial drives one Ray Train V2 ``TorchTrainer`` run.
+"""The Tune function trainable: one Tune trial = one ``fit`` of one config, in a warm process.
 
-Why a function trainable: Ray Train V2 (the default in Ray 2.60, ``RAY_TRAIN_V2_ENABLED=1``) refuses
-``Tuner(TorchTrainer(...))``; the supported pattern is a Tune function that builds and fits a
-``TorchTrainer`` and forwards rank 0's reports to Tune with ``TuneReportCallback``.
+Two paths, one contract (the run folder, :mod:`busray.runfolder`):
 
-Resources: the trial driver itself needs no CPU (it only waits on the Train controller). It asks for
-one ``busray_trial_slot`` custom resource instead, of which a local cluster gets ``max_concurrent``:
-a driver holding a whole CPU while its two 1-CPU workers wait for CPUs deadlocks a 2-core machine.
-The workers' CPUs/GPUs come from the ``ScalingConfig`` (fractional GPUs = trial packing).
+- **single-worker trials** (the common case) call :func:`busray.training.fit` right inside the Tune
+  trial actor. Tune reuses trial actors (``reuse_actors=True``), so torch, timm, the model code and
+  the decoded dataset stay loaded from one trial to the next: a trial costs what its ``fit`` costs.
+  ``fit`` reports each epoch with ``tune.report`` (:class:`TuneReporter`); Tune's function API
+  hands a result to the driver and blocks only until the driver has taken the scheduler's decision,
+  so an ASHA stop ends the trial at that report: no epoch runs after the stop is decided.
+- **multi-worker (DDP) trials** run Ray Train's ``TorchTrainer`` from the same function
+  (:mod:`busray.sweep.ddp`), its rank 0 writing the same run folder.
 
-Storage per trial (``<storage>/<sweep>/``): ``runs/<trial_id>/`` is fit's run folder (history, tb/,
-metrics.json, checkpoints), ``train/<trial_id>/`` Ray Train's checkpoints and run snapshot. Naming the
-Train run by the Tune trial id makes a re-launched trial (``Tuner.restore``) continue from its last
-checkpoint: Train V2 reloads the run snapshot it finds under the same storage path and name.
+Checkpoints live once, in the run folder (``runs/<trial_id>/checkpoints``); nothing is reported to
+Tune's or Train's storage. A re-launched trial (worker crash under ``resources.max_failures``, or a
+resumed sweep) finds ``last.pt`` there and continues; a trial whose run folder already holds a final
+outcome (it finished while the driver was down) re-reports it instead of training again.
 
-The trial driver records the trials whose fit returned (completed, or failed on a NaN loss): it holds the
-outcome. Trials that ASHA stops (their ``trainer.fit()`` is interrupted) and trials whose workers died
-more than ``max_failures`` times are recorded by :class:`~busray.sweep.recording.RecordingCallback` on
-the sweep driver, which knows which of the two happened. A failed fit (NaN loss) raises :class:`TrialFailed` after recording, so Tune marks
-the trial errored and Optuna records it as FAIL while the sweep goes on.
+After ``fit`` returns, the trial makes one *final* report (:func:`final_result`: the best epoch's
+validation metrics and ``busray/final = 1``), which is what Optuna records as the trial's value. The
+sweep driver (:mod:`busray.sweep.recording`) writes the store row; nothing here writes the store.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from busray.objective import DEFAULT_OBJECTIVE, Objective
+from busray.runfolder import LAST, RunFolder, RunOutcome
 from busray.sweep.space import resolve_config
 from busray.sweep.spec import SWEPT_RESOURCES
 
 SLOT_RESOURCE = "busray_trial_slot"
 RUN_KEY = "run"  # the Tune config key naming a fixed run (run_configs / ablations)
-
-
-class TrialFailed(RuntimeError):
-    """A trial whose fit failed (e.g. a non-finite loss); the message is fit's error text."""
+FINAL_FLAG = "busray/final"
+STATUS_KEY = "busray/status"
+FINISHED = ("completed", "failed")
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TrialJob:
     sweep_dir: str
     storage: str
     base: dict
-    objective: str | None = None
+    objective: Objective = DEFAULT_OBJECTIVE
     swept_keys: list[str] = field(default_factory=list)
     workers: int = 1
     cpus_per_worker: float = 1.0
@@ -63,83 +64,109 @@ class TrialJob:
     fixed: dict[str, FixedRun] = field(default_factory=dict)
 
     def resolve(self, tune_config: dict) -> tuple[dict, int | None, str | None]:
-        """(nested run config, seed, variant) of a trial from its Tune config."""
+        """(nested run config, seed, variant) of a trial from its Tune config.
+
+        ``train.monitor`` is set to the objective, so ``best.pt``, early stopping and the recorded best
+        epoch follow the same rule as Optuna and ASHA (the spec refuses a base that disagrees).
+        """
         if RUN_KEY in tune_config:
             run = self.fixed[tune_config[RUN_KEY]]
-            return run.config, run.seed, run.variant or tune_config[RUN_KEY]
-        params = {k: v for k, v in tune_config.items() if "." in k and k not in SWEPT_RESOURCES}
-        config = resolve_config(self.base, params)
-        return config, config.get("train", {}).get("seed"), None
+            config, seed, variant = run.config, run.seed, run.variant or tune_config[RUN_KEY]
+        else:
+            params = {k: v for k, v in tune_config.items() if "." in k and k not in SWEPT_RESOURCES}
+            config = resolve_config(self.base, params)
+            seed, variant = config.get("train", {}).get("seed"), None
+        train = {**config.get("train", {}), "monitor": self.objective.metric,
+                 "monitor_mode": self.objective.mode}
+        return {**config, "train": train}, seed, variant
 
     def worker_count(self, tune_config: dict) -> int:
         """Ray Train workers of a trial: searched (``resources.workers`` in the space) or the spec's."""
         return int(tune_config.get(SWEPT_RESOURCES[0], self.workers))
 
     def recorded_config(self, config: dict, tune_config: dict) -> dict:
-        """The config as recorded in the store: a searched worker count becomes a column too."""
-        if SWEPT_RESOURCES[0] not in tune_config:
-            return config
-        return {**config, "resources": {"workers": self.worker_count(tune_config)}}
+        """The config as recorded in the store: with the trial's resources."""
+        resources = {"workers": self.worker_count(tune_config), "cpus_per_worker": self.cpus_per_worker,
+                     "gpus_per_worker": self.gpus_per_worker}
+        return {**config, "resources": resources}
 
-    def run_dir(self, trial_id: str) -> Path:
-        return Path(self.sweep_dir) / "runs" / trial_id
+    def run_folder(self, trial_id: str) -> RunFolder:
+        return RunFolder(Path(self.sweep_dir) / "runs" / trial_id)
 
-    def train_dir(self) -> Path:
-        return Path(self.sweep_dir) / "train"
-
-
-def trial_driver(tune_config: dict, job: TrialJob) -> None:
-    """The Tune trainable: fit the trial's config with a TorchTrainer and record the outcome."""
-    import ray.tune
-    from ray.train import RunConfig, ScalingConfig, CheckpointConfig, FailureConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from busray.sweep.recording import record_fit
-    from busray.sweep.worker import train_worker
-
-    trial_id = ray.tune.get_context().get_trial_id()
-    config, seed, variant = job.resolve(tune_config)
-    workers = job.worker_count(tune_config)
-    payload = {"config": config, "run_dir": str(job.run_dir(trial_id)),
-               "train_run_dir": str(job.train_dir() / trial_id),
-               "threads": max(1, int(job.cpus_per_worker))}
-    trainer = TorchTrainer(
-        train_worker, train_loop_config=payload,
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.gpus_per_worker > 0,
-                                     resources_per_worker=_worker_resources(job)),
-        run_config=RunConfig(storage_path=str(job.train_dir()), name=trial_id,
-                             callbacks=[TuneReportCallback()],
-                             failure_config=FailureConfig(max_failures=job.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
-    # If fit raises (workers died more than max_failures times), or Tune stops this trial (ASHA)
-    # and trainer.fit() is interrupted, nothing is recorded here: Tune marks the trial ERROR or
-    # TERMINATED and the sweep driver's RecordingCallback records it as failed or stopped early.
-    result = trainer.fit()
-    summary = _read_summary(result.checkpoint, job, trial_id)
-    record_fit(job, trial_id, job.recorded_config(config, tune_config), seed, variant, summary)
-    if summary["status"] == "failed":
-        raise TrialFailed(summary.get("error") or "fit failed")
+    def tb_dir(self, trial_id: str) -> Path:
+        """The trial's TensorBoard run: ``<storage>/tb/<sweep>/<trial_id>``."""
+        return Path(self.storage) / "tb" / self.sweep / trial_id
 
 
-def _worker_resources(job: TrialJob) -> dict[str, float]:
-    resources = {"CPU": job.cpus_per_worker}
-    if job.gpus_per_worker > 0:
-        resources["GPU"] = job.gpus_per_worker
-    return resources
+class TuneReporter:
+    """The training layer's ``Reporter`` for a single-process trial: epochs go to ``tune.report``."""
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+
+    def report(self, epoch: int, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        from ray import tune  # the trial actor has Ray loaded already; keeps this module driver-light
+
+        tune.report({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+
+    def resume_checkpoint_dir(self) -> str | None:
+        return str(self.folder.checkpoints) if (self.folder.checkpoints / LAST).is_file() else None
+
+    def is_main(self) -> bool:
+        return True
 
 
-def _read_summary(checkpoint, job: TrialJob, trial_id: str) -> dict:
-    """fit's outcome from the final report's checkpoint (or its folder in the Train storage)."""
-    from busray.sweep.recording import find_final_summary
-    from busray.sweep.worker import FINAL_FILE
+def run_trial(tune_config: dict, job: TrialJob) -> None:
+    """The Tune trainable: fit the trial's config (or re-report a finished one), then report final."""
+    from ray import tune
 
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            path = Path(folder) / FINAL_FILE
-            if path.is_file():
-                return json.loads(path.read_text())
-    summary = find_final_summary(job, trial_id)
-    if summary is None:
-        raise TrialFailed("the Train run ended without its final report")
-    return summary
+    trial_id = tune.get_context().get_trial_id()
+    folder = job.run_folder(trial_id)
+    done = folder.read_outcome()
+    if done is None or done.status not in FINISHED:
+        config, _, _ = job.resolve(tune_config)
+        done = _fit(job, trial_id, config, job.worker_count(tune_config))
+    tune.report(final_result(done, job.objective))
+
+
+def _fit(job: TrialJob, trial_id: str, config: dict, workers: int) -> RunOutcome:
+    """Train; an exception is a failed trial (fit wrote why), not a Tune error to retry: only a dead
+    process (the trial's outcome still ``running``) is retried, up to ``resources.max_failures``."""
+    try:
+        if workers > 1:
+            from busray.sweep.ddp import fit_with_ray_train  # Ray Train only for DDP trials
+            return fit_with_ray_train(job, trial_id, config, workers)
+        return _fit_here(job, trial_id, config)
+    except Exception as err:
+        outcome = job.run_folder(trial_id).read_outcome()
+        if outcome is None or outcome.status not in FINISHED:
+            outcome = RunOutcome(run_dir=str(job.run_folder(trial_id).path))
+            outcome.finish("failed", f"{type(err).__name__}: {err}".splitlines()[0])
+        return outcome
+
+
+def _fit_here(job: TrialJob, trial_id: str, config: dict) -> RunOutcome:
+    import torch
+
+    from busray.config import config_from_dict
+    from busray.training import fit
+
+    torch.set_num_threads(max(1, int(job.cpus_per_worker)))
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    folder = job.run_folder(trial_id)
+    return fit(config_from_dict(config), TuneReporter(folder), folder.path, tb_dir=job.tb_dir(trial_id))
+
+
+def final_result(outcome: RunOutcome, objective: Objective) -> dict:
+    """The last report of a trial: its best epoch's validation metrics, flagged final.
+
+    ``epoch`` is the last epoch trained (ASHA's clock must not go backwards); the objective's
+    metrics are the best epoch's, so Optuna's value equals the store row's.
+    """
+    metrics = {k: v for k, v in outcome.metric_columns().items() if k.startswith("val/") and v is not None}
+    return {**metrics, "epoch": int(outcome.epochs_run), FINAL_FLAG: 1.0,
+            STATUS_KEY: outcome.status, "best_epoch": int(outcome.best_epoch)}
+
+
+def is_final(result: dict | None) -> bool:
+    return bool(result) and bool(result.get(FINAL_FLAG))

@@ -1,0 +1,104 @@
+"""The sweep console: one line per trial event, a progress bar, the best trials and what to do next.
+
+Tune's own output (status tables, per-result boxes) is off (``verbose=0``) and workers' log lines are
+not forwarded (``log_to_driver=False``) unless ``--verbose``. What a researcher sees instead::
+
+    sweep smoke (smoke-20261126T120000-ab12): 4 trials, 2 at a time, objective val/score:max
+    Ray dashboard: http://127.0.0.1:8265
+    [1/4] a08529ac started    loss.w_seg=0.71  model.tau=0.85  train.lr=0.0012
+    [1/4] a08529ac stopped    by ASHA after epoch 3: val/score 0.222 (best epoch 2)
+    [2/4] 01f970e5 completed  val/score 0.459 (best epoch 7), test seg/iou 0.41 clf/acc 0.80
+    [3/4] 9c7d1e2a failed     NonFiniteLoss: non-finite loss at epoch 2
+
+A tqdm bar (trials done / total, epoch of the running trials) is drawn on stderr only when stderr
+is a terminal; event lines go through ``tqdm.write`` so the two never tear. No escape codes are
+written when output is not a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ray.tune import Callback
+from tqdm import tqdm
+
+from busray.objective import Objective
+from busray.runfolder import RunOutcome
+from busray.sweep.trial import FINAL_FLAG, RUN_KEY
+
+WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed"}
+
+
+class ConsoleCallback(Callback):
+    """Prints trial events; :meth:`recorded` is given to the recording callback (row written)."""
+
+    def __init__(self, total: int, objective: Objective, swept: list[str], stream=None,
+                 show_bar: bool | None = None) -> None:
+        self.total = max(1, total)
+        self.objective = objective
+        self.swept = swept
+        self.stream = stream or sys.stdout
+        self.done = 0
+        self.started: dict[str, int] = {}
+        self.epochs: dict[str, int] = {}
+        tty = sys.stderr.isatty() if show_bar is None else show_bar
+        self.bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr, disable=not tty,
+                        dynamic_ncols=True, leave=False)
+
+    # ------------------------------------------------------------------ Tune hooks
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        if trial.trial_id not in self.started:
+            self.started[trial.trial_id] = len(self.started) + 1
+        self.say(trial.trial_id, "started", format_params(trial.config, self.swept))
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if not result.get(FINAL_FLAG):
+            self.epochs[trial.trial_id] = int(result.get("epoch", 0))
+            running = ", ".join(f"{t[:8]}@{e}" for t, e in self.epochs.items())
+            self.bar.set_postfix_str(f"epoch {running}", refresh=True)
+
+    def recorded(self, trial, outcome: RunOutcome) -> None:
+        """Called by the recording callback once a trial's row is written."""
+        self.epochs.pop(trial.trial_id, None)
+        self.done += 1
+        self.bar.update(1)
+        self.say(trial.trial_id, WORDS.get(outcome.status, outcome.status), self.describe(outcome))
+
+    # ------------------------------------------------------------------ text
+    def describe(self, outcome: RunOutcome) -> str:
+        if outcome.status == "failed":
+            return outcome.error or "failed"
+        name = self.objective.metric
+        value = outcome.metric_columns().get(name)
+        score = f"{name} {value:.3f}" if value is not None else f"{name} n/a"
+        text = f"{score} (best epoch {outcome.best_epoch})"
+        if outcome.status == "stopped_early":
+            return f"by ASHA after epoch {outcome.epochs_run}: {text}"
+        tests = [f"{k} {outcome.test[k]:.3f}" for k in ("seg/iou", "clf/acc") if outcome.test.get(k) is not None]
+        return text + (f", test {' '.join(tests)}" if tests else "")
+
+    def say(self, trial_id: str, event: str, text: str) -> None:
+        index = self.started.get(trial_id, self.done + 1)
+        self.write(f"[{index}/{self.total}] {trial_id[:8]} {event:<9} {text}".rstrip())
+
+    def write(self, line: str) -> None:
+        tqdm.write(line, file=self.stream)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def format_params(tune_config: dict, swept: list[str]) -> str:
+    """The sampled parameters of a trial (or its fixed run name) as ``key=value`` pairs."""
+    if RUN_KEY in tune_config:
+        return f"run {tune_config[RUN_KEY]}"
+    return "  ".join(f"{k}={_short(tune_config[k])}" for k in swept if k in tune_config)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+

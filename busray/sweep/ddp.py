@@ -1,0 +1,79 @@
+"""Multi-worker (DDP) trials: Ray Train V2's ``TorchTrainer`` run from inside the Tune trial.
+
+Ray Train sets up ``torch.distributed`` across ``resources.workers`` workers and restarts a worker
+group that died (``FailureConfig(max_failures)``); each worker runs :func:`busray.training.fit`
+behind :class:`RayTrainReporter`:
+
+- ``report`` calls ``ray.train.report`` on *every* rank once per epoch (Train V2 treats a report as a
+  barrier across the group), metrics only: ``TuneReportCallback`` forwards rank 0's to the Tune
+  trial, so ASHA and Optuna see DDP trials exactly like single-process ones;
+- no checkpoint is handed to Ray: rank 0 writes ``last.pt``/``best.pt`` into the run folder (storage
+  shared by the cluster, as the results store already requires), and a restarted group resumes from
+  there: one copy of each checkpoint.
+
+Ray Train collects reports by polling its workers (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by
+default); :mod:`busray.sweep.cluster` lowers it for local clusters so an epoch is not paced by the poll.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from busray.runfolder import LAST, RunFolder, RunOutcome
+from busray.sweep.trial import TrialJob
+
+
+class RayTrainReporter:
+    """The ``Reporter`` of ``busray.training`` for a Ray Train V2 worker."""
+
+    def __init__(self, folder: RunFolder) -> None:
+        import ray.train
+
+        self._train = ray.train
+        self.folder = folder
+        self.rank = ray.train.get_context().get_world_rank()
+
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def report(self, epoch: int, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        self._train.report({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+
+    def resume_checkpoint_dir(self) -> str | None:
+        return str(self.folder.checkpoints) if (self.folder.checkpoints / LAST).is_file() else None
+
+
+def train_worker(payload: dict) -> None:
+    """``train_loop_per_worker``: payload = {config, run_dir, tb_dir, threads}."""
+    import torch
+
+    from busray.config import config_from_dict
+    from busray.training import fit
+
+    torch.set_num_threads(int(payload["threads"]))
+    folder = RunFolder(payload["run_dir"])
+    fit(config_from_dict(payload["config"]), RayTrainReporter(folder), folder.path, tb_dir=payload["tb_dir"])
+
+
+def fit_with_ray_train(job: TrialJob, trial_id: str, config: dict, workers: int) -> RunOutcome:
+    """Run the trial on ``workers`` Ray Train workers; the outcome is what rank 0 wrote."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    folder = job.run_folder(trial_id)
+    payload = {"config": config, "run_dir": str(folder.path), "tb_dir": str(job.tb_dir(trial_id)),
+               "threads": max(1, int(job.cpus_per_worker))}
+    resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})}
+    trainer = TorchTrainer(
+        train_worker, train_loop_config=payload,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.gpus_per_worker > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(storage_path=str(Path(job.sweep_dir) / "train"), name=trial_id,
+                             callbacks=[TuneReportCallback()],
+                             failure_config=FailureConfig(max_failures=job.max_failures)))
+    trainer.fit()
+    outcome = folder.read_outcome()
+    if outcome is None:
+        raise RuntimeError(f"{folder.path}: the DDP workers ended without writing an outcome")
+    return outcome
