@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from busray.configtools import ConfigError, option
 
 FORMATS = ("auto", "busi", "busi_whu", "csv")
+SPLIT_PROTOCOLS = ("grouped", "random")
 RESIZE_MODES = ("pad", "stretch")
 
 
@@ -80,9 +81,16 @@ class DataConfig:
                                            "images to count as near-duplicates", range=(0, 32))
     keep_near_duplicates_together: bool = option(True, "put each near-duplicate group in a "
                                                  "single split (avoids train/test leakage)")
+    split_protocol: str = option("grouped", "grouped: stratified, each near-duplicate group whole in "
+                                 "one split (no near-copy of a test image is trained on); random: "
+                                 "stratified at random per image, as the authors' code (leaks are "
+                                 "counted in split.json)", choices=SPLIT_PROTOCOLS)
     augment: AugmentConfig = option(AugmentConfig(), "on-device training augmentation")
 
     def check(self) -> None:
+        if self.split_protocol == "grouped" and not self.keep_near_duplicates_together:
+            raise ConfigError("split_protocol: 'grouped' with keep_near_duplicates_together=false; "
+                              "set split_protocol: random instead")
         if len(self.split_fractions) != 3:
             raise ConfigError(f"split_fractions: expected 3 values (train, val, test), "
                               f"got {self.split_fractions!r}")

@@ -4,7 +4,9 @@ Readers only list files and labels (cheap, no decoding); :mod:`busray.data.loade
 
 - **BUSI** (Al-Dhabyani et al. 2020): ``[Dataset_BUSI_with_GT/]{normal,benign,malignant}/`` with
   ``name.png`` and ``name_mask.png`` [+ ``name_mask_1.png`` ...]; the lesion mask is the union of
-  all of an image's mask files. A folder written by :func:`busray.data.synth.synthesize` has the
+  all of an image's mask files. Without ``data.classes``, the class folders present (at least two)
+  are the classes, so a ``{benign,malignant}/`` folder is a two-class dataset (label 0 = benign):
+  a model trained on BUSI maps them by name (``busray evaluate --data``). A folder written by :func:`busray.data.synth.synthesize` has the
   same layout plus a ``busray_synth.json`` marker and is reported as source ``"synthetic"``.
 - **BUSI-WHU**: ``{train,val,test}/{img,mask}/*.bmp`` (``valid``/``validation`` are accepted for
   ``val``); a mask has its image's file stem. Labels come from a table in the root
@@ -107,11 +109,26 @@ def find_busi_root(root: Path, classes: tuple[str, ...]) -> Path:
 def list_busi(root: Path, cfg: DataConfig) -> Listing:
     classes = tuple(cfg.classes) if cfg.classes else BUSI_CLASSES
     base = find_busi_root(root, classes)
+    if not cfg.classes:
+        classes = _present_classes(base, classes)
     records = []
     for label, cls in enumerate(classes):
         records += _limit(_list_busi_class(base, cls, label), cfg.limit_per_class, len(classes))
     source = "synthetic" if (base / SYNTH_MARKER).is_file() else "busi"
     return Listing(records, classes, source, base)
+
+
+def _present_classes(base: Path, classes: tuple[str, ...]) -> tuple[str, ...]:
+    """BUSI's class folders that exist, in BUSI's order: a benign/malignant folder (BUSI-WHU style)
+    is a two-class dataset. Fewer than two is an error naming the first missing folder."""
+    present = tuple(c for c in classes if (base / c).is_dir())
+    missing = [c for c in classes if c not in present]
+    if len(present) < 2:
+        raise DataError(f"{base / missing[0]}: class folder '{missing[0]}' missing "
+                        f"(found only {', '.join(present)})")
+    if missing:
+        log.warning("%s: no %s folder; classes %s", base, "/".join(missing), ", ".join(present))
+    return present
 
 
 def _list_busi_class(base: Path, cls: str, label: int) -> list[Record]:

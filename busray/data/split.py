@@ -3,7 +3,8 @@
 The file lists indices *and* names per split (readable, and robust to a dataset re-listed in another
 order), the near-duplicate groups found, and a ``split_hash``: a stable hash of the (name -> split)
 assignment, independent of index order, so results from different runs can be grouped by the exact
-split they used. :func:`busray.data.stratify.make_split` builds one.
+split they used, and the ``protocol`` (``data.split_protocol``: ``grouped`` keeps near-duplicates in
+one split, ``random`` does not, as the authors' code). :func:`busray.data.stratify.make_split` builds one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Split:
     dataset: str = ""
     threshold: int | None = None        # pHash Hamming threshold of ``groups`` (None: not searched)
     kept_together: bool = True
+    protocol: str = "grouped"           # data.split_protocol (grouped | random), or official
 
     def indices(self, part: str) -> list[int]:
         if part not in SPLIT_NAMES:
@@ -72,7 +74,8 @@ class Split:
     def to_json(self, ds: ImageSet | None = None) -> dict:
         data = {
             "version": SPLIT_VERSION, "split_hash": self.split_hash, "dataset": self.dataset,
-            "strategy": self.strategy, "seed": self.seed, "fractions": list(self.fractions),
+            "strategy": self.strategy, "protocol": self.protocol, "seed": self.seed,
+            "fractions": list(self.fractions),
             "sizes": {part: len(self.indices(part)) for part in SPLIT_NAMES},
         }
         if ds is not None:
@@ -115,4 +118,6 @@ def load_split(path: str | Path, ds: ImageSet) -> Split:
                          for g in near.get("groups", [])],
                  strategy=data.get("strategy", "file"), seed=data.get("seed", 0),
                  fractions=tuple(data.get("fractions", ())), dataset=data.get("dataset", ""),
-                 threshold=near.get("threshold"), kept_together=near.get("kept_together", True))
+                 threshold=near.get("threshold"), kept_together=near.get("kept_together", True),
+                 protocol=data.get("protocol", "grouped" if near.get("kept_together", True)
+                                   else "random"))

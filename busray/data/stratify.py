@@ -1,9 +1,10 @@
 """Make splits: a seeded stratified train/val/test split, and k folds over train+val.
 
 The paper splits 70/15/15 (Sec. 3.1) without saying how; here the split is stratified by class
-(each class is divided in the given fractions) and, by default, *group-aware*: near-duplicate
-groups found by :mod:`busray.data.dedup` are placed whole into one split so no near-copy of a test
-image is trained on. Assignment per class: shuffle the units (groups or single images) with the
+(each class is divided in the given fractions) and, by default (``data.split_protocol: grouped``),
+*group-aware*: near-duplicate groups found by :mod:`busray.data.dedup` are placed whole into one split
+so no near-copy of a test image is trained on. ``random`` assigns single images (the authors' code:
+stratified random), and the groups found are only counted as leaks. Assignment per class: shuffle the units (groups or single images) with the
 seed, place the largest units first, each into the split furthest below its integer target. A
 group that mixes classes (BUSI has the same scan filed as normal and benign) counts towards its
 majority class. Layouts that ship their own split (BUSI-WHU) keep it when
@@ -35,14 +36,15 @@ def make_split(ds: ImageSet, cfg: DataConfig) -> Split:
     if ds.preset_split is not None and cfg.use_official_split:
         split = _official_split(ds, cfg, groups)
     else:
-        units = _units(len(ds), groups if cfg.keep_near_duplicates_together else [])
+        together = cfg.split_protocol == "grouped"
+        units = _units(len(ds), groups if together else [])
         rng = np.random.default_rng(cfg.split_seed)
         bucket = _assign(units, ds.labels.numpy(), cfg.split_fractions, rng)
         split = Split(*(np.flatnonzero(bucket == b).tolist() for b in range(3)),
                       names=list(ds.names), groups=groups, strategy="stratified",
                       seed=cfg.split_seed, fractions=tuple(cfg.split_fractions),
-                      dataset=ds.source, threshold=_threshold(cfg),
-                      kept_together=cfg.keep_near_duplicates_together)
+                      dataset=ds.source, threshold=_threshold(cfg), kept_together=together,
+                      protocol=cfg.split_protocol)
     _check_classes(ds, split, SPLIT_NAMES, split.fractions)
     log.info("split %s: train %d, val %d, test %d; %d near-duplicate groups (%d across splits)",
              split.split_hash, len(split.train), len(split.val), len(split.test),
@@ -68,7 +70,8 @@ def kfold_splits(ds: ImageSet, cfg: DataConfig, k: int) -> list[Split]:
                       val=np.flatnonzero(fold == i).tolist(), test=list(base.test),
                       names=list(ds.names), groups=base.groups, strategy=f"kfold {i + 1}/{k}",
                       seed=cfg.split_seed, fractions=base.fractions, dataset=ds.source,
-                      threshold=base.threshold, kept_together=base.kept_together)
+                      threshold=base.threshold, kept_together=base.kept_together,
+                      protocol=base.protocol)
         _check_classes(ds, split, ("train", "val"), (1.0, 1.0), what=f"a {k}-fold split")
         splits.append(split)
     return splits
@@ -91,7 +94,8 @@ def _official_split(ds: ImageSet, cfg: DataConfig, groups: list[list[int]]) -> S
     parts = {part: [i for i, p in enumerate(ds.preset_split) if p == part] for part in SPLIT_NAMES}
     split = Split(**parts, names=list(ds.names), groups=groups, strategy="official",
                   seed=cfg.split_seed, fractions=tuple(len(parts[p]) / len(ds) for p in parts),
-                  dataset=ds.source, threshold=_threshold(cfg), kept_together=False)
+                  dataset=ds.source, threshold=_threshold(cfg), kept_together=False,
+                  protocol="official")
     leaks = split.groups_across_splits()
     if leaks:
         log.warning("the official split of %s puts %d near-duplicate groups across splits",

@@ -38,8 +38,9 @@ def _empty_class(root):
     return "malignant"
 
 
-def _missing_class(root):
+def _missing_class(root):   # one class folder left (two make a two-class dataset)
     shutil.rmtree(root / "normal")
+    shutil.rmtree(root / "benign")
     return "normal"
 
 
@@ -168,3 +169,101 @@ def test_class_too_small_for_split(tmp_path):
 
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+# ------------------------------------------------------------------ masks and pixel modes
+@pytest.mark.parametrize("values, lesion_pixels", [
+    ([0], 0),                       # normal: no lesion
+    ([0, 1], 150), ([0, 255], 150), ([0, 100], 150),   # one non-zero value: that value is lesion
+    ([0, 255, 60], 150),            # full-scale with a faint (anti-aliased) rim: >= 128 is lesion
+])
+def test_mask_rule_accepts_binary_masks(tmp_path, values, lesion_pixels):
+    from busray.data.images import read_mask_union
+
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 15:30] = values[1] if len(values) > 1 else 0
+    if len(values) > 2:
+        mask[9, 15:30] = values[2]
+    path = write_png(tmp_path / "m.png", mask)
+    union = read_mask_union([path], tmp_path / "i.png", (40, 50))
+    assert set(np.unique(union)) <= {0, 1} and union.sum() == lesion_pixels
+
+
+@pytest.mark.parametrize("values", [[1, 2], [0, 1, 2], [100, 180], [50, 200, 254]])
+def test_mask_rule_refuses_label_maps_and_unscaled_masks(tmp_path, values):
+    from busray.data.images import read_mask_union
+
+    mask = np.zeros((40, 50), np.uint8)
+    for i, value in enumerate(values):
+        mask[5 + 8 * i:12 + 8 * i, 10:30] = value
+    path = write_png(tmp_path / "labels_mask.png", mask)
+    with pytest.raises(DataError) as err:
+        read_mask_union([path], tmp_path / "i.png", (40, 50))
+    _assert_one_line(err, "labels_mask.png", "not a binary mask")
+
+
+def test_coloured_outline_mask_counts_as_lesion(tmp_path):
+    """A red (255, 0, 0) drawing has luminance 76; the mask rule takes the channel maximum."""
+    from busray.data.images import read_mask_union
+
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    rgb[10:20, 15:30, 0] = 255
+    path = write_png(tmp_path / "red.png", rgb)
+    assert read_mask_union([path], tmp_path / "i.png", (40, 50)).sum() == 150
+
+
+@pytest.mark.parametrize("mode", ["I;16", "P", "RGBA", "CMYK", "LA", "1"])
+def test_odd_pixel_modes_decode_to_gray(tmp_path, mode):
+    from PIL import Image
+
+    from busray.data.images import read_gray
+
+    gray = lesion_pair()[0]
+    if mode == "I;16":
+        image = Image.fromarray(gray.astype(np.uint16) * 257)
+    else:
+        image = Image.fromarray(gray).convert(mode)
+    suffix = ".tif" if mode == "CMYK" else ".png"
+    image.save(tmp_path / f"x{suffix}")
+    out = read_gray(tmp_path / f"x{suffix}")
+    assert out.dtype == np.uint8 and out.shape == gray.shape
+    if mode in ("P", "RGBA", "LA"):
+        assert np.abs(out.astype(int) - gray).max() <= 1
+    if mode == "I;16":   # 16-bit: scaled by the image's maximum, so the order of intensities is kept
+        assert out.max() == 255 and np.corrcoef(out.ravel(), gray.ravel())[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("size", [(40000, 40000), (100000, 2), (9000, 9000)])
+def test_decompression_bomb_refused_from_the_header(tmp_path, size):
+    import struct
+    import zlib
+
+    from busray.data.images import read_gray
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", *size, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    with pytest.raises(DataError) as err:
+        read_gray(path)
+    _assert_one_line(err, "bomb.png", "decompression bomb")
+
+
+def test_float_images_are_refused_by_mode(tmp_path):
+    from PIL import Image
+
+    from busray.data.images import read_gray
+
+    Image.fromarray(np.zeros((8, 8), np.float32), "F").save(tmp_path / "f.tif")
+    with pytest.raises(DataError) as err:
+        read_gray(tmp_path / "f.tif")
+    _assert_one_line(err, "f.tif", "pixel mode F")
+
+
+def test_manifest_not_utf8(tmp_path):
+    (tmp_path / "manifest.csv").write_bytes("image,mask,label\n\xe9.png,,benign\n".encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        load_dataset(make_cfg(classes=["benign", "malignant"]), tmp_path)
+    _assert_one_line(err, "manifest.csv", "not UTF-8")

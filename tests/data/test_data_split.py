@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from busray.configtools import ConfigError
 from busray.data import DataError, ImageSet, Split, kfold_splits, load_split, make_split
 from busray.data.dedup import hamming_matrix, phash
 from databuild import make_cfg
@@ -115,17 +116,34 @@ def test_planted_near_duplicates_are_found(with_copies):
     assert split.n_groups == 5
 
 
-def test_near_duplicates_stay_together_unless_disabled(with_copies, tmp_path):
+def test_near_duplicates_stay_together_unless_the_protocol_is_random(with_copies, tmp_path):
     together = make_split(with_copies, make_cfg())
     for group in together.groups:
         assert sum(set(group) <= part for part in _parts(together)) == 1
     assert together.groups_across_splits() == 0
     report = together.to_json()["near_duplicates"]
     assert report["n_groups"] == 5 and report["n_images"] == 11 and report["kept_together"]
-    leaky = [make_split(with_copies, make_cfg(keep_near_duplicates_together=False,
-                                              split_seed=s)).groups_across_splits()
-             for s in range(5)]
-    assert max(leaky) > 0                    # a plain random split does scatter some groups
+    randoms = [make_split(with_copies, make_cfg(split_protocol="random", split_seed=s))
+               for s in range(5)]
+    assert max(r.groups_across_splits() for r in randoms) > 0   # the authors' random split leaks
+    assert all(r.groups == together.groups for r in randoms)     # groups are still found and counted
+
+
+@pytest.mark.parametrize("protocol", ["grouped", "random"])
+def test_protocol_is_recorded_in_split_json_and_read_back(with_copies, tmp_path, protocol):
+    split = make_split(with_copies, make_cfg(split_protocol=protocol))
+    data = json.loads(split.save(tmp_path / "split.json", with_copies).read_text())
+    assert data["protocol"] == protocol
+    assert data["near_duplicates"]["kept_together"] == (protocol == "grouped")
+    back = load_split(tmp_path / "split.json", with_copies)
+    assert back.protocol == protocol and back.split_hash == split.split_hash
+    folds = kfold_splits(with_copies, make_cfg(split_protocol=protocol), 2)
+    assert all(f.protocol == protocol for f in folds)
+
+
+def test_grouped_protocol_that_does_not_group_is_refused():
+    with pytest.raises(ConfigError, match="data.split_protocol: 'grouped' with keep_near_duplicates"):
+        make_cfg(keep_near_duplicates_together=False)
 
 
 def test_official_split_is_honoured_when_asked(plain):
