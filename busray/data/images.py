@@ -27,12 +27,17 @@ coloured outline counts as lesion wherever any channel is non-zero), then:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from busray.data.errors import DataError
+
+# Pillow *warns* (on stderr) while opening an image of 89-179 Mpx before this module's own header
+# check can refuse it; as an error it becomes the one-line DataError below instead.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_SIDE = 16384                 # pixels per side; BUSI scans are ~500, high-end probes < 4096
@@ -66,7 +71,7 @@ def _decode(path: Path, convert) -> np.ndarray:
         raise DataError(f"{path}: is a folder, not an image") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: image too large (a decompression bomb?)") from None
     except MemoryError:
         raise DataError(f"{path}: out of memory decoding the image") from None
