@@ -4,10 +4,11 @@
   per decoder level D1..D4, (left) the normalised ℓ2 displacement of the seg→clf and clf→seg TIM streams
   (``tim_seg2clf_k``, ``tim_clf2seg_k``; box plots) and (right) the distribution of the UPA weights
   ω_seg, ω_clf (``upa_w_seg_k``, ``upa_w_clf_k``; violins, Eq. 8). Frames of several seeds are pooled.
-* :func:`plot_training_curves` — validation IoU and accuracy against epoch per variant, the mean over
-  seeds with a ±1 std band (seeds that stopped early simply contribute to fewer epochs).
+* :func:`plot_training_curves` — validation IoU and accuracy against (integer) epoch per variant, the
+  mean over seeds with markers and a ±1 std band (seeds that stopped early contribute to fewer epochs).
 * :func:`plot_prediction_grid` — a Fig. 2-style grid: test images × (image, ground truth, each
-  variant's predicted mask at probability 0.5), with each prediction's IoU against the ground truth.
+  variant's prediction at probability 0.5), outlines drawn on the image, each prediction's IoU where
+  the image has a lesion.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LEVELS = (1, 2, 3, 4)
 DIAGNOSTIC_PREFIXES = ("tim_seg2clf", "tim_clf2seg", "upa_w_seg", "upa_w_clf")
 CURVE_METRICS = (("val/seg/iou", "Validation IoU (%)"), ("val/clf/acc", "Validation accuracy (%)"))
 SAMPLE_KEYS = ("names", "image", "mask", "prob")
 _COLORS = ("tab:blue", "tab:orange")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+_TRUTH, _PREDICTED = "#2ca02c", "#d62728"
 
 
 def diagnostic_count(predictions: pd.DataFrame) -> int:
@@ -89,25 +94,43 @@ def _distribution(ax, data: list[np.ndarray], positions: list[float], width: flo
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: str | Path) -> Path:
-    """Validation IoU and accuracy per epoch: one line (mean over seeds) and ±1 std band per variant."""
+    """Validation IoU and accuracy per epoch: the mean over seeds (markers) and a ±1 std band per variant.
+
+    Epoch ticks are integers; a single epoch is drawn as a point with a ±1 std error bar (a band needs
+    two epochs), so a one-epoch smoke ablation still shows its numbers.
+    """
     fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(11, 4), constrained_layout=True)
+    epochs: set[float] = set()
     for ax, (metric, label) in zip(axes, CURVE_METRICS):
-        for variant, frames in histories.items():
+        for index, (variant, frames) in enumerate(histories.items()):
             curve = _mean_curve(frames, metric)
             if curve is None:
                 continue
-            line, = ax.plot(curve.index, curve["mean"], label=f"{variant} (n={len(frames)})")
-            ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
+            epochs.update(curve.index)
+            _draw_curve(ax, curve, f"{variant} (n={len(frames)})", _MARKERS[index % len(_MARKERS)])
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, f"'{metric}' not recorded", ha="center", transform=ax.transAxes)
+    for ax in axes if epochs else ():
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        if len(epochs) <= 12:  # few epochs: a tick at each (the locator would add fractional ones)
+            ax.set_xticks(sorted(epochs))
     fig.suptitle("Training curves, mean ± std over seeds")
     return _save(fig, path)
+
+
+def _draw_curve(ax, curve: pd.DataFrame, label: str, marker: str) -> None:
+    x, mean, std = curve.index.to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
+    if len(x) == 1:
+        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=4, label=label)
+        return
+    line, = ax.plot(x, mean, marker=marker, markersize=4, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
 def _mean_curve(frames: Sequence[pd.DataFrame], metric: str) -> pd.DataFrame | None:
@@ -116,6 +139,8 @@ def _mean_curve(frames: Sequence[pd.DataFrame], metric: str) -> pd.DataFrame | N
     if not usable:
         return None
     stacked = pd.concat(usable).astype(float).dropna()
+    if stacked.empty:
+        return None
     grouped = stacked.groupby("epoch")[metric]
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1).fillna(0.0)}) * 100
 
@@ -125,7 +150,11 @@ def plot_prediction_grid(samples: Mapping[str, Mapping[str, np.ndarray]], path: 
     """Fig. 2-style grid from each variant's ``test_samples.npz`` (images matched by name).
 
     ``samples`` maps variant -> arrays ``names (K,)``, ``image``, ``mask``, ``prob`` (uint8, (K, S, S));
-    the image and ground truth are taken from the first variant.
+    the image and ground truth are taken from the first variant. Column 1 is the plain image, column 2
+    the ground truth outlined on it, then one column per variant with the ground truth (green) and the
+    prediction at probability 0.5 (red outline over a light red fill) on the image. A cell's caption is
+    the IoU where the image has a lesion; on an image without one an IoU is meaningless (the tables
+    average IoU over lesion images only), so the caption gives the predicted area (% of the image).
     """
     variants = list(samples)
     if not variants:
@@ -137,25 +166,52 @@ def plot_prediction_grid(samples: Mapping[str, Mapping[str, np.ndarray]], path: 
     titles = ["image", "ground truth"] + variants
     # Fixed margins instead of a layout engine: with dozens of image axes, constrained layout costs seconds.
     fig, axes = plt.subplots(len(names), len(titles), squeeze=False,
-                             figsize=(1.8 * len(titles), 1.9 * len(names) + 0.3),
-                             gridspec_kw={"left": 0.02, "right": 0.98, "bottom": 0.05, "top": 0.93,
+                             figsize=(1.8 * len(titles), 1.9 * len(names) + 0.5),
+                             gridspec_kw={"left": 0.02, "right": 0.98, "bottom": 0.04,
+                                          "top": 1 - 0.55 / (1.9 * len(names) + 0.5),
                                           "wspace": 0.08, "hspace": 0.3})
     for row, name in enumerate(names):
         index = _index_of(first, name)
-        truth = first["mask"][index] > 0
-        cells = [(first["image"][index], name), (_as_image(truth), "")]
-        for variant in variants:
+        image, truth = first["image"][index], first["mask"][index] > 0
+        _cell(axes[row, 0], image, None, None, _short(name))
+        _cell(axes[row, 1], image, truth, None, "lesion" if truth.any() else "no lesion")
+        for col, variant in enumerate(variants, start=2):
             predicted = samples[variant]["prob"][_index_of(samples[variant], name)] >= 128
-            cells.append((_as_image(predicted), f"IoU {_iou(predicted, truth):.2f}"))
-        for col, (array, caption) in enumerate(cells):
-            ax = axes[row, col]
-            ax.imshow(array, cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlabel(caption, fontsize=7)
-            if row == 0:
-                ax.set_title(titles[col], fontsize=8)
+            _cell(axes[row, col], image, truth, predicted, _score(predicted, truth))
+    for col, title in enumerate(titles):
+        axes[0, col].set_title(title, fontsize=8)
+    fig.legend(handles=[Line2D([], [], color=_TRUTH, lw=1.5, label="ground truth"),
+                        Line2D([], [], color=_PREDICTED, lw=1.5, label="prediction (p ≥ 0.5)")],
+               loc="upper center", ncol=2, fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+def _cell(ax, image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray | None, caption: str) -> None:
+    """The image with optional outlines: ground truth (green), prediction (red, lightly filled)."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    if predicted is not None and predicted.any():
+        overlay = np.zeros((*predicted.shape, 4))
+        overlay[predicted] = (*matplotlib.colors.to_rgb(_PREDICTED), 0.25)
+        ax.imshow(overlay)
+        ax.contour(predicted.astype(float), levels=[0.5], colors=_PREDICTED, linewidths=1.0)
+    if truth is not None and truth.any():
+        ax.contour(truth.astype(float), levels=[0.5], colors=_TRUTH, linewidths=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(caption, fontsize=7)
+
+
+def _score(predicted: np.ndarray, truth: np.ndarray) -> str:
+    """IoU on a lesion image; the predicted area (% of the image) on an image without a lesion."""
+    if truth.any():
+        return f"IoU {_iou(predicted, truth):.2f}"
+    return f"no lesion; pred. {100 * predicted.mean():.1f}%"
+
+
+def _short(name: str, width: int = 26) -> str:
+    """The file name without its folder (BUSI's class folder repeats in the name), cut to ``width``."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
 def _common_names(samples: Mapping[str, Mapping[str, np.ndarray]]) -> list[str]:
@@ -169,14 +225,9 @@ def _index_of(arrays: Mapping[str, np.ndarray], name: str) -> int:
     return [str(n) for n in arrays["names"]].index(name)
 
 
-def _as_image(mask: np.ndarray) -> np.ndarray:
-    return mask.astype(np.uint8) * 255
-
-
 def _iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """IoU of two boolean masks; 1.0 when both are empty (a correct empty prediction on a normal image)."""
-    union = np.logical_or(predicted, truth).sum()
-    return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)
+    """IoU of two boolean masks, the ground truth non-empty."""
+    return float(np.logical_and(predicted, truth).sum() / np.logical_or(predicted, truth).sum())
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -12,15 +12,16 @@ variant named ``baseline``, else the first one. A relative ``run_dir`` is resolv
 Fig. 3 uses the variant with the most TIM/UPA diagnostics (the full model), all its seeds pooled; the
 prediction grid uses each variant's lowest seed.
 
-Outputs in ``out_dir``: ``report.<fmt>`` (md, tex, html: a document with the table, linked figures and a
-provenance section; csv: the table in long numeric form), ``provenance.json`` (always) and the PNGs.
+Outputs in ``out_dir``: ``report.<fmt>``, ``provenance.json`` (always) and the PNGs. ``md`` and ``html``
+are documents with the tables, the figures and a provenance section; ``tex`` holds only booktabs table
+floats to ``\input`` into a paper (the provenance as ``%`` comments; the figures are the PNGs beside
+it); ``csv`` is the table in long numeric form.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from busray.ablation import figures
+from busray.ablation import documents, figures
+from busray.ablation.documents import FigureNote
 from busray.ablation.paper import is_busi, paper_row
 from busray.ablation.stats import BootstrapConfig, VariantResults
-from busray.ablation.table import FORMATS, AblationTable, build_table, render_table, tex_escape
+from busray.ablation.render import FORMATS
+from busray.ablation.table import build_table
 
 USABLE_STATUS = "completed"
 PREDICTION_COLUMNS = ("name", "label", "pred")
@@ -41,14 +44,6 @@ FIGURE_FILES = {"fig3": "fig3_tim_upa.png", "curves": "training_curves.png", "gr
 
 class ReportError(ValueError):
     """The report cannot be built; ``str(err)`` is one line naming the ablation, variant or file."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FigureNote:
-    """A figure as the report lists it: its file name (None when it could not be drawn) and caption."""
-
-    file: str | None
-    caption: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +185,7 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     provenance = _provenance(ablation, boot) | {"figures": [dataclasses.asdict(n) for n in figure_notes]}
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
     path = out / f"report.{fmt}"
-    writer = {"md": _markdown, "tex": _latex, "html": _html, "csv": lambda t, p, f: render_table(t, "csv")}
-    path.write_text(writer[fmt](table, provenance, figure_notes), encoding="utf-8")
+    path.write_text(documents.write(fmt, table, provenance, figure_notes), encoding="utf-8")
     return path
 
 
@@ -210,8 +204,11 @@ def _write_figures(ablation: AblationRuns, variants: list[VariantResults], out: 
     """Draw every figure it can; a figure that cannot be drawn is listed with the reason."""
     notes = [_fig3(variants, out)]
     figures.plot_training_curves(load_histories(ablation), out / FIGURE_FILES["curves"])
-    notes.append(FigureNote(FIGURE_FILES["curves"], "Validation IoU and accuracy per epoch, mean ± std"))
-    grid_caption = "Test images, ground truth and each variant's predicted mask (lowest seed)"
+    notes.append(FigureNote(FIGURE_FILES["curves"], "Validation IoU and accuracy per epoch: the mean over "
+                            "seeds (markers) with a ±1 std band"))
+    grid_caption = ("Test images with the ground truth outlined in green and each variant's prediction "
+                    "(probability ≥ 0.5, lowest seed) in red; IoU is given for images with a lesion, the "
+                    "predicted area for images without one")
     try:
         figures.plot_prediction_grid(load_first_samples(ablation), out / FIGURE_FILES["grid"])
         notes.append(FigureNote(FIGURE_FILES["grid"], grid_caption))
@@ -224,7 +221,7 @@ def _fig3(variants: list[VariantResults], out: Path) -> FigureNote:
     """Fig. 3 from the variant with the most TIM/UPA diagnostics (ties: the later, fuller one)."""
     counts = {v.name: sum(figures.diagnostic_count(f) for f in v.predictions.values()) for v in variants}
     full = max(reversed(list(counts)), key=counts.get)
-    caption = "Fig. 3: TIM displacement and UPA weights per decoder level"
+    caption = "TIM displacement and UPA weights per decoder level (as in the paper's Fig. 3)"
     if not counts[full]:
         return FigureNote(None, f"{caption}: skipped, no variant recorded TIM/UPA diagnostics")
     frames = list(next(v for v in variants if v.name == full).predictions.values())
@@ -259,71 +256,3 @@ def _run_id(row: pd.Series) -> str:
         if isinstance(row.get(column), str) and row.get(column):
             return row[column]
     return Path(str(row["run_dir"])).name
-
-
-def _summary_lines(p: dict[str, Any]) -> list[str]:
-    """Provenance as short 'key: value' lines shared by every document format."""
-    excluded = ", ".join(f"{n} {s}" for s, n in p["excluded_runs"].items()) or "none"
-    seeds = "; ".join(f"{v}: {', '.join(map(str, s))}" for v, s in p["seeds"].items())
-    lines = [f"Ablation (sweep): {p['ablation']} (sweep ids: {', '.join(p['sweep_ids']) or 'n/a'})",
-             f"Generated: {p['generated_at']} from the results store rows and run folders below",
-             f"Runs: {p['n_runs']} completed (excluded: {excluded})",
-             f"Dataset: {', '.join(p['datasets']) or 'n/a'}; "
-             f"split hash: {', '.join(p['split_hashes']) or 'n/a'}",
-             f"Baseline: {p['baseline']}; seeds per variant: {seeds}",
-             f"Bootstrap: {p['bootstrap']['n_boot']} replicates, {p['bootstrap']['ci']:.0%} CI, "
-             f"RNG seed {p['bootstrap']['seed']}",
-             f"busray: {', '.join(p['busray_versions']) or 'n/a'}; git: {', '.join(p['git_revs']) or 'n/a'}"]
-    if p["variants_without_runs"]:
-        lines.append(f"Variants without completed runs (not shown): {', '.join(p['variants_without_runs'])}")
-    if len(p["split_hashes"]) > 1:
-        lines.append("Warning: runs used different test splits; "
-                     "paired comparisons use the common image names only")
-    return lines
-
-
-def _markdown(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
-    parts = [f"# Ablation report: {p['ablation']}", "## Results", render_table(table, "md").strip(),
-             "## Figures"]
-    parts += [f"![{n.caption}]({n.file})\n\n*{n.caption}*" if n.file else f"*{n.caption}*" for n in notes]
-    parts += ["## Provenance", "\n".join(f"- {line}" for line in _summary_lines(p)),
-              "| Variant | Seed | Run id | Run folder |\n|---|--:|---|---|\n" + "\n".join(
-                  f"| {r['variant']} | {r['seed']} | {r['run_id']} | `{r['run_dir']}` |" for r in p["runs"])]
-    return "\n\n".join(parts) + "\n"
-
-
-def _html(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
-    esc = html.escape
-    figs = "\n".join(f'<figure><img src="{esc(n.file)}" alt="{esc(n.caption)}">'
-                     f"<figcaption>{esc(n.caption)}</figcaption></figure>" if n.file
-                     else f"<p><em>{esc(n.caption)}</em></p>" for n in notes)
-    items = "\n".join(f"<li>{esc(line)}</li>" for line in _summary_lines(p))
-    runs = "\n".join(f"<tr><td>{esc(r['variant'])}</td><td>{r['seed']}</td><td>{esc(r['run_id'])}</td>"
-                     f"<td><code>{esc(r['run_dir'])}</code></td></tr>" for r in p["runs"])
-    style = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
-             "margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right}"
-             "td:first-child{text-align:left}caption{font-weight:bold;text-align:left}img{max-width:100%}"
-             ".footnote{font-size:.85em;color:#444}")
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Ablation report: {esc(p['ablation'])}</title><style>{style}</style></head><body>\n"
-            f"<h1>Ablation report: {esc(p['ablation'])}</h1>\n{render_table(table, 'html')}"
-            f"<h2>Figures</h2>\n{figs}\n<h2>Provenance</h2>\n<ul>\n{items}\n</ul>\n"
-            f"<table><thead><tr><th>Variant</th><th>Seed</th><th>Run id</th><th>Run folder</th></tr></thead>"
-            f"<tbody>\n{runs}\n</tbody></table>\n</body></html>\n")
-
-
-def _latex(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
-    esc = tex_escape
-    figs = "\n".join(rf"\begin{{figure}}[ht]\centering\includegraphics[width=\linewidth]{{{n.file}}}"
-                     rf"\caption{{{esc(n.caption)}}}\end{{figure}}" if n.file
-                     else rf"\noindent\emph{{{esc(n.caption)}}}\par" for n in notes)
-    items = "\n".join(rf"\item {esc(line)}" for line in _summary_lines(p))
-    runs = "\n".join(rf"\item {esc(r['variant'])}, seed {r['seed']}: {esc(r['run_id'])} "
-                     rf"(\texttt{{{esc(r['run_dir'])}}})" for r in p["runs"])
-    return "\n".join([
-        r"\documentclass{article}", r"\usepackage[margin=2cm,landscape]{geometry}",
-        r"\usepackage{booktabs}", r"\usepackage{graphicx}", r"\usepackage[utf8]{inputenc}",
-        r"\begin{document}", rf"\section*{{Ablation report: {esc(p['ablation'])}}}",
-        render_table(table, "tex"), r"\clearpage", r"\section*{Figures}", figs,
-        r"\section*{Provenance}", r"\begin{itemize}", items, r"\end{itemize}",
-        r"\begin{itemize}\small", runs, r"\end{itemize}", r"\end{document}", ""])

@@ -38,6 +38,10 @@ from busray.configtools import option
 #: Segmentation values count only on images with a lesion (the authors' reporting convention).
 PER_IMAGE_COLUMNS = {"seg/iou": "seg/iou", "seg/dice": "seg/dice", "clf/acc": "correct"}
 LESION_ONLY = frozenset({"seg/iou", "seg/dice"})
+#: Below this many seeds per variant the report warns that its significance marks are fragile: with
+#: one seed the per-image intervals see only test-set noise, with two the seed resampling has two
+#: points; neither says whether a difference would survive another training run.
+MIN_SEEDS = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,50 +1,59 @@
 """The Table-2-style ablation table: one row per variant, mean ± std over seeds, Δ with bootstrap CIs.
 
 Columns are the paper's (Table 2): Seg IoU, Dice, Sens, Prec / Clf Acc, F1, AUC, Prec, in percent.
-The table has three blocks, rendered in every format:
+Any other ``test/seg/*`` or ``test/clf/*`` metric the runs recorded (pooled IoU, ...) goes into a
+separate "additional metrics" block rather than widening the main table. Blocks, in every format:
 
-1. test metrics, ``mean ± std`` over seeds (sample std), optionally with the paper's published row
-   under each variant (BUSI only, see :mod:`busray.ablation.paper`);
-2. Δ to the baseline variant, in percentage points, ``Δ [lo, hi]`` = paired bootstrap 95% CI
-   (:mod:`busray.ablation.stats`);
-3. Δ to the previous row (the incremental contribution of each step of the ablation order).
+1. test metrics, ``mean ± std`` over seeds (sample std), the best mean of each column in bold,
+   optionally with the paper's published row under each variant (BUSI only, :mod:`.paper`);
+2. additional metrics (when there are any), the same way;
+3. Δ to the baseline variant, in percentage points, with a paired bootstrap CI (:mod:`.stats`);
+4. Δ to the previous row: the step-by-step contribution along the ablation order. A row whose
+   previous row is the baseline is left out: it would repeat its line of block 3.
 
-A Δ whose interval contains 0 (or cannot be estimated) is marked ``†`` = not significant.
-Formats: ``md``, ``tex`` (booktabs), ``html`` (a ``<table>`` fragment; the report wraps it into a page)
-and ``csv`` (long and numeric: one line per variant × metric, for machines).
+A Δ whose interval contains 0 (or cannot be estimated) is marked ``†`` = not significant; when a
+variant has fewer than :data:`~busray.ablation.stats.MIN_SEEDS` seeds the table carries a warning.
+:func:`blocks` lays the table out as format-neutral cells; :mod:`.render` writes them as Markdown,
+HTML or LaTeX. :func:`table_frame` is the long numeric form (one line per variant × metric, every
+metric's Δs included) behind ``--format csv``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from busray.ablation.paper import PaperRow
-from busray.ablation.stats import BootstrapConfig, Difference, VariantResults, compare, mean_std
-
-FORMATS = ("md", "tex", "csv", "html")
-
+from busray.ablation.stats import (MIN_SEEDS, PER_IMAGE_COLUMNS, BootstrapConfig, Difference,
+                                   VariantResults, compare, mean_std)
 
 @dataclasses.dataclass(frozen=True)
 class Column:
     group: str   # "Seg" | "Clf"
     title: str   # as in the paper's header
     key: str     # metric key, ``test/<key>`` in the runs table
+    paper_key: str | None = None  # the key of the paper's number shown under it (default: ``key``);
+    # e.g. Column("Seg", "IoU", "seg/iou_pooled", "seg/iou") compares our pooled IoU with the paper's
+
+    def paper_value(self, paper: PaperRow | None) -> float | None:
+        return paper.values.get(self.paper_key or self.key) if paper is not None else None
 
 
 COLUMNS = (Column("Seg", "IoU", "seg/iou"), Column("Seg", "Dice", "seg/dice"),
            Column("Seg", "Sens", "seg/sens"), Column("Seg", "Prec", "seg/prec"),
            Column("Clf", "Acc", "clf/acc"), Column("Clf", "F1", "clf/f1"),
            Column("Clf", "AUC", "clf/auc"), Column("Clf", "Prec", "clf/prec"))
+GROUPS = {"seg": "Seg", "clf": "Clf"}
+_TITLES = {"iou": "IoU", "dice": "Dice", "sens": "Sens", "prec": "Prec", "acc": "Acc", "f1": "F1",
+           "auc": "AUC"}
 
 NOT_SIGNIFICANT = "†"
 FOOTNOTE = ("Δ in percentage points with a paired bootstrap {ci:.0%} CI ({n_boot} replicates) over seeds × "
-            "test images for IoU, Dice and Acc, over seeds only for the per-run metrics (Sens, Prec, F1, "
-            "AUC); † = the interval contains 0 (not significant) or cannot be estimated.")
+            "test images for {per_image}, over seeds only for the per-run metrics ({per_run}); "
+            "† = the interval contains 0 (not significant) or cannot be estimated.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,32 +75,85 @@ class AblationTable:
     rows: tuple[TableRow, ...]
     baseline: str
     boot: BootstrapConfig
+    columns: tuple[Column, ...] = COLUMNS
+    extra: tuple[Column, ...] = ()
+    notes: tuple[str, ...] = ()   # shown under the table (e.g. the paper's metric convention)
 
     @property
     def footnote(self) -> str:
-        return FOOTNOTE.format(ci=self.boot.ci, n_boot=self.boot.n_boot)
+        per_image = [c.title for c in self.columns if c.key in PER_IMAGE_COLUMNS]
+        per_run = [c.title for c in self.columns if c.key not in PER_IMAGE_COLUMNS]
+        return FOOTNOTE.format(ci=self.boot.ci, n_boot=self.boot.n_boot,
+                               per_image=", ".join(per_image) or "no metric",
+                               per_run=", ".join(dict.fromkeys(per_run)) or "none")
+
+    @property
+    def warnings(self) -> list[str]:
+        """A visible caveat when the Δs rest on fewer than MIN_SEEDS seeds per variant."""
+        few = [r for r in self.rows if r.n_seeds < MIN_SEEDS]
+        if len(self.rows) < 2 or not few:
+            return []
+        seeds = ", ".join(f"{r.variant}: {r.n_seeds}" for r in few)
+        return [f"Warning: significance rests on fewer than {MIN_SEEDS} seeds per variant ({seeds}). "
+                "The intervals then reflect the test images only, not training-to-training variation; "
+                "train more seeds (busray ablate FILE --resume --seeds N) before reading † marks."]
+
+    def best(self, key: str) -> float | None:
+        """The best (highest) mean of a column, rounded as printed; None with fewer than 2 variants."""
+        values = [round(r.mean[key], 2) for r in self.rows if not math.isnan(r.mean[key])]
+        return max(values) if len(values) > 1 else None
+
+    def compared_rows(self, block: str) -> list[TableRow]:
+        """The rows of a Δ block: ``vs_baseline`` or ``vs_previous`` (without the baseline repeats)."""
+        if block == "vs_baseline":
+            return [r for r in self.rows if r.vs_baseline is not None]
+        return [r for r in self.rows if r.vs_previous is not None and r.previous != self.baseline]
+
+
+def extra_columns(variants: Sequence[VariantResults], main: Sequence[Column] = COLUMNS) -> tuple[Column, ...]:
+    """Every other ``test/seg/*`` / ``test/clf/*`` metric the runs recorded, Seg first, by key."""
+    taken = {c.key for c in main}
+    keys = {str(c)[5:] for v in variants for c in v.run_metrics.columns
+            if str(c).startswith("test/") and pd.api.types.is_numeric_dtype(v.run_metrics[c])}
+    extra = sorted((k for k in keys - taken if k.split("/")[0] in GROUPS), key=_column_order)
+    return tuple(Column(GROUPS[k.split("/")[0]], _title(k), k) for k in extra)
+
+
+def _column_order(key: str) -> tuple:
+    """Seg before Clf; within a group the paper's metric order (IoU, Dice, ...), then the key."""
+    group, name = key.split("/", 1)
+    known = [i for i, word in enumerate(_TITLES) if word in name.split("_")]
+    return list(GROUPS).index(group), min(known, default=len(_TITLES)), key
+
+
+def _title(key: str) -> str:
+    """``seg/iou_pooled`` -> ``IoU pooled``."""
+    return " ".join(_TITLES.get(word, word) for word in key.split("/", 1)[1].split("_"))
 
 
 def build_table(variants: Sequence[VariantResults], baseline: str,
                 boot: BootstrapConfig = BootstrapConfig(),
-                paper: Mapping[str, PaperRow] | None = None) -> AblationTable:
+                paper: Mapping[str, PaperRow] | None = None,
+                columns: Sequence[Column] = COLUMNS, notes: Sequence[str] = ()) -> AblationTable:
     """Rows in the given order; ``paper`` maps variant names to published rows to show beside ours."""
     by_name = {v.name: v for v in variants}
     if baseline not in by_name:
         raise ValueError(f"baseline variant '{baseline}' is not among the variants {list(by_name)}")
+    extra = extra_columns(variants, columns)
+    keys = [c.key for c in (*columns, *extra)]
     rows = []
     for index, variant in enumerate(variants):
         previous = variants[index - 1] if index else None
-        stats = {c.key: _seed_stat(variant, c.key) for c in COLUMNS}
+        stats = {key: _seed_stat(variant, key) for key in keys}
         rows.append(TableRow(
             variant=variant.name, n_seeds=len(variant.seeds),
             mean={key: mean for key, (mean, _) in stats.items()},
             std={key: std for key, (_, std) in stats.items()},
-            vs_baseline=None if variant.name == baseline else _deltas(by_name[baseline], variant, boot),
+            vs_baseline=None if variant.name == baseline else _deltas(by_name[baseline], variant, keys, boot),
             previous=previous.name if previous else None,
-            vs_previous=_deltas(previous, variant, boot) if previous else None,
+            vs_previous=_deltas(previous, variant, keys, boot) if previous else None,
             paper=(paper or {}).get(variant.name)))
-    return AblationTable(tuple(rows), baseline, boot)
+    return AblationTable(tuple(rows), baseline, boot, tuple(columns), extra, tuple(notes))
 
 
 def _seed_stat(variant: VariantResults, key: str) -> tuple[float, float]:
@@ -102,153 +164,106 @@ def _seed_stat(variant: VariantResults, key: str) -> tuple[float, float]:
     return 100 * mean, 100 * std
 
 
-def _deltas(reference: VariantResults, variant: VariantResults,
+def _deltas(reference: VariantResults, variant: VariantResults, keys: Sequence[str],
             boot: BootstrapConfig) -> dict[str, Difference]:
-    return {c.key: compare(reference, variant, c.key, boot).scaled(100) for c in COLUMNS}
+    return {key: compare(reference, variant, key, boot).scaled(100) for key in keys}
 
 
-# ----------------------------------------------------------------------------------------- rendering
+# ------------------------------------------------------------------------------- format-neutral cells
 
 @dataclasses.dataclass(frozen=True)
-class _Style:
-    pm: str
-    dagger: str
-    escape: Callable[[str], str]
+class Cell:
+    """A value as printed, its uncertainty (``± std`` / ``[lo, hi]``), bold = best, † = not significant."""
 
-
-_STYLES = {
-    "md": _Style(" ± ", " " + NOT_SIGNIFICANT, lambda s: s.replace("|", "\\|")),
-    "html": _Style(" ± ", " " + NOT_SIGNIFICANT, html.escape),
-    "tex": _Style(r" $\pm$ ", r"$^\dagger$", lambda s: tex_escape(s)),
-}
+    value: str
+    detail: str = ""
+    bold: bool = False
+    dagger: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
-class _Block:
+class Line:
+    label: str
+    seeds: str
+    cells: list[Cell]
+    paper: bool = False
+    variant: str = ""  # the variant alone, where ``label`` adds what it is compared to
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    kind: str  # "stats" | "delta"
     title: str
-    rows: list[list[str]]  # first cell: row label; then one cell per COLUMNS entry
+    columns: tuple[Column, ...]
+    lines: list[Line]
 
 
-def render_table(table: AblationTable, fmt: str) -> str:
-    """The table as text in ``fmt`` (one of :data:`FORMATS`)."""
-    if fmt == "csv":
-        return table_frame(table).to_csv(index=False)
-    if fmt not in _STYLES:
-        raise ValueError(f"unknown table format '{fmt}' (choose from {', '.join(FORMATS)})")
-    style = _STYLES[fmt]
-    blocks = _blocks(table, style)
-    writer = {"md": _markdown, "tex": _latex, "html": _html}[fmt]
-    return writer(blocks, style.escape(table.footnote))
+def blocks(table: AblationTable) -> list[Block]:
+    """The table's blocks (see the module docstring); empty blocks are left out."""
+    out = [Block("stats", "Test metrics (%), mean ± std over seeds; best in bold", table.columns,
+                 _stat_lines(table, table.columns, paper=True))]
+    if table.extra:
+        out.append(Block("stats", "Additional test metrics (%), mean ± std over seeds", table.extra,
+                         _stat_lines(table, table.extra, paper=False)))
+    ci = f"{table.boot.ci:.0%}"
+    out.append(Block("delta", f"Δ vs baseline ({table.baseline}), percentage points [{ci} CI]",
+                     table.columns, [Line(r.variant, str(r.n_seeds), _delta_cells(r.vs_baseline, table))
+                                     for r in table.compared_rows("vs_baseline")]))
+    out.append(Block("delta", f"Δ vs previous row, percentage points [{ci} CI]", table.columns,
+                     [Line(f"{r.variant} vs {r.previous}", str(r.n_seeds), _delta_cells(r.vs_previous, table),
+                           variant=r.variant) for r in table.compared_rows("vs_previous")]))
+    return [b for b in out if b.lines]
 
 
-def _blocks(table: AblationTable, style: _Style) -> list[_Block]:
-    stats, vs_base, vs_prev = [], [], []
+def _stat_lines(table: AblationTable, columns: Sequence[Column], paper: bool) -> list[Line]:
+    lines = []
     for row in table.rows:
-        stats.append([style.escape(row.variant), str(row.n_seeds)]
-                     + [_stat_cell(row.mean[c.key], row.std[c.key], style) for c in COLUMNS])
-        if row.paper is not None:
-            label = f"↳ paper, {row.paper.source} ({row.paper.label})"
-            stats.append([style.escape(label), ""] + [_paper_cell(row.paper, c.key) for c in COLUMNS])
-        if row.vs_baseline is not None:
-            vs_base.append([style.escape(row.variant), str(row.n_seeds)]
-                           + [_delta_cell(row.vs_baseline[c.key], style) for c in COLUMNS])
-        if row.vs_previous is not None:
-            label = f"{row.variant} vs {row.previous}"
-            vs_prev.append([style.escape(label), str(row.n_seeds)]
-                           + [_delta_cell(row.vs_previous[c.key], style) for c in COLUMNS])
-    return [_Block("Test metrics (%), mean ± std over seeds", stats),
-            _Block(f"Δ vs baseline ({table.baseline}), percentage points [95% CI]", vs_base),
-            _Block("Δ vs previous row, percentage points [95% CI]", vs_prev)]
+        lines.append(Line(row.variant, str(row.n_seeds),
+                          [_stat_cell(row.mean[c.key], row.std[c.key], table.best(c.key)) for c in columns]))
+        if paper and row.paper is not None:
+            values = [c.paper_value(row.paper) for c in columns]
+            lines.append(Line(f"↳ paper, {row.paper.source} ({row.paper.label})", "",
+                              [Cell("–" if v is None else f"{v:.2f}") for v in values], paper=True))
+    return lines
 
 
-def _stat_cell(mean: float, std: float, style: _Style) -> str:
+def _stat_cell(mean: float, std: float, best: float | None) -> Cell:
     if math.isnan(mean):
-        return "–"
-    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f}{style.pm}{std:.2f}"
+        return Cell("–")
+    return Cell(f"{mean:.2f}", "" if math.isnan(std) else f"± {std:.2f}",
+                bold=best is not None and round(mean, 2) == best)
 
 
-def _paper_cell(paper: PaperRow, key: str) -> str:
-    value = paper.values.get(key)
-    return "–" if value is None else f"{value:.2f}"
-
-
-def _delta_cell(delta: Difference, style: _Style) -> str:
-    if math.isnan(delta.diff):
-        return "–"
-    interval = "n/a" if math.isnan(delta.lo) else f"{delta.lo:+.2f}, {delta.hi:+.2f}"
-    mark = "" if delta.significant else style.dagger
-    return f"{delta.diff:+.2f} [{interval}]{mark}"
-
-
-def _markdown(blocks: list[_Block], footnote: str) -> str:
-    header = ["Variant", "Seeds"] + [f"{c.group} {c.title}" for c in COLUMNS]
-    parts = []
-    for block in blocks:
-        if not block.rows:
+def _delta_cells(deltas: Mapping[str, Difference], table: AblationTable) -> list[Cell]:
+    cells = []
+    for column in table.columns:
+        delta = deltas[column.key]
+        if math.isnan(delta.diff):
+            cells.append(Cell("–"))
             continue
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "--:|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(r) + " |" for r in block.rows]
-        parts.append(f"**{block.title}**\n\n" + "\n".join(lines))
-    return "\n\n".join(parts) + f"\n\n{footnote}\n"
-
-
-def _latex(blocks: list[_Block], footnote: str) -> str:
-    n_seg = sum(c.group == "Seg" for c in COLUMNS)
-    spec = "ll" + "r" * len(COLUMNS)
-    parts = []
-    for block in blocks:
-        if not block.rows:
-            continue
-        lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(block.title)}}}",
-                 rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-                 rf" & & \multicolumn{{{n_seg}}}{{c}}{{Segmentation}} & "
-                 rf"\multicolumn{{{len(COLUMNS) - n_seg}}}{{c}}{{Classification}} \\",
-                 rf"\cmidrule(lr){{3-{2 + n_seg}}}\cmidrule(lr){{{3 + n_seg}-{2 + len(COLUMNS)}}}",
-                 "Variant & Seeds & " + " & ".join(c.title for c in COLUMNS) + r" \\", r"\midrule"]
-        lines += [" & ".join(r) + r" \\" for r in block.rows]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + f"\n\n{{\\footnotesize {footnote}}}\n"
-
-
-def _html(blocks: list[_Block], footnote: str) -> str:
-    groups = {c.group: sum(d.group == c.group for d in COLUMNS) for c in COLUMNS}
-    group_row = '<tr><th rowspan="2">Variant</th><th rowspan="2">Seeds</th>' + "".join(
-        f'<th colspan="{n}">{html.escape(g)}</th>' for g, n in groups.items()) + "</tr>"
-    title_row = "<tr>" + "".join(f"<th>{html.escape(c.title)}</th>" for c in COLUMNS) + "</tr>"
-    parts = []
-    for block in blocks:
-        if not block.rows:
-            continue
-        body = "\n".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in r) + "</tr>" for r in block.rows)
-        parts.append(f"<table class=\"ablation\">\n<caption>{html.escape(block.title)}</caption>\n"
-                     f"<thead>{group_row}\n{title_row}</thead>\n<tbody>\n{body}\n</tbody>\n</table>")
-    return "\n".join(parts) + f'\n<p class="footnote">{footnote}</p>\n'
-
-
-def tex_escape(text: str) -> str:
-    """Text safe inside LaTeX, with the table's symbols (±, Δ, †, ...) as math."""
-    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                    "±": r"$\pm$", "Δ": r"$\Delta$", "↳": r"$\hookrightarrow$", "†": r"$^\dagger$",
-                    "×": r"$\times$"}
-    return "".join(replacements.get(ch, ch) for ch in text)
+        interval = "n/a" if math.isnan(delta.lo) else f"{delta.lo:+.2f}, {delta.hi:+.2f}"
+        cells.append(Cell(f"{delta.diff:+.2f}", f"[{interval}]", dagger=not delta.significant))
+    return cells
 
 
 def table_frame(table: AblationTable) -> pd.DataFrame:
     """The table in long numeric form: one row per variant × metric (percent / percentage points)."""
     records = []
     for row in table.rows:
-        for column in COLUMNS:
+        for column in (*table.columns, *table.extra):
             record = {"variant": row.variant, "metric": column.key, "n_seeds": row.n_seeds,
                       "mean": row.mean[column.key], "std": row.std[column.key],
-                      "paper": row.paper.values.get(column.key, math.nan) if row.paper else math.nan,
+                      "paper": _or_nan(column.paper_value(row.paper)),
                       "paper_source": f"{row.paper.source}: {row.paper.label}" if row.paper else "",
                       "baseline": table.baseline, "previous": row.previous or ""}
             record.update(_delta_record("d_base", row.vs_baseline, column.key))
             record.update(_delta_record("d_prev", row.vs_previous, column.key))
             records.append(record)
     return pd.DataFrame.from_records(records)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _delta_record(prefix: str, deltas: Mapping[str, Difference] | None, key: str) -> dict:

@@ -1,12 +1,15 @@
-"""Each figure is a valid, non-blank PNG of a sane size, also on awkward but legal inputs."""
+"""Each figure is a valid, non-blank PNG of a sane size, also on awkward but legal inputs; curves have
+markers and integer epochs, the prediction grid draws outlines on the image and IoU only on lesions."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+import busray.ablation.figures as figures
 from busray.ablation.figures import (diagnostic_count, plot_prediction_grid, plot_tim_upa,
                                      plot_training_curves)
 
@@ -65,10 +68,40 @@ def test_training_curves_without_the_metric_still_draw(tmp_path):
     _assert_png(plot_training_curves(histories, tmp_path / "curves.png"))
 
 
-def _samples(names: list[str], seed: int, size: int = 32) -> dict[str, np.ndarray]:
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures a plot function draws, saved as usual but kept open for inspection."""
+    kept = []
+
+    def keep(fig, path):
+        kept.append(fig)
+        fig.savefig(path, dpi=60)
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    yield kept
+    for fig in kept:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 7])
+def test_training_curves_have_markers_and_integer_epochs(tmp_path, drawn, epochs):
+    histories = {"baseline": [_history(epochs, 0, 0.6), _history(epochs, 1, 0.6)], "full": [_history(epochs, 2, 0.7)]}
+    plot_training_curves(histories, tmp_path / "curves.png")
+    for ax in drawn[0].axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        assert 1 in ticks and epochs in ticks
+        assert all(line.get_marker() not in (None, "None", "") for line in ax.lines if line.get_xdata().size)
+        assert len(ax.get_legend().get_texts()) == 2
+
+
+def _samples(names: list[str], seed: int, size: int = 32, normal: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """``names`` with a round lesion each, except the images at ``normal`` (empty masks)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
-    mask = np.stack([((yy - 16) ** 2 + (xx - 12 - i) ** 2 < 60).astype(np.uint8) for i in range(len(names))])
+    mask = np.stack([((yy - 16) ** 2 + (xx - 12 - i) ** 2 < 60).astype(np.uint8) * (i not in normal)
+                     for i in range(len(names))])
     prob = np.clip(mask * 200 + rng.integers(0, 80, mask.shape), 0, 255).astype(np.uint8)
     image = rng.integers(0, 255, mask.shape).astype(np.uint8)
     return {"names": np.array(names), "image": image, "mask": mask, "prob": prob}
@@ -88,3 +121,19 @@ def test_prediction_grid_without_common_images_is_an_error(tmp_path):
     samples = {"a": _samples(["x"], 0), "b": _samples(["y"], 1)}
     with pytest.raises(ValueError, match="no test image common"):
         plot_prediction_grid(samples, tmp_path / "grid.png")
+
+
+def test_prediction_grid_outlines_on_the_image_and_iou_only_on_lesions(tmp_path, drawn):
+    names = ["benign/benign (1).png", "normal/normal (2).png"]
+    samples = {"baseline": _samples(names, 0, normal=(1,)), "full": _samples(names, 1, normal=(1,))}
+    samples["full"]["prob"][1, :4, :4] = 255                     # a small false positive on the normal image
+    plot_prediction_grid(samples, tmp_path / "grid.png")
+    axes = np.array(drawn[0].axes).reshape(2, 4)
+    captions = [[ax.get_xlabel() for ax in row] for row in axes]
+    assert captions[0][0] == "benign (1).png" and captions[0][2].startswith("IoU ")
+    assert captions[1][1] == "no lesion" and not any("IoU" in c for c in captions[1])
+    assert captions[1][3] == f"no lesion; pred. {100 * 16 / 32 ** 2:.1f}%"
+    for ax in axes[:, 1:].ravel():
+        assert ax.images[0].get_array().shape == (32, 32)        # the image itself, not a bare mask
+    assert axes[0, 2].collections and axes[0, 1].collections     # outlines (contours) on lesion rows
+    assert not axes[1, 1].collections and axes[1, 3].collections  # nothing to outline / the false positive

@@ -104,7 +104,14 @@ def test_report_in_every_format(runs, tmp_path, fmt):
         return
     for needle in ("table2", SPLIT, "sw-001", "full-1", "busi", *FIGURE_FILES.values()):
         assert needle in text, needle
-    assert "paper, Table 2" in text and "74.50" in text  # BUSI: the paper's row beside ours
+    assert "Table 2 (HMSF+TIM+UPA)" in text and "74.50" in text  # BUSI: the paper's row beside ours
+    assert "fewer than 3 seeds" in text                         # 2 seeds: the significance warning
+    assert "Fig. 3:" not in text                                # no "Figure 1: Fig. 3: ..." captions
+    if fmt == "tex":                                            # tables to \input, provenance as comments
+        assert r"\documentclass" not in text and r"\includegraphics" not in text
+        assert r"\label{tab:table2-metrics}" in text and "% Dataset: busi" in text
+    else:
+        assert "Figure 1: TIM displacement and UPA weights" in text and "Figure 3: Test images" in text
 
 
 def test_identical_variant_is_marked_not_significant(runs, tmp_path):
