@@ -112,12 +112,10 @@ def _query_args(p) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from busray.cli.outputs import writable_storage
-    from busray.configtools import load_yaml
+    from busray.cli.outputs import spec_storage
 
-    load_yaml(args.spec)  # a missing, malformed or oversized file is refused before Ray is imported
-    storage = writable_storage(args.storage)
-    from busray.sweep import run_sweep  # lazy: Ray and Optuna
+    storage = spec_storage(args.spec, args.storage)
+    from busray.sweep import run_sweep  # lazy: Ray and Optuna, once the arguments passed
     with writing_to(storage or "the sweep's storage"):
         outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
                             add_trials=args.add_trials, progress=args.progress,
@@ -127,12 +125,10 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from busray.cli.outputs import writable_storage
-    from busray.configtools import load_yaml
+    from busray.cli.outputs import spec_storage
 
-    load_yaml(args.spec)
-    storage = writable_storage(args.storage)
-    from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib
+    storage = spec_storage(args.spec, args.storage)
+    from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib, once the arguments passed
     with writing_to(storage or "the ablation's storage"):
         outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
                                resume=args.resume, progress=args.progress)

@@ -83,6 +83,17 @@ def writable_storage(text: str | None, flag: str = "--storage") -> str | None:
     return str(path)
 
 
+def spec_storage(spec: str, storage: str | None) -> str | None:
+    """Read the sweep/ablation file (a missing, malformed or oversized one is refused before Ray is
+    imported) and check the storage it will write to: ``--storage``, else the file's ``storage:``."""
+    from busray.configtools import load_yaml  # lazy: PyYAML only where a file is read
+
+    data = load_yaml(spec)
+    if storage is None and isinstance(data.get("storage"), str):
+        writable_storage(data["storage"], f"{spec}: storage")
+    return writable_storage(storage)
+
+
 def existing_store(text: str, flag: str = "--storage") -> str:
     """For commands that read a store: the folder must exist and hold ``results/``."""
     path = storage_path(text, flag)

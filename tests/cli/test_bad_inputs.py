@@ -252,6 +252,8 @@ RUN_AND_STORE_CASES = [
     ("sweep-add-zero", lambda w, t, mp: (["sweep", str(_spec(t)), "--add-trials", "0"], "--add-trials")),
     ("sweep-missing-spec", lambda w, t, mp: (["sweep", str(t / "none.yaml"), "--storage", str(w.store)], "none.yaml")),
     ("sweep-bomb-spec", lambda w, t, mp: (["sweep", str(yaml_bomb(t / "b.yaml")), "--storage", str(w.store)], "b.yaml")),
+    ("sweep-uri-in-file", lambda w, t, mp: ((t / "u.yaml").write_text("name: s\nstorage: s3://bucket/y\n")
+                                            and ["sweep", str(t / "u.yaml")], "s3://bucket/y")),
     ("ablate-seeds", lambda w, t, mp: (["ablate", str(_spec(t)), "--seeds", "0"], "--seeds")),
     ("ablate-uri", lambda w, t, mp: (["ablate", str(_spec(t)), "--storage", "gs://b/x"], "gs://b/x")),
     ("unknown-command", lambda w, t, mp: (["trian"], "trian")),
