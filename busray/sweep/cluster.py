@@ -8,9 +8,11 @@ Ray 2.60 facts this module works with (read from the installed package):
   ``RAY_AUTH_MODE=token``; clients then need the same token (the file, ``RAY_AUTH_TOKEN`` or
   ``RAY_AUTH_TOKEN_PATH``). ``RAY_AUTH_MODE=disabled`` opts out (the tests do, so they never touch
   ``~/.ray``). busray does not change the mode: it is the operator's security decision.
-- **Loopback.** A local cluster is started with node IP 127.0.0.1 and the dashboard on 127.0.0.1, so its
-  services are reached through the loopback interface only (``docs/SECURITY.md`` shows what listens
-  where and how to expose a cluster's job API safely).
+- **Loopback.** ``ray.init`` turns a node IP of 127.0.0.1 into the machine's routable address, and its
+  gRPC servers (GCS, raylet, workers) then listen on every interface. Ray's own single-machine mode
+  (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, meant for laptops) keeps the node on 127.0.0.1, and every
+  server, dashboard and agent included, listens on loopback only; busray starts local clusters that
+  way (tested). ``docs/SECURITY.md`` says what listens where and how to expose a cluster safely.
 - **Trial slots.** A local cluster gets ``busray_trial_slot = max_concurrent``; each trial takes one slot.
   On an existing cluster started without it (``ray start --head --resources '{"busray_trial_slot": 8}'``
   adds it), trials ask for 1 byte of ``memory`` instead and Tune's ``max_concurrent_trials`` bounds them.
@@ -39,6 +41,7 @@ from busray.sweep.trial import SLOT_RESOURCE, TrialJob
 TEMP_DIR_ENV = "BUSRAY_RAY_TEMP_DIR"
 LOOPBACK = "127.0.0.1"
 TRAIN_POLL_S = "0.1"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: int | None = None,
@@ -46,9 +49,15 @@ def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: 
     """Start a private loopback cluster with ``max_concurrent`` trial slots."""
     import ray
 
+    from ray._private import ray_constants
+
     temp_dir = temp_dir or os.environ.get(TEMP_DIR_ENV)
     env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": TRAIN_POLL_S, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_S)  # inherited by the raylet
+    # single-machine mode = loopback only (see the module docstring); the variable is read by the
+    # processes ray.init starts, the constant by this one (it was read when Ray was imported)
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(resources={SLOT_RESOURCE: float(max_concurrent)}, num_cpus=num_cpus, _temp_dir=temp_dir,
              _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, log_to_driver=verbose,
              configure_logging=True, logging_level="INFO" if verbose else "WARNING",

@@ -33,18 +33,24 @@ WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed
 class ConsoleCallback(Callback):
     """Prints trial events; :meth:`recorded` is given to the recording callback (row written)."""
 
-    def __init__(self, total: int, objective: Objective, swept: list[str], stream=None,
-                 show_bar: bool | None = None) -> None:
+    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None) -> None:
         self.total = max(1, total)
         self.objective = objective
         self.swept = swept
-        self.stream = stream or sys.stdout
         self.done = 0
         self.started: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
         tty = sys.stderr.isatty() if show_bar is None else show_bar
         self.bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr, disable=not tty,
                         dynamic_ncols=True, leave=False)
+
+    def __getstate__(self) -> dict:
+        """Tune pickles its run config (callbacks included) into the experiment folder: drop the bar."""
+        return {k: v for k, v in self.__dict__.items() if k != "bar"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.bar = tqdm(disable=True)
 
     # ------------------------------------------------------------------ Tune hooks
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
@@ -83,8 +89,8 @@ class ConsoleCallback(Callback):
         self.write(f"[{index}/{self.total}] {trial_id[:8]} {event:<9} {text}".rstrip())
 
     def write(self, line: str) -> None:
-        tqdm.write(line, file=self.stream)
-        self.stream.flush()
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
 
     def close(self) -> None:
         self.bar.close()

@@ -48,6 +48,8 @@ class TrainConfig:
     deterministic: bool = option(False, "Ask torch for deterministic kernels (slower on GPU).")
     num_threads: int = option(0, "torch CPU threads (0 = torch default).", range=(0, 1024))
     compile: bool = option(False, "torch.compile the model (GPU; adds start-up time).")
+    channels_last: bool = option(False, "Keep the model's weights (hence its activations) in NHWC "
+                                 "memory layout: faster convolutions with bf16 on recent GPUs.")
     tb_images: int = option(4, "Validation overlays logged to TensorBoard per epoch (0 = none).",
                             range=(0, 64))
     progress: bool = option(True, "Show a progress bar.")

@@ -124,6 +124,8 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
         raise ValueError(f"model.num_classes: {cfg.model.num_classes} but the dataset has "
                          f"{len(ds.class_names)} classes {ds.class_names}")
     raw = create_model(cfg.model).to(device)
+    if t.channels_last:  # conv weights in NHWC make PyTorch run every convolution in NHWC
+        raw = raw.to(memory_format=torch.channels_last)
     log.info("parameters per module group: %s", param_groups_summary(raw))
     rank, world = _dist_info()
     model = raw

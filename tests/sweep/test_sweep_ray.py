@@ -1,82 +1,134 @@
-"""Real local Ray (2 CPUs): an Optuna + ASHA sweep with the real ``busray.training.fit``, extended with
-``add_trials``; fixed configs with a DDP trial, a worker crash and a NaN trial."""
+"""Real local Ray (2 CPUs): an Optuna + ASHA sweep with the real ``busray.training.fit`` on both trial
+paths (in-actor and 2-worker DDP), checked for one truth per trial across store, run folder, Optuna and
+TensorBoard; then ``add_trials``; fixed configs with a worker crash and a NaN trial on both paths."""
 
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from busray.configtools import ConfigError
 from busray.results import ResultsStore
+from busray.runfolder import RunFolder
 from busray.sweep import run_configs, run_sweep
 from busray.sweep.spec import ResourcesSpec
 
 from sweephelpers import TINY_SPEC, tiny_run_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+# val/loss is continuous, so ASHA (grace 1, factor 2) has real decisions to take on tiny trials.
+OBJECTIVE = "objective=val/loss:min"
 
 
 def _runs(storage, sweep_id):
     runs = ResultsStore(storage).runs()
-    return runs[runs["sweep_id"] == sweep_id]
+    return runs[runs["sweep_id"] == sweep_id].set_index("trial_id", drop=False)
 
 
-def test_optuna_asha_sweep_records_every_trial_then_add_trials_continues(local_ray, synth_root, short_dir):
-    # The worker count is searched too, so the sweep mixes single-process and 2-worker DDP trials.
-    overrides = [f"base.data.root={synth_root}", "space.resources.workers={type: categorical, choices: [1, 2]}"]
-    out = run_sweep(TINY_SPEC, overrides, storage=short_dir, progress=False)
+@pytest.fixture(scope="module")
+def sweep(local_ray, synth_root, tmp_path_factory):
+    storage = str(tmp_path_factory.mktemp("sweep"))
+    overrides = [f"base.data.root={synth_root}", OBJECTIVE, "base.train.epochs=4",
+                 "space.resources.workers={type: categorical, choices: [1, 2]}"]
+    return storage, overrides, run_sweep(TINY_SPEC, overrides, storage=storage, progress=False)
 
-    runs = _runs(short_dir, out.sweep_id)
-    assert len(runs) == 4 and runs["trial_id"].is_unique
-    table = runs[["trial_id", "status", "resources.workers", "error"]].to_string()
-    assert set(runs["status"]) <= {"completed", "stopped_early"}, table
-    assert (runs["status"] == "completed").any(), table
+
+def _study(storage, sweep_id):
+    journal = JournalStorage(JournalFileBackend(f"{storage}/tiny/optuna.journal"))
+    return optuna.load_study(study_name=sweep_id, storage=journal)
+
+
+def test_one_row_per_trial_on_both_paths(sweep):
+    storage, _, out = sweep
+    runs = _runs(storage, out.sweep_id)
+    table = runs[["status", "resources.workers", "best_epoch", "error"]].to_string()
+    assert len(runs) == 4 and set(runs["status"]) <= {"completed", "stopped_early"}, table
     assert set(runs["resources.workers"]) == {1, 2}, table
-    ddp = runs[runs["resources.workers"] == 2]
-    assert (ddp["best_epoch"] >= 1).all(), table  # the DDP trials trained and reported epochs
-    assert out.counts["completed"] + out.counts["stopped_early"] == 4
-    assert runs["split_hash"].nunique() == 1 and runs["dataset"].notna().all(), table  # stopped trials too
+    assert (runs["best_epoch"] >= 1).all(), table
+    assert "stopped_early" in set(runs["status"]), table  # ASHA took at least one stop decision
+    assert runs["split_hash"].nunique() == 1 and runs["dataset"].notna().all(), table
     assert (runs["loss.w_seg"] + runs["loss.w_clf"]).round(9).eq(1.0).all()
+    assert (runs["train.monitor"] == "val/loss").all() and (runs["objective"] == "val/loss:min").all()
     done = runs[runs["status"] == "completed"]
-    assert done["test/seg/iou"].notna().all() and done["best_epoch"].between(1, 3).all()
-    epochs = ResultsStore(short_dir).epochs()
-    assert set(epochs["trial_id"]) == set(runs["trial_id"])
-    for run_dir in runs["run_dir"]:  # fit's scalars and our HParams view, per trial
-        assert glob.glob(f"{run_dir}/tb/events.out.tfevents.*")
-        assert glob.glob(f"{run_dir}/tb/hparams/events.out.tfevents.*")
-    journal = JournalStorage(JournalFileBackend(f"{short_dir}/tiny/optuna.journal"))
-    study = optuna.load_study(study_name=out.sweep_id, storage=journal)
-    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
-    assert "best trials by val/score:max" in out.summary()
+    assert done["test/seg/iou"].notna().all()
+    assert set(ResultsStore(storage).epochs()["trial_id"]) == set(runs["trial_id"])
 
+
+def test_store_folder_and_optuna_tell_one_story(sweep):
+    storage, _, out = sweep
+    runs = _runs(storage, out.sweep_id)
+    study = _study(storage, out.sweep_id)
+    assert study.metric_names == ["val/loss"]
+    by_id = {t.user_attrs["busray_trial_id"]: t for t in study.trials}
+    assert set(by_id) == set(runs.index)
+    for trial_id, row in runs.iterrows():
+        folder = RunFolder(row["run_dir"])
+        assert by_id[trial_id].user_attrs["run_dir"] == row["run_dir"]
+        outcome, history = folder.read_outcome(), folder.read_history()
+        assert outcome.status == row["status"] and outcome.best_epoch == row["best_epoch"]
+        epochs = [r["epoch"] for r in history]
+        ot = by_id[trial_id]
+        # every reported epoch is an intermediate value, and no epoch ran after a stop decision
+        assert sorted(ot.intermediate_values) == epochs == list(range(1, len(epochs) + 1))
+        best = min(history, key=lambda r: r["val/loss"])
+        assert row["best_epoch"] == best["epoch"] and row["val/loss"] == pytest.approx(best["val/loss"])
+        if row["status"] == "stopped_early":
+            assert ot.state == TrialState.PRUNED and len(epochs) < 4
+        else:
+            assert ot.state == TrialState.COMPLETE and ot.value == pytest.approx(row["val/loss"])
+            assert len(epochs) == 4
+
+
+def test_tensorboard_one_run_per_trial_with_its_hparams(sweep):
+    storage, _, out = sweep
+    runs = _runs(storage, out.sweep_id)
+    tb_root = Path(storage) / "tb" / "tiny"
+    assert sorted(p.name for p in tb_root.iterdir()) == sorted(runs.index)
+    for trial_id in runs.index:
+        events = EventAccumulator(str(tb_root / trial_id))
+        events.Reload()
+        assert "val/loss" in events.Tags()["scalars"] and "hparams/val/loss" in events.Tags()["scalars"]
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    tune_dir = Path(storage) / "tiny" / "tune"
+    for pattern in ("**/events.out.tfevents.*", "**/result.json", "**/progress.csv"):
+        assert not list(tune_dir.glob(pattern)), pattern  # Tune's own loggers are off
+    assert not list((Path(storage) / "tiny").glob("train/**/checkpoint_*"))  # one copy of each checkpoint
+
+
+def test_add_trials_continues_the_study(sweep):
+    storage, overrides, out = sweep
     with pytest.raises(ConfigError, match="already exists"):
-        run_sweep(TINY_SPEC, overrides, storage=short_dir, progress=False)
-    more = run_sweep(TINY_SPEC, overrides, storage=short_dir, add_trials=2, progress=False)
+        run_sweep(TINY_SPEC, overrides, storage=storage, progress=False)
+    more = run_sweep(TINY_SPEC, overrides + ["space.resources.workers={type: fixed, value: 1}"],
+                     storage=storage, add_trials=2, progress=False)
     assert more.sweep_id == out.sweep_id
-    assert len(_runs(short_dir, out.sweep_id)) == 6
-    study = optuna.load_study(study_name=out.sweep_id, storage=journal)
-    assert [t.number for t in study.trials] == list(range(6))  # one study, old + new trials
+    assert len(_runs(storage, out.sweep_id)) == 6
+    assert [t.number for t in _study(storage, out.sweep_id).trials] == list(range(6))
+    assert "best trials by val/loss:min" in more.summary()
 
 
-def test_fixed_configs_worker_crash_and_nan(local_ray, synth_root, short_dir):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_crash_resumes_and_nan_fails(local_ray, synth_root, short_dir, workers):
     crash = tiny_run_config(synth_root, debug_crash_at_epoch=2)
     nan = tiny_run_config(synth_root, debug_nan_at_epoch=2)
-    out = run_configs("faults", [("crash", crash, 0, "crash"), ("nan", nan, 0, "nan")],
-                      resources=ResourcesSpec(workers=1, max_failures=1), storage=short_dir,
+    out = run_configs(f"faults{workers}", [("crash", crash, 0, "crash"), ("nan", nan, 0, "nan")],
+                      resources=ResourcesSpec(workers=workers, max_failures=1), storage=short_dir,
                       objective="val/score:max", progress=False)
     runs = _runs(short_dir, out.sweep_id).set_index("variant")
     assert len(runs) == 2
-    # The crashed worker was restarted and resumed from its epoch-1 checkpoint: a restart from
+    # The crashed process was restarted and resumed from its epoch-1 checkpoint: a restart from
     # scratch would crash again (the switch fires on any run that did not resume) and fail the trial.
-    assert runs.loc["crash", "status"] == "completed"
-    assert runs.loc["crash", "train.debug_crash_at_epoch"] == 2
+    assert runs.loc["crash", "status"] == "completed", runs.loc["crash", "error"]
     epochs = ResultsStore(short_dir).epochs()
-    crash_epochs = epochs[epochs["trial_id"] == runs.loc["crash", "trial_id"]]["epoch"].tolist()
-    assert crash_epochs == [1, 2, 3]
+    assert epochs[epochs["trial_id"] == runs.loc["crash", "trial_id"]]["epoch"].tolist() == [1, 2, 3]
     assert runs.loc["nan", "status"] == "failed"
-    assert "finite" in runs.loc["nan", "error"].lower() or "nan" in runs.loc["nan", "error"].lower()
-
+    assert "finite" in runs.loc["nan", "error"].lower()
+    assert RunFolder(runs.loc["nan", "run_dir"]).read_outcome().status == "failed"
+    assert glob.glob(f"{short_dir}/faults{workers}/runs/*/checkpoints/last.pt")

@@ -19,6 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from busray.results import ResultsStore
+from busray.runfolder import RunFolder
 
 from sweephelpers import TINY_SPEC
 
@@ -38,20 +39,20 @@ def _env(ray_tmp: str) -> dict:
 
 def test_killed_driver_then_resume_gives_exactly_n_rows(synth_root, short_dir):
     storage, ray_tmp = f"{short_dir}/st", f"{short_dir}/ray"
-    runs_dir = Path(storage) / "results" / "runs"
+    store = ResultsStore(storage)
     driver = subprocess.Popen(_sweep_cmd(synth_root, storage), env=_env(ray_tmp), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 400
-        while not list(runs_dir.glob("*.parquet")) and driver.poll() is None and time.time() < deadline:
-            time.sleep(1)
+        while store.runs().empty and driver.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
         assert driver.poll() is None, "the sweep ended before it could be killed"
-        assert list(runs_dir.glob("*.parquet")), "no trial finished in time"
+        assert not store.runs().empty, "no trial finished in time"
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     finally:
         _kill_group(driver.pid)  # the killed driver's local Ray (raylet, GCS, workers)
-    rows_at_kill = len(list(runs_dir.glob("*.parquet")))
+    rows_at_kill = len(store.runs())
     assert rows_at_kill < 4
 
     resumed = subprocess.run(_sweep_cmd(synth_root, storage, "--resume"), env=_env(ray_tmp), cwd=ROOT,
@@ -61,6 +62,8 @@ def test_killed_driver_then_resume_gives_exactly_n_rows(synth_root, short_dir):
     assert len(runs) == 4 and runs["trial_id"].is_unique and runs["sweep_id"].nunique() == 1
     assert set(runs["status"]) <= {"completed", "stopped_early"}
     assert "4 trials" in resumed.stdout
+    for run_dir in runs["run_dir"]:  # the run folders agree with the store, re-launched trials included
+        assert RunFolder(run_dir).read_outcome().status in {"completed", "stopped_early"}
     journal = JournalStorage(JournalFileBackend(f"{storage}/tiny/optuna.journal"))
     study = optuna.load_study(study_name=runs["sweep_id"].iloc[0], storage=journal)
     finished = [t for t in study.trials if t.state.is_finished()]

@@ -1,0 +1,159 @@
+"""The GPU figures in one command: throughput per precision, one BUSI trial, and trial packing.
+
+1. full-model training img/s (default: tf_efficientnet_b4, 224 px, batch 24) in fp32, bf16,
+   bf16 + channels_last, and bf16 + channels_last + ``torch.compile``;
+2. the wall time of one 100-epoch BUSI trial (``../shared/data``) through ``busray sweep``;
+3. four trials packed on one GPU (``gpus_per_worker: 0.25``, four at a time) against the same four
+   one at a time: trials per hour and mean GPU utilisation (``nvidia-smi``, sampled every second).
+
+Prints a table and writes it as JSON. ``--tiny`` runs the same code paths in CPU-sized form (tiny
+encoder, 64 px, a few steps, 1-epoch trials on synthetic data, 2 trials at a time against one at a
+time), which is what the test suite runs so the script cannot rot.
+
+    python benchmarks/gpu_suite.py --json gpu_suite.json           # on the GPU machine (~8 min, H100)
+    python benchmarks/gpu_suite.py --tiny --json /tmp/tiny.json     # anywhere, ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_throughput import busray_throughput  # noqa: E402  (a sibling script, not a package)
+
+from busray.config import load_config  # noqa: E402
+from busray.training.setup import build_setup  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BUSI = REPO.parent / "shared" / "data"
+PRECISIONS = {"fp32": ["train.amp=off"], "bf16": ["train.amp=bf16"],
+              "bf16+channels_last": ["train.amp=bf16", "train.channels_last=true"],
+              "bf16+channels_last+compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=true"]}
+
+
+def sizes(tiny: bool) -> dict:
+    if tiny:
+        return {"encoder": "test_efficientnet", "size": 64, "batch": 2, "steps": 3, "epochs": 1,
+                "pack": 2, "pack_epochs": 1, "data": "synthetic:n=24,size=64", "gpu_share": 0.0}
+    return {"encoder": "tf_efficientnet_b4", "size": 224, "batch": 24, "steps": 30, "epochs": 100,
+            "pack": 4, "pack_epochs": 10, "data": str(BUSI), "gpu_share": 0.25}
+
+
+def throughput(s: dict) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    base = [f"model.encoder={s['encoder']}", "model.weights=none", f"data.image_size={s['size']}",
+            f"data.root=synthetic:n={max(4 * s['batch'], 48)},size={s['size']}",
+            "data.detect_near_duplicates=false", "data.split_fractions=[0.8,0.1,0.1]", "train.progress=false"]
+    for name, extra in PRECISIONS.items():
+        if "compile" in name and not torch.cuda.is_available():
+            out[name] = "n/a (no GPU)"
+            continue
+        try:
+            setup = build_setup(load_config(None, [*base, *extra]), run_dir=None)
+            out[name] = busray_throughput(setup, s["batch"], s["steps"])
+        except Exception as err:  # a precision this device cannot run: say so in the table
+            out[name] = f"n/a ({type(err).__name__})"
+    return out
+
+
+def sweep_spec(folder: Path, s: dict, name: str, trials: int, concurrent: int, epochs: int, gpus: float) -> Path:
+    gpu = torch.cuda.is_available()
+    spec = {"name": name, "num_trials": trials, "max_concurrent": concurrent, "objective": "val/score:max",
+            "scheduler": {"type": "none"}, "search": {"sampler": "random", "seed": 0},
+            "space": {"model.tau": {"type": "uniform", "low": 0.2, "high": 1.2}},
+            "resources": {"workers": 1, "cpus_per_worker": 2 if gpu else 1, "gpus_per_worker": gpus},
+            "base": {"model": {"encoder": s["encoder"], "weights": "none"},
+                     "data": {"root": s["data"], "image_size": s["size"]},
+                     "train": {"epochs": epochs, "batch_size": s["batch"],
+                               "progress": False, "patience": 0, "amp": "auto"}}}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def timed_sweep(spec: Path, storage: Path) -> tuple[float, float | None]:
+    """Wall seconds of ``busray sweep`` and the mean GPU utilisation (%) meanwhile (None without GPU)."""
+    samples: list[float] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_gpu, args=(samples, stop), daemon=True)
+    sampler.start()
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    start = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).with_name("busray")), "sweep", str(spec), "--storage",
+                    str(storage), "--no-progress"], check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    return wall, (sum(samples) / len(samples) if samples else None)
+
+
+def _sample_gpu(samples: list[float], stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        try:
+            text = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                  capture_output=True, text=True, timeout=5).stdout
+            samples.append(float(text.split()[0]))
+        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+            return  # no nvidia-smi: no utilisation figure
+
+
+def trials_and_packing(s: dict, work: Path) -> dict:
+    gpu = torch.cuda.is_available()
+    one, _ = timed_sweep(sweep_spec(work, s, "one", 1, 1, s["epochs"], 1.0 if gpu else 0.0), work / "st1")
+    n = s["pack"]
+    seq, seq_util = timed_sweep(sweep_spec(work, s, "seq", n, 1, s["pack_epochs"], 1.0 if gpu else 0.0), work / "st2")
+    packed, pack_util = timed_sweep(sweep_spec(work, s, "packed", n, n, s["pack_epochs"],
+                                               s["gpu_share"] if gpu else 0.0), work / "st3")
+    return {"one_trial_s": one, "trials": n, "sequential_s": seq, "packed_s": packed,
+            "sequential_trials_per_h": 3600 * n / seq, "packed_trials_per_h": 3600 * n / packed,
+            "sequential_gpu_util": seq_util, "packed_gpu_util": pack_util}
+
+
+def table(s: dict, tput: dict, trials: dict, device: str) -> str:
+    def fmt(v, unit=""):
+        return f"{v:.1f}{unit}" if isinstance(v, (int, float)) else (str(v) if v is not None else "n/a")
+
+    rows = [f"device: {device}", f"model: {s['encoder']}, {s['size']} px, batch {s['batch']}", "",
+            "| measure | value |", "|---|---|"]
+    rows += [f"| train img/s, {name} | {fmt(value)} |" for name, value in tput.items()]
+    rows += [f"| one {s['epochs']}-epoch trial through busray sweep | {fmt(trials['one_trial_s'], ' s')} |",
+             f"| {trials['trials']} trials one at a time | {fmt(trials['sequential_trials_per_h'])} trials/h, "
+             f"GPU {fmt(trials['sequential_gpu_util'], ' %')} |",
+             f"| {trials['trials']} trials packed | {fmt(trials['packed_trials_per_h'])} trials/h, "
+             f"GPU {fmt(trials['packed_gpu_util'], ' %')} |",
+             f"| packed / one at a time | {trials['sequential_s'] / trials['packed_s']:.2f}x |"]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="CPU-sized run of every section")
+    parser.add_argument("--json", help="write the figures here too")
+    args = parser.parse_args(argv)
+    s = sizes(args.tiny)
+    if not args.tiny and not Path(s["data"]).is_dir():
+        parser.error(f"BUSI not found at {s['data']}")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    tput = throughput(s)
+    with tempfile.TemporaryDirectory(prefix="busray-gpu-suite-") as work:
+        trials = trials_and_packing(s, Path(work))
+    print(table(s, tput, trials, device))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": device, "sizes": s, "throughput": tput, **trials},
+                                              indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

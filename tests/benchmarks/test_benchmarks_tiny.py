@@ -1,0 +1,41 @@
+"""The benchmarks run in tiny form, so they cannot rot (figures are printed, never asserted on timing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_overhead_tiny(tmp_path, capsys):
+    out = tmp_path / "overhead.json"
+    assert _load("sweep_overhead").main(["--trials", "2", "--epochs", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for key in ("optuna_loop_s", "busray_sweep_s", "busray_train_s", "sweep_over_loop",
+                "ray_cost_per_extra_trial_s", "fit_in_trial_over_train", "pacing_ratio", "fit_share_of_slot_s"):
+        assert math.isfinite(figures[key]) and figures[key] >= 0, key
+    assert 0 < figures["fit_share_of_slot_s"] <= 1
+    assert "(b)/(a)" in capsys.readouterr().out
+
+
+def test_gpu_suite_tiny(tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    assert _load("gpu_suite").main(["--tiny", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["throughput"]["fp32"] > 0 and figures["throughput"]["bf16+channels_last"] > 0
+    assert figures["one_trial_s"] > 0 and figures["packed_trials_per_h"] > 0
+    table = capsys.readouterr().out
+    assert "| train img/s, fp32 |" in table and "trials packed" in table

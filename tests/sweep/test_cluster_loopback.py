@@ -1,0 +1,88 @@
+"""A local sweep's Ray listens on loopback only: GCS, raylet, workers, dashboard and its agents.
+
+Read from /proc (Linux): the listening TCP sockets of every process of the cluster (those whose command
+line names the cluster's temp folder, and their descendants).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+import ray
+
+pytestmark = [pytest.mark.ray]
+LISTEN = "0A"
+
+
+def _pids() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) for every process."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            out[int(proc.name)] = (ppid, cmdline)
+    return out
+
+
+def _cluster_pids(temp_dir: str) -> set[int]:
+    procs = _pids()
+    found = {pid for pid, (_, cmd) in procs.items() if temp_dir in cmd}
+    while True:
+        more = {pid for pid, (ppid, _) in procs.items() if ppid in found} - found
+        if not more:
+            return found
+        found |= more
+
+
+def _listening_inodes() -> dict[str, str]:
+    """socket inode -> local address, for every listening TCP socket (IPv4 and IPv6)."""
+    out = {}
+    for name, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == LISTEN:
+                out[fields[9]] = _address(fields[1].split(":")[0], width)
+    return out
+
+
+def _address(hex_ip: str, width: int) -> str:
+    raw = bytes.fromhex(hex_ip)
+    # /proc/net/tcp* prints each 32-bit word in host (little-endian) order
+    data = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(data)
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+def _sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def test_local_cluster_listens_on_loopback_only(local_ray):
+    @ray.remote
+    def touch() -> int:  # start a worker process too
+        return 1
+
+    assert ray.get(touch.remote()) == 1
+    listening = _listening_inodes()
+    seen = []
+    for pid in _cluster_pids(local_ray) | {os.getpid()}:
+        for inode in _sockets_of(pid) & set(listening):
+            seen.append((pid, listening[inode]))
+    assert len({pid for pid, _ in seen}) >= 3, seen  # gcs, raylet, dashboard at least
+    for pid, address in seen:
+        assert ipaddress.ip_address(address).is_loopback, f"pid {pid} listens on {address}"
