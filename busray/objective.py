@@ -71,7 +71,7 @@ class Objective:
                    key: str = "objective") -> "Objective":
         modes = list(modes) if modes else [default_mode(qualify(m)) for m in metrics]
         if len(modes) != len(metrics):
-            raise ConfigError(f"{key}: {len(metrics)} metrics but {len(modes)} modes")
+            raise ConfigError(f"{key}.modes: {len(modes)} modes for {len(metrics)} metrics")
         return cls.parse(",".join(f"{m}:{o}" for m, o in zip(metrics, modes)), key)
 
     # ------------------------------------------------------------------ reading
@@ -86,6 +86,13 @@ class Objective:
     @property
     def multi(self) -> bool:
         return len(self.metrics) > 1
+
+    def check_validation(self, key: str = "objective") -> "Objective":
+        """Sweeps and ablations select on validation metrics only (selecting on test leaks it)."""
+        for name in self.metrics:
+            if not name.startswith("val/"):
+                raise ConfigError(f"{key}.metrics: '{name}' is not a val/<metric> key")
+        return self
 
     def label(self) -> str:
         return ",".join(f"{m}:{o}" for m, o in zip(self.metrics, self.modes))

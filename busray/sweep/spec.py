@@ -180,7 +180,7 @@ def parse_sweep(raw: dict) -> SweepSpec:
         raise ConfigError(f"space: expected a mapping, got {space_raw!r}")
     space = {key: from_dict(ParamSpec, value, f"space.{key}.")
              for key, value in flatten_space(space_raw).items()}
-    objective = parse_objective(raw.get("objective"))
+    objective = parse_objective(raw.get("objective")).check_validation()
     spec = from_dict(SweepSpec, {**{k: v for k, v in raw.items() if k != "objective"}, "space": {}})
     spec.space, spec.objective = space, objective
     spec.check()
