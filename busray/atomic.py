@@ -1,29 +1,56 @@
-"""One way to write a file so that readers never see half of it: a private temp file, then a rename.
+"""One way to write a file so that readers never see half of it: a hidden temp file, then a rename.
 
-Every small writer in busray (configs, split.json, run-folder files, sweep state, exports) goes through
-:func:`atomic_write`. The temp file is unique (``mkstemp``) and lives in the target's folder, so
-concurrent writers of the same path cannot clobber each other's temp file and ``os.replace`` stays a
-same-filesystem atomic rename; on any error the temp file is removed. Standard library only, so every
-layer may use it.
+Every writer in busray (configs, split.json, run-folder files, sweep state, exports, the results
+store's Parquet files) goes through :func:`atomic_writer` or :func:`atomic_write`. The temp file
+(``.<name>.<pid>.<random>.tmp``) is created exclusively in the target's folder, so concurrent
+writers of one path never share a temp file and ``os.replace`` stays a same-filesystem atomic
+rename; it is fsynced before the rename, and removed on any error.
+
+Permissions: the temp file is created with mode ``0o666`` and the process umask applies, as for
+``open(path, "w")`` (0644 under umask 022). ``tempfile.mkstemp`` would make every file 0600, which
+hid configs and metrics from the other users of a shared results folder. Standard library only,
+so every layer may use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+
+def temp_name(path: Path) -> Path:
+    """The hidden, unique temp file beside ``path`` (readers skip names starting with a dot)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces ``path`` when the block exits without error.
+
+    The parent folder is created. On an exception the temp file is removed and ``path`` is left as
+    it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, like open()
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8) to ``path`` atomically, creating the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_writer(path) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)

@@ -3,7 +3,9 @@
 A filter is ``column OP value`` with OP one of ``= == != > >= < <=``. The value is read as YAML
 (``true`` -> bool, ``0.5`` -> float, ``[1, 2]`` -> list, ``null`` -> missing), except against a
 text column, where the raw text is compared, so ``variant=true`` still matches the string
-``"true"``. ``column=null`` keeps rows where the column is missing, ``column!=null`` the others.
+``"true"``, and against a timestamp column, where it is a date or ISO time (UTC unless it names an
+offset): ``started_at>=2025-06-01``. ``column=null`` keeps rows where the column is missing,
+``column!=null`` the others.
 
 A numeric column compared with a non-number, an ordering (``<``) on ``null``, or a column the
 table does not have is a :class:`ResultsError` naming the filter (and close column names).
@@ -89,6 +91,8 @@ def _mask(series: pd.Series, f: Filter) -> pd.Series:
     op = _OPS[f.op]
     if f.value is None:
         return series.isna() if f.op == "==" else series.notna()
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series):
+        return op(series, _timestamp(f)).fillna(False).astype(bool) & series.notna()
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         if isinstance(f.value, str) or isinstance(f.value, list):
             raise ResultsError(f"filter '{f.text}': column '{f.column}' holds numbers, "
@@ -97,6 +101,15 @@ def _mask(series: pd.Series, f: Filter) -> pd.Series:
     if pd.api.types.is_string_dtype(series) and not _has_non_strings(series):
         return series.map(lambda v: _compare(v, op, f.raw)).astype(bool)
     return series.map(lambda v: _compare(v, op, f.value)).astype(bool)
+
+
+def _timestamp(f: Filter) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(f.raw)
+    except ValueError:
+        raise ResultsError(f"filter '{f.text}': column '{f.column}' holds times, "
+                           f"not {f.raw!r}") from None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
 
 
 def _compare(cell: Any, op: Callable, value: Any) -> bool:
@@ -115,7 +128,7 @@ def plain_cell(cell: Any) -> Any:
         return [plain_cell(v) for v in cell.tolist()]
     if isinstance(cell, np.generic):
         cell = cell.item()
-    if cell is None or (isinstance(cell, float) and cell != cell) or cell is pd.NA:
+    if cell is None or (isinstance(cell, float) and cell != cell) or cell is pd.NA or cell is pd.NaT:
         return None
     return cell
 

@@ -20,10 +20,12 @@ import pandas as pd
 import pyarrow as pa
 
 from busray.atomic import atomic_write
+from busray.results.columns import RUN_SCHEMA
 from busray.results.filters import plain_cell
+from busray.results.layout import write_table
 from busray.results.ranking import choose_metrics, pareto_mask, rank
 from busray.results.schema import ResultsError, config_columns
-from busray.results.store import ResultsStore, Where, atomic_write_table
+from busray.results.store import ResultsStore, Where
 
 EXPORT_FORMATS = ("csv", "md", "parquet")
 
@@ -81,11 +83,26 @@ def export(store: ResultsStore, sweep: str, fmt: str, out_path: str | Path,
     runs = store.runs(sweep=sweep, status=status, where=where)
     out = Path(out_path)
     if fmt == "parquet":
-        table = pa.Table.from_pandas(runs, preserve_index=False)
-        return atomic_write_table(table, out)
+        return write_table(frame_table(runs), out)
     text = format_markdown(runs) if fmt == "md" else runs.to_csv(index=False)
     atomic_write(out, text)
     return out
+
+
+def frame_table(df: pd.DataFrame) -> pa.Table:
+    """Run rows back as Arrow with the store's declared types (``extra`` keys as inferred)."""
+    declared = {f.name: f.type for f in RUN_SCHEMA}
+    arrays = []
+    for column in df.columns:
+        if column in declared:
+            arrays.append(pa.Array.from_pandas(df[column], type=declared[column]))
+            continue
+        values = [plain_cell(v) for v in df[column]]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowException, TypeError, ValueError):  # mixed types: keep them as text
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return pa.Table.from_arrays(arrays, names=[str(c) for c in df.columns])
 
 
 def format_table(df: pd.DataFrame) -> str:
@@ -130,6 +147,8 @@ def _cell(value: Any, missing: str = "-") -> str:
 
 
 def _varies(series: pd.Series) -> bool:
+    if series.dtype != object:  # fast path (10,000 rows x 85 config columns)
+        return series.nunique(dropna=False) > 1
     return series.map(lambda v: repr(plain_cell(v))).nunique() > 1
 
 

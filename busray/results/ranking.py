@@ -1,75 +1,66 @@
 """Which metric(s) rank a sweep's trials, in which direction, and the multi-objective front.
 
-A metric spec is ``"name"`` or ``"name:mode"`` (mode ``max`` or ``min``), several separated by
-commas: ``"val/seg/iou:max,val/clf/acc:max"``. A name without prefix is looked up as given and
-then as ``val/<name>`` (the best validation metrics, which is what sweeps optimise).
+Metrics are named the way every busray objective is (:class:`busray.objective.Objective`):
+``"name"`` or ``"name:mode"``, several separated by commas (``"val/seg/iou:max,val/clf/acc"``); a
+name without split prefix is a validation metric (``seg/iou`` -> ``val/seg/iou``), and the mode
+defaults to ``min`` for names containing ``loss`` and ``max`` otherwise. A ``mode`` argument
+(``--mode``) sets the direction of every metric.
 
-Where neither the caller nor the sweep (its rows' ``objective`` column) names a metric, trials are
-ranked by :data:`DEFAULT_METRIC`, the paper's headline segmentation score; where no mode is given
-it is ``min`` for names containing ``loss`` and ``max`` otherwise.
+Where the caller names no metric, a sweep's trials are ranked by its recorded objective (the rows'
+``objective`` column), else by :data:`busray.objective.DEFAULT_OBJECTIVE` (``val/score:max``).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from busray.results.schema import METRIC_PREFIXES, ResultsError
-
-DEFAULT_METRIC = "val/seg/iou"
-MODES = ("max", "min")
-
-MetricSpec = list[tuple[str, str | None]]
-
-
-def parse_metrics(spec: str | Sequence[str] | None, mode: str | None = None) -> MetricSpec:
-    """``"seg/iou:max,clf/acc"`` -> ``[("seg/iou", "max"), ("clf/acc", mode)]``."""
-    if mode is not None and mode not in MODES:
-        raise ResultsError(f"mode '{mode}' is not one of {', '.join(MODES)}")
-    if spec is None:
-        return []
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
-    out: MetricSpec = []
-    for part in (p.strip() for p in parts):
-        if not part:
-            continue
-        name, _, part_mode = part.partition(":")
-        part_mode = part_mode.strip() or mode
-        if part_mode is not None and part_mode not in MODES:
-            raise ResultsError(f"metric '{part}': mode '{part_mode}' is not one of "
-                               f"{', '.join(MODES)}")
-        out.append((name.strip(), part_mode))
-    return out
+from busray.configtools import ConfigError
+from busray.objective import DEFAULT_OBJECTIVE, MODES, Objective
+from busray.results.schema import ResultsError
 
 
 def choose_metrics(df: pd.DataFrame, metric: str | Sequence[str] | None = None,
                    mode: str | None = None) -> list[tuple[str, str]]:
-    """Resolved ``(column, mode)`` pairs: the caller's, else the rows' objective, else default."""
-    spec = parse_metrics(metric, mode)
-    if not spec and "objective" in df.columns:
-        objectives = df["objective"].dropna().unique()
-        if len(objectives):
-            spec = parse_metrics(str(objectives[0]), mode)
-    if not spec:
-        if DEFAULT_METRIC not in df.columns:
+    """Resolved ``(column, mode)`` pairs: the caller's, else the rows' objective, else default.
+
+    [] when nothing names a metric and the table lacks the default one.
+    """
+    if mode is not None and mode not in MODES:
+        raise ResultsError(f"mode '{mode}' is not one of {', '.join(MODES)}")
+    objective = _objective(metric) or _objective(_recorded(df))
+    if objective is None:
+        if DEFAULT_OBJECTIVE.metric not in df.columns:
             return []
-        spec = [(DEFAULT_METRIC, mode)]
-    return [(resolve_column(df.columns, name), m or infer_mode(name)) for name, m in spec]
+        objective = DEFAULT_OBJECTIVE
+    for name in objective.metrics:
+        if name not in df.columns:
+            known = [str(c) for c in df.columns if str(c).startswith(("val/", "test/"))]
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ResultsError(f"unknown metric '{name}'{hint}")
+    modes = (mode,) * len(objective.metrics) if mode else objective.modes
+    return list(zip(objective.metrics, modes))
 
 
-def resolve_column(columns: Sequence[str], name: str) -> str:
-    """``name`` itself, or ``val/<name>``; else a ResultsError listing the metric columns."""
-    for candidate in (name, f"val/{name}"):
-        if candidate in columns:
-            return candidate
-    known = [c for c in columns if str(c).startswith(METRIC_PREFIXES)]
-    raise ResultsError(f"unknown metric '{name}' (known: {', '.join(known) or 'none'})")
+def _objective(spec: str | Sequence[str] | None) -> Objective | None:
+    text = spec if spec is None or isinstance(spec, str) else ",".join(spec)
+    if not text or not text.strip(" ,"):
+        return None
+    try:
+        return Objective.parse(text, key="metric")
+    except ConfigError as err:
+        raise ResultsError(str(err)) from None
 
 
-def infer_mode(name: str) -> str:
-    return "min" if "loss" in name else "max"
+def _recorded(df: pd.DataFrame) -> str | None:
+    if "objective" not in df.columns:
+        return None
+    objectives = df["objective"].dropna().unique()
+    return str(objectives[0]) if len(objectives) else None
 
 
 def rank(df: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFrame:

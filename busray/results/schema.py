@@ -1,20 +1,15 @@
-"""What a results row holds: the column names, the trial key, and how a row is assembled.
+"""What a results row holds and the one function that makes it: ``run_row(identity, config, outcome)``.
 
-A *run row* describes one trial (one training run) of a sweep or ablation. Its fixed columns are
-listed in :data:`RUN_COLUMNS`; around them sit the flattened config (``model.tau``,
-``loss.w_seg``, ... one column per key, ablation switches included), the best validation metrics
-(``val/<metric>``) and the final test metrics (``test/<metric>``), using the metric keys of
-``busray.metrics`` (``seg/iou``, ``clf/acc``, ...). An *epoch row* holds one epoch of one trial:
-the identity columns of :data:`EPOCH_KEY_COLUMNS`, ``epoch`` and whatever the trainer reported
-(``train/<loss term>``, ``val/<metric>``, ``lr``, ...).
+A *run row* describes one trial (one training run) of a sweep or ablation: its identity
+(:class:`RunIdentity`), the full resolved config flattened into one column per key, and what the
+run produced (a :class:`busray.runfolder.RunOutcome`: status, best epoch, the best epoch's
+validation metrics and the test metrics, timing). Columns and types are declared in
+:mod:`busray.results.columns`; :func:`run_row` returns a dict with exactly those columns, ``extra``
+holding (as JSON) any key the schema does not declare, so nothing a run reports is dropped.
 
 The trial key is a stable hash of the resolved config and the seed, so the same experiment gets
 the same key in every sweep, on every machine and in every Python process: resumed sweeps and
 ablations ask the store whether a key is already done instead of re-running it.
-
-Beyond the issue's column list this module adds one optional column, ``objective`` (for example
-``"val/seg/iou:max,val/clf/acc:max"``): the sweep's metric(s) and mode(s), so ``results list``
-and ``results show`` can rank a sweep's trials without the sweep file at hand.
 """
 
 from __future__ import annotations
@@ -23,32 +18,35 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import math
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from busray.configtools import flatten
+from busray.results.columns import (
+    CONFIG_COLUMNS, EXTRA, FIXED_COLUMNS, METRIC_COLUMNS, RUN_SCHEMA, SCHEMA_VERSION, VERSION,
+    is_config_column)
+from busray.runfolder import RunOutcome, utc_now
 
-SCHEMA_VERSION = 1
+#: Statuses a stored trial can have (a run folder's ``running`` is never recorded).
 STATUSES = ("completed", "failed", "stopped_early")
-
-#: Identity columns every row carries; they also name the columns copied onto epoch rows.
-EPOCH_KEY_COLUMNS = ("sweep", "sweep_id", "trial_id", "trial_key", "variant", "seed")
-REQUIRED_RUN_COLUMNS = ("sweep", "sweep_id", "trial_id", "trial_key", "status")
-
-#: Fixed run columns in display order; config and metric columns are placed between them.
-RUN_COLUMNS = (
-    "sweep", "sweep_id", "trial_id", "trial_key", "variant", "seed", "status", "error",
-    "objective", "dataset", "split_hash", "best_epoch", "wall_time_s", "device",
-    "busray_version", "git_rev", "started_at", "finished_at", "run_dir", "schema_version",
-)
-METRIC_PREFIXES = ("val/", "test/")
 
 
 class ResultsError(ValueError):
     """Bad input to the results store; ``str(err)`` is one line naming the sweep/column/file."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Which trial a row belongs to. ``objective`` is the sweep's ``Objective.label()``."""
+    sweep: str
+    sweep_id: str
+    trial_id: str
+    variant: str | None = None
+    seed: int | None = None
+    objective: str | None = None
 
 
 def trial_key(config: Mapping[str, Any], seed: int | None) -> str:
@@ -63,18 +61,49 @@ def trial_key(config: Mapping[str, Any], seed: int | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def fit_fields(result: Any) -> dict[str, Any]:
-    """The run-row fields of a ``FitResult`` (attributes) or a run folder's ``metrics.json`` dict.
+def run_row(identity: RunIdentity, config: Mapping[str, Any], outcome: RunOutcome) -> dict[str, Any]:
+    """The store row of one trial: every column of ``RUN_SCHEMA``, in order, plus ``extra``.
 
-    Returns keyword arguments for :func:`build_run_row`: status, error, best_epoch, val, test and,
-    where the source has them, wall_time_s, device, run_dir, dataset, split_hash.
+    ``config`` is the resolved config, nested or flat. Values are checked when the row is written
+    (``ResultsStore.record_run``); timestamps are ISO strings (UTC when they carry no offset).
     """
-    get = result.get if isinstance(result, Mapping) else (lambda k: getattr(result, k, None))
-    fields = {
-        "status": get("status"), "error": get("error"), "best_epoch": get("best_epoch"),
-        "val": get("best_val") if get("best_val") is not None else get("val"),
-        "test": get("test"),
+    flat = flatten(dict(config))
+    finished = outcome.finished_at or utc_now()
+    row: dict[str, Any] = {
+        "sweep": identity.sweep, "sweep_id": identity.sweep_id, "trial_id": str(identity.trial_id),
+        "trial_key": trial_key(flat, identity.seed), "variant": identity.variant,
+        "seed": identity.seed, "status": outcome.status, "error": outcome.error,
+        "objective": identity.objective, "dataset": outcome.dataset or None,
+        "split_hash": outcome.split_hash or None,
+        "best_epoch": outcome.best_epoch if outcome.best_epoch > 0 else None,  # 0: no epoch
+        "epochs_run": outcome.epochs_run, "early_stopped": outcome.early_stopped,
+        "wall_time_s": outcome.wall_time_s, "device": outcome.device or None,
+        "busray_version": busray_version(), "git_rev": git_revision(),
+        "started_at": outcome.started_at or None, "finished_at": finished,
+        "run_dir": None if outcome.run_dir is None else str(outcome.run_dir),
     }
+    row.update({key: flat.get(key) for key in CONFIG_COLUMNS})
+    metrics = outcome.metric_columns()
+    row.update({column: metrics.get(column) for column in METRIC_COLUMNS})
+    extra = {k: v for k, v in {**flat, **metrics}.items() if k not in RUN_SCHEMA.names}
+    row[EXTRA] = json.dumps(extra, sort_keys=True, default=str) if extra else None
+    row[VERSION] = SCHEMA_VERSION
+    return row
+
+
+def config_columns(columns: list[str]) -> list[str]:
+    """The flattened-config columns among ``columns`` (declared ones and expanded extras)."""
+    return [c for c in columns if c not in FIXED_COLUMNS and is_config_column(c)]
+
+
+# ------------------------------------------------------------------------- until sweep switches
+def fit_fields(result: Any) -> dict[str, Any]:
+    """Deprecated (the sweep layer moves to :func:`run_row`): the keyword arguments of
+    :func:`build_run_row` from a ``FitResult`` or a ``metrics.json`` dict."""
+    get = result.get if isinstance(result, Mapping) else (lambda k: getattr(result, k, None))
+    fields = {"status": get("status"), "error": get("error"), "best_epoch": get("best_epoch"),
+              "val": get("best_val") if get("best_val") is not None else get("val"),
+              "test": get("test")}
     for name in ("wall_time_s", "device", "run_dir", "dataset", "split_hash"):
         if get(name) is not None:
             fields[name] = get(name)
@@ -90,66 +119,26 @@ def build_run_row(*, sweep: str, sweep_id: str, trial_id: str, config: Mapping[s
                   variant: str | None = None, objective: str | None = None,
                   key: str | None = None, started_at: str | None = None,
                   finished_at: str | None = None) -> dict[str, Any]:
-    """Assemble one run row; it is checked again (and written) by ``ResultsStore.record_run``.
-
-    ``config`` may be nested or already flat. ``val``/``test`` keys may omit their prefix
-    (``seg/iou`` becomes ``val/seg/iou``). ``key`` defaults to :func:`trial_key` of config and
-    seed. ``finished_at`` defaults to now (UTC ISO 8601) and ``started_at`` to ``finished_at``
-    minus ``wall_time_s`` when that is known.
-    """
+    """Deprecated keyword form of :func:`run_row` (kept until the sweep recording switches)."""
     finished_at = finished_at or utc_now()
-    if started_at is None and wall_time_s is not None and math.isfinite(wall_time_s):
-        finished = dt.datetime.fromisoformat(finished_at)
-        started = finished - dt.timedelta(seconds=float(wall_time_s))
-        started_at = started.isoformat(timespec="seconds")
-    row: dict[str, Any] = {
-        "sweep": sweep, "sweep_id": sweep_id, "trial_id": str(trial_id),
-        "trial_key": key or trial_key(config, seed), "variant": variant, "seed": seed,
-        "status": status, "error": error, "objective": objective, "dataset": dataset,
-        "split_hash": split_hash, "best_epoch": best_epoch,
-        "wall_time_s": None if wall_time_s is None else float(wall_time_s),
-        "device": device, "busray_version": busray_version(), "git_rev": git_revision(),
-        "started_at": started_at, "finished_at": finished_at,
-        "run_dir": None if run_dir is None else str(run_dir),
-        "schema_version": SCHEMA_VERSION,
-    }
-    row.update(flatten(dict(config)))
-    row.update(_prefixed("val/", val))
-    row.update(_prefixed("test/", test))
-    check_run_row(row)
+    if started_at is None and wall_time_s is not None:
+        start = dt.datetime.fromisoformat(finished_at) - dt.timedelta(seconds=float(wall_time_s))
+        started_at = start.isoformat(timespec="seconds")
+    outcome = RunOutcome(
+        status=status, error=error, best_epoch=int(best_epoch or 0), dataset=dataset or "",
+        split_hash=split_hash or "", device=device or "", wall_time_s=float(wall_time_s or 0.0),
+        started_at=started_at or "", finished_at=finished_at, run_dir=run_dir,
+        val={k.removeprefix("val/"): v for k, v in (val or {}).items()},
+        test={k.removeprefix("test/"): v for k, v in (test or {}).items()})
+    row = run_row(RunIdentity(sweep, sweep_id, str(trial_id), variant, seed, objective),
+                  config, outcome)
+    row["trial_key"] = key or row["trial_key"]
+    row["wall_time_s"] = None if wall_time_s is None else float(wall_time_s)
+    row["epochs_run"] = row["early_stopped"] = None
     return row
 
 
-def check_run_row(row: Mapping[str, Any]) -> None:
-    """Raise :class:`ResultsError` for a row the store must not accept."""
-    for name in REQUIRED_RUN_COLUMNS:
-        if row.get(name) in (None, ""):
-            raise ResultsError(f"run row: required column '{name}' is missing or empty")
-    if row["status"] not in STATUSES:
-        raise ResultsError(f"run row: status {row['status']!r} is not one of {', '.join(STATUSES)}")
-    for name in row:
-        if not isinstance(name, str) or not name:
-            raise ResultsError(f"run row: column name {name!r} is not a non-empty string")
-
-
-def order_columns(columns: list[str]) -> list[str]:
-    """Fixed columns, then config keys and val/ and test/ metrics (each sorted), schema_version."""
-    present = set(columns)
-    fixed = [c for c in RUN_COLUMNS if c in present and c != "schema_version"]
-    metrics = sorted(c for c in present if c.startswith(METRIC_PREFIXES))
-    config = sorted(present - set(fixed) - set(metrics) - {"schema_version"})
-    return fixed + config + metrics + (["schema_version"] if "schema_version" in present else [])
-
-
-def config_columns(columns: list[str]) -> list[str]:
-    """The flattened-config columns among ``columns`` (neither fixed nor metric columns)."""
-    return [c for c in columns if c not in RUN_COLUMNS and not c.startswith(METRIC_PREFIXES)]
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
+# ------------------------------------------------------------------------------- provenance
 def busray_version() -> str:
     """``busray.__version__``, else the installed distribution's version, else ``0+unknown``."""
     try:
@@ -177,11 +166,3 @@ def git_revision() -> str | None:
         return None
     rev = out.stdout.strip()
     return rev if out.returncode == 0 and rev else None
-
-
-def _prefixed(prefix: str, metrics: Mapping[str, Any] | None) -> dict[str, float | None]:
-    out = {}
-    for name, value in (metrics or {}).items():
-        column = name if name.startswith(prefix) else prefix + name
-        out[column] = None if value is None else float(value)
-    return out

@@ -1,103 +1,152 @@
-"""Read many one-row Parquet files whose columns differ into one Arrow table.
+"""Values into the declared Arrow types: rows being written, and files written by older versions.
 
-Sweeps search different config keys, so their run files have different columns, and one key can
-hold an int in one file and a float in another (or be all-null, Arrow type ``null``). Plain
-``pandas.read_parquet(directory)`` takes the schema of one file and silently drops the columns the
-others add, so the store reads file by file and unifies here:
-
-- a column missing from a file is null there;
-- types are promoted the way Arrow's permissive schema unification does (``null`` -> anything,
-  ``int64`` + ``double`` -> ``double``, list<int> + list<double> -> list<double>);
-- types that cannot be merged (``int64`` vs ``string``, ``bool`` vs ``int64``) fall back to
-  strings (lists and structs as JSON), so one odd file never makes the whole store unreadable.
+- :func:`typed_table` turns row dicts into a table of exactly the declared schema. A value that
+  does not fit its column (text in a float column, a float in a bool column, ``[1, "x"]`` in a
+  ``list<int64>`` column) is a one-line :class:`ResultsError` naming the column, raised before
+  anything is written. Ints fit float columns, integral floats fit int columns (CSV histories
+  give ``3.0``), NaN is stored as null, ISO 8601 text fits timestamps (UTC when it has no offset).
+  A key the schema does not declare is refused: :func:`busray.results.schema.run_row` has already
+  moved such keys into ``extra``.
+- :func:`conform` upgrades a table read from disk (an older schema version, or a column an older
+  writer typed differently) to the declared schema: a missing column is null, a present one is
+  cast, and an undeclared one is folded into the ``extra`` JSON object, so nothing is lost.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import os
-from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from busray.results.columns import EXTRA
 from busray.results.schema import ResultsError
 
 
-def read_parquet_files(paths: Sequence) -> list[pa.Table]:
-    """Read each file (a few at once: Arrow releases the GIL while it reads).
+def typed_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, what: str) -> pa.Table:
+    """``rows`` as a table of ``schema`` (missing keys null); errors name the column."""
+    names = set(schema.names)
+    for row in rows:
+        unknown = [k for k in row if k not in names]
+        if unknown:
+            raise ResultsError(f"{what}: unknown column '{unknown[0]}' (not in the store's schema)")
+    arrays = []
+    for field in schema:
+        values = [convert(row.get(field.name), field.type, field.name, what) for row in rows]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
-    A file that is not valid Parquet is a one-line error naming it.
-    """
-    with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(_read_one, paths))
 
-
-def _read_one(path) -> pa.Table:
+def convert(value: Any, tp: pa.DataType, column: str, what: str) -> Any:
+    """``value`` as the plain Python value Arrow stores in a column of type ``tp``."""
+    value = _plain(value)
+    if value is None:
+        return None
     try:
-        # One small file each: a plain single-threaded read is faster than read_table's
-        # dataset machinery here (about 2x with 1,600 one-row files).
-        return pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
-    except (OSError, pa.ArrowException) as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ResultsError(f"{path}: unreadable results file ({first_line})") from None
+        if pa.types.is_list(tp):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return [convert(v, tp.value_type, column, what) for v in value]
+        return _SCALARS[str(tp)](value)
+    except (TypeError, ValueError, OverflowError, KeyError):
+        text = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ResultsError(f"{what}: column '{column}' holds {tp}, not {text}") from None
 
 
-def concat_unified(tables: Sequence[pa.Table]) -> pa.Table:
-    """Concatenate tables with differing columns/types into one table (column order kept)."""
-    if not tables:
-        return pa.table({})
-    # Files of one sweep share a schema: concatenate those first, then conform each group.
-    groups: dict[pa.Schema, list[pa.Table]] = {}
-    for table in tables:
-        groups.setdefault(table.schema, []).append(table)
-    merged = [pa.concat_tables(group) for group in groups.values()]
-    schema = unified_schema([t.schema for t in merged])
-    return pa.concat_tables([conform(t, schema) for t in merged])
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
-def unified_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
-    """One field per column name seen, in first-seen order, with a type every file casts to."""
-    types: dict[str, list[pa.DataType]] = {}
-    for schema in schemas:
-        for field in schema:
-            seen = types.setdefault(field.name, [])
-            if field.type not in seen:
-                seen.append(field.type)
-    return pa.schema([pa.field(name, _merge_types(name, ts)) for name, ts in types.items()])
+def _to_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    return value
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly ``schema``'s columns: missing ones null, others cast."""
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int):
+        raise TypeError
+    return value
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    return float(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _to_timestamp(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    elif hasattr(value, "to_pydatetime"):  # pandas.Timestamp
+        value = value.to_pydatetime()
+    if not isinstance(value, dt.datetime):
+        raise TypeError
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+_SCALARS = {"string": _to_string, "int64": _to_int, "double": _to_float, "bool": _to_bool,
+            "timestamp[us, tz=UTC]": _to_timestamp}
+
+
+def conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """``table`` upgraded to exactly ``schema``; undeclared columns go into ``extra``."""
+    if table.schema.equals(schema, check_metadata=False):
+        return table
     columns = []
     for field in schema:
-        if field.name in table.column_names:
-            columns.append(_cast(table.column(field.name), field.type))
+        if field.name == EXTRA:
+            columns.append(_merged_extra(table, schema))
+        elif field.name in table.column_names:
+            columns.append(_cast(table.column(field.name), field, what))
         else:
             columns.append(pa.nulls(table.num_rows, type=field.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _merge_types(name: str, types: list[pa.DataType]) -> pa.DataType:
-    if len(types) == 1:
-        return types[0]
+def _cast(column: pa.ChunkedArray, field: pa.Field, what: str) -> pa.Array:
+    if column.type == field.type:
+        return column.combine_chunks()
     try:
-        merged = pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in types],
-                                  promote_options="permissive")
-        return merged.field(name).type
-    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.string()
+        return column.cast(field.type).combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        values = [convert(v, field.type, field.name, what) for v in column.to_pylist()]
+        return pa.array(values, type=field.type)
 
 
-def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
-    if column.type == target:
-        return column
-    try:
-        return column.cast(target)
-    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        if target != pa.string():
-            raise
-    # No Arrow cast to string for nested types: spell values as JSON instead.
-    values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
-    return pa.chunked_array([pa.array(values, type=pa.string())])
+def _merged_extra(table: pa.Table, schema: pa.Schema) -> pa.Array:
+    """The old ``extra`` objects with the table's undeclared columns added (null when empty)."""
+    undeclared = [n for n in table.column_names if n not in schema.names]
+    old = table.column(EXTRA).to_pylist() if EXTRA in table.column_names else None
+    if not undeclared:
+        return pa.array(old if old is not None else [None] * table.num_rows, type=pa.string())
+    values = {name: table.column(name).to_pylist() for name in undeclared}
+    out = []
+    for i in range(table.num_rows):
+        merged = json.loads(old[i]) if old and old[i] else {}
+        merged.update({k: v[i] for k, v in values.items() if v[i] is not None})
+        out.append(json.dumps(merged, sort_keys=True, default=str) if merged else None)
+    return pa.array(out, type=pa.string())

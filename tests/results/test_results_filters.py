@@ -46,6 +46,8 @@ def runs() -> pd.DataFrame:
         "variant": ["true", "full", "no_tim", None],   # text that looks like YAML
         "model.levels": [[1, 2], [1, 2, 3], [1, 2], None],
         "error": [None, "NaN loss", None, None],
+        "started_at": pd.to_datetime(["2025-05-31T23:00:00Z", "2025-06-01T09:00:00Z",
+                                      None, "2025-06-02T00:00:00Z"], utc=True),
     })
 
 
@@ -61,6 +63,9 @@ def runs() -> pd.DataFrame:
     (["model.levels=[1, 2]"], ["t0", "t2"]),
     (["error=null"], ["t0", "t2", "t3"]),
     (["error!=null"], ["t1"]),
+    (["started_at>=2025-06-01"], ["t1", "t3"]),          # a date: midnight UTC
+    (["started_at<2025-06-01T01:30:00+02:00"], ["t0"]),  # an offset is honoured
+    (["started_at=null"], ["t2"]),
     ({"status": "failed"}, ["t1"]),                     # a mapping means equality
     ([], ["t0", "t1", "t2", "t3"]),
 ])

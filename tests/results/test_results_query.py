@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from busray.results import ResultsError, export, format_list, format_show
+from busray.results import RUN_SCHEMA, ResultsError, export, format_list, format_show
 
 # (trial, status, tau, iou, acc): t2 is best by IoU, t1 by accuracy, t4 failed with a high IoU.
 TRIALS = [
@@ -77,7 +78,7 @@ def test_format_show_marks_the_pareto_front_for_several_metrics(filled):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"sweep": "nope"}, "unknown sweep 'nope'"),
-    ({"sweep": "demo", "metric": "seg/iuo"}, "unknown metric 'seg/iuo'"),
+    ({"sweep": "demo", "metric": "seg/iuo"}, "unknown metric 'val/seg/iuo' \\(did you mean val/seg/iou\\?\\)"),
     ({"sweep": "demo", "mode": "best"}, "mode 'best' is not one of max, min"),
     ({"sweep": "demo", "top": 0}, "top must be at least 1"),
 ])
@@ -109,6 +110,15 @@ def test_export_formats_read_back(filled, tmp_path, fmt, read):
     assert sorted(float(v) for v in df["val/seg/iou"]) == [0.5, 0.6, 0.7]
     assert "model.tau" in df.columns and "sweep_id" in df.columns
     assert list((tmp_path / "out").iterdir()) == [out]    # no temp file left behind
+
+
+def test_parquet_export_keeps_the_declared_types(filled, tmp_path):
+    out = export(filled, "demo", "parquet", tmp_path / "demo.parquet")
+    schema = pq.read_schema(out)
+    assert [f.name for f in RUN_SCHEMA] == schema.names[:len(RUN_SCHEMA)]
+    assert all(schema.field(f.name).type == f.type for f in RUN_SCHEMA)
+    assert schema.names[len(RUN_SCHEMA):] == ["model.backbone"]   # an extra key, inferred
+    assert pq.read_table(out)["best_epoch"].to_pylist() == [3] * 5
 
 
 def test_export_rejects_an_unknown_format_before_writing(filled, tmp_path):

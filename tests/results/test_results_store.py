@@ -1,28 +1,40 @@
-"""Writing and reading the Parquet store: round trips, schema unification, replacement, crashes."""
+"""Writing and reading the Parquet store: typed round trips, replacement, bad input, bad files."""
 
 from __future__ import annotations
 
-import math
+import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from busray.results import ResultsError, ResultsStore
-from busray.results import store as store_module
+from busray.config import Config, config_to_dict
+from busray.results import RUN_SCHEMA, ResultsError, ResultsStore
+from busray.results import layout as layout_module
+from busray.results.layout import loose_name
+
+UTC = dt.timezone.utc
 
 
 def _files(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_round_trip_keeps_every_value(store, make_row):
-    row = make_row(config={"model": {"tau": 0.25, "hmsf": True, "levels": [1, 3]}},
-                   best_epoch=5, wall_time_s=12.0, device="cpu", dataset="busi",
-                   split_hash="abc", variant="full", test={"seg/dice": 0.6})
+def test_round_trip_keeps_every_typed_value(store, make_row):
+    config = config_to_dict(Config())
+    config["model"].update(tau=0.25, hmsf=False, tim_levels=[1, 3])
+    row = make_row(config=config, best_epoch=5, epochs_run=6, wall_time_s=12.0, device="cpu",
+                   dataset="busi", split_hash="abc", variant="full", test={"seg/dice": 0.6},
+                   started_at="2025-03-01T10:00:00+00:00", finished_at="2025-03-01T10:05:00")
     store.record_run(row)
     got = store.runs().iloc[0]
+    assert list(store.runs().columns) == RUN_SCHEMA.names
+    assert got["started_at"] == pd.Timestamp("2025-03-01T10:00:00", tz=UTC)
+    assert got["finished_at"] == pd.Timestamp("2025-03-01T10:05:00", tz=UTC)  # naive = UTC
     for column, value in row.items():
+        if column in ("started_at", "finished_at"):
+            continue
         if isinstance(value, list):
             assert list(got[column]) == value, column
         elif value is None:
@@ -31,24 +43,13 @@ def test_round_trip_keeps_every_value(store, make_row):
             assert got[column] == value, column
 
 
-def test_sweeps_with_different_config_columns_are_unified(store, make_row):
-    store.record_run(make_row(sweep="a", sweep_id="a-1", trial_id="1",
-                              config={"model": {"tau": 1}, "loss": {"w_seg": 0.5}}))
-    store.record_run(make_row(sweep="b", sweep_id="b-1", trial_id="1",
-                              config={"model": {"tau": 0.5, "backbone": "b0"}},
-                              val={"seg/iou": 0.6}))
-    store.record_run(make_row(sweep="b", sweep_id="b-1", trial_id="2",
-                              config={"model": {"tau": None, "backbone": 7}}))
-    df = store.runs()
-    assert len(df) == 3
-    assert df["model.tau"].dtype == "float64"                # int + double + null -> double
-    assert df["model.tau"].tolist()[:2] == [1.0, 0.5] and math.isnan(df["model.tau"].iloc[2])
-    assert pd.isna(df["model.backbone"].iloc[0])
-    assert df["model.backbone"].tolist()[1:] == ["b0", "7"]   # string vs int -> string
-    assert df["loss.w_seg"].isna().tolist() == [False, True, True]
-    only_b = store.runs(sweep="b")
-    assert "loss.w_seg" not in only_b.columns and "val/clf/acc" in only_b.columns
-    assert set(store.runs(sweep="a-1")["sweep"]) == {"a"}    # a sweep id works as well
+def test_the_full_config_is_filterable(store, make_row):
+    for i, hmsf in enumerate([True, False, True]):
+        config = config_to_dict(Config())
+        config["model"]["hmsf"] = hmsf
+        store.record_run(make_row(trial_id=f"t{i}", config=config))
+    hits = store.runs(sweep="demo", where=["model.hmsf=true", "train.debug_crash_at_epoch=null"])
+    assert hits["trial_id"].tolist() == ["t0", "t2"]
 
 
 def test_recording_a_trial_again_replaces_its_row(store, make_row):
@@ -76,18 +77,22 @@ def test_has_run_asks_about_completed_experiments_of_one_sweep(store, make_row):
     assert not store.has_run("demo-1", failed["trial_key"])
     assert store.has_run("demo-1", failed["trial_key"], statuses=("failed",))
     assert not store.has_run("other-sweep", done["trial_key"])
+    assert store.trial_keys("demo-1", ("completed", "failed")) == {done["trial_key"],
+                                                                   failed["trial_key"]}
+    assert store.is_recorded("demo-1", "t2") and not store.is_recorded("demo-1", "t3")
     assert not ResultsStore(store.root.parent / "empty").has_run("demo-1", done["trial_key"])
 
 
 def test_epochs_round_trip_and_are_replaced_with_their_run(store, make_row):
     row = make_row(trial_id="t1", variant="full")
-    store.record_run(row, [{"epoch": e, "train/loss": 1.0 / (e + 1)} for e in range(3)])
-    store.record_run(make_row(trial_id="t2"), [{"epoch": 0, "val/seg/iou": 0.3}])
+    store.record_run(row, [{"epoch": e, "train/loss": 1.0 / (e + 1), "lr": 0.1, "odd": "x"}
+                           for e in range(3)])
+    store.record_run(make_row(trial_id="t2"), [{"epoch": 1.0, "val/seg/iou": 0.3}])  # CSV 1.0
     df = store.epochs(where={"trial_id": "t1"})
-    assert df["epoch"].tolist() == [0, 1, 2]
+    assert df["epoch"].tolist() == [0, 1, 2] and str(df["epoch"].dtype) == "int64"
     assert df["train/loss"].tolist() == pytest.approx([1.0, 0.5, 1 / 3])
     assert set(df["trial_key"]) == {row["trial_key"]} and set(df["variant"]) == {"full"}
-    assert "val/seg/iou" in df.columns and df["val/seg/iou"].isna().all()
+    assert df["val/seg/iou"].isna().all() and df["odd"].tolist() == ["x"] * 3  # extra -> column
 
     store.record_run(row, [{"epoch": 0, "train/loss": 2.0}])      # resumed: re-recorded
     assert store.epochs(where={"trial_id": "t1"})["train/loss"].tolist() == [2.0]
@@ -101,12 +106,18 @@ def test_epochs_round_trip_and_are_replaced_with_their_run(store, make_row):
 @pytest.mark.parametrize("row_changes, epochs, message", [
     ({"status": "finished"}, None, "status 'finished'"),
     ({"trial_id": None}, None, "required column 'trial_id'"),
-    ({"model.levels": [1, "x"]}, None, "column 'model.levels' cannot be stored"),
-    ({}, [{"epoch": 0}, {"loss": 1.0}], "epoch row 1 of trial t0: no 'epoch' column"),
+    ({"model.tim_levels": [1, "x"]}, None, "column 'model.tim_levels' holds list<item: int64>"),
+    ({"model.hmsf": 1}, None, "column 'model.hmsf' holds bool, not 1"),
+    ({"val/seg/iou": "high"}, None, "column 'val/seg/iou' holds double, not 'high'"),
+    ({"started_at": "yesterday"}, None, "column 'started_at' holds timestamp"),
+    ({"no_such": 1}, None, "unknown column 'no_such'"),
+    ({}, [{"epoch": 0}, {"loss": 1.0}], "epoch row 1 of trial t0: no 'epoch' value"),
+    ({}, [{"epoch": 0.5}], "epochs of trial t0: column 'epoch' holds int64, not 0.5"),
 ])
 def test_bad_input_writes_nothing(store, row_changes, epochs, message, make_row):
-    with pytest.raises(ResultsError, match=message):
+    with pytest.raises(ResultsError, match=message) as err:
         store.record_run({**make_row(), **row_changes}, epochs)
+    assert "\n" not in str(err.value)
     assert _files(store.runs_dir) == [] and _files(store.epochs_dir) == []
 
 
@@ -117,7 +128,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(store, monkeypatch, 
         where.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module.pq, "write_table", crash)
+    monkeypatch.setattr(layout_module.pq, "write_table", crash)
     with pytest.raises(OSError, match="disk full"):
         store.record_run(make_row(trial_id="t1", val={"seg/iou": 0.9}))
     monkeypatch.undo()
@@ -127,32 +138,37 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(store, monkeypatch, 
 
 def test_temp_files_of_a_killed_writer_are_invisible(store, make_row):
     store.record_run(make_row(trial_id="t1"))
-    name = store_module.run_file_name("demo-1", "t2")
+    name = loose_name("demo-1", "t2")
     (store.runs_dir / f".{name}.4242.deadbeef.tmp").write_bytes(b"PAR1 truncated")
     assert store.runs()["trial_id"].tolist() == ["t1"]
     assert len(pd.read_parquet(store.runs_dir)) == 1     # pyarrow skips dot files too
 
 
-def test_pandas_reads_the_directory_directly(store, make_row):
-    for i in range(3):
-        store.record_run(make_row(trial_id=f"t{i}", seed=i))
-    df = pd.read_parquet(store.runs_dir)
-    assert sorted(df["trial_id"]) == ["t0", "t1", "t2"]
-    assert pq.read_table(store.runs_dir / store_module.run_file_name("demo-1", "t0")).num_rows == 1
-
-
-def test_a_corrupt_committed_file_is_reported_by_name(store, make_row):
+@pytest.mark.parametrize("name, content, message", [
+    ("broken.parquet", b"not parquet", "broken.parquet: skipped, not a readable Parquet file"),
+    ("other.parquet", pa.table({"x": [1]}), "other.parquet: skipped, not a busray results file"),
+    ("retyped.parquet", pa.table({"sweep": ["demo"], "sweep_id": ["demo-1"], "trial_id": ["z"],
+                                  "trial_key": ["k"], "status": ["completed"],
+                                  "model.tau": ["high"]}),
+     "retyped.parquet: column 'model.tau' holds double"),
+])
+def test_a_bad_file_is_skipped_with_a_warning_naming_it(store, make_row, name, content, message):
     store.record_run(make_row())
-    bad = store.runs_dir / "broken.parquet"
-    bad.write_bytes(b"not parquet")
-    with pytest.raises(ResultsError, match="broken.parquet: unreadable results file"):
-        store.runs()
+    bad = store.runs_dir / name
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        pq.write_table(content, bad)
+    with pytest.warns(UserWarning, match=message) as caught:
+        assert store.runs()["trial_id"].tolist() == ["t0"]
+    assert all("\n" not in str(w.message) for w in caught)
 
 
 @pytest.mark.parametrize("call, message", [
     (lambda s: s.runs(sweep="nope"), "unknown sweep 'nope' \\(known: demo\\)"),
     (lambda s: s.runs(status="ok"), "unknown status 'ok'"),
     (lambda s: s.runs(where=["model.tua>=1"]), "unknown column 'model.tua'.*model.tau"),
+    (lambda s: s.runs(where=["started_at>noon"]), "column 'started_at' holds times"),
     (lambda s: s.epochs(sweep="nope"), "unknown sweep 'nope'"),
 ])
 def test_bad_queries_name_the_culprit(store, call, message, make_row):
@@ -161,9 +177,9 @@ def test_bad_queries_name_the_culprit(store, call, message, make_row):
         call(store)
 
 
-def test_empty_store_reads_as_empty_tables(store):
+def test_empty_store_reads_as_empty_tables_with_every_column(store):
     assert store.runs().empty and store.epochs().empty and store.sweeps().empty
-    assert "sweep" in store.runs().columns
+    assert list(store.runs().columns) == RUN_SCHEMA.names
 
 
 def test_object_store_uris_are_rejected_and_file_uris_accepted(tmp_path):
@@ -177,10 +193,11 @@ def test_sweeps_summarises_counts_and_best_objective(store, make_row):
         store.record_run(make_row(trial_id=f"t{i}", status=status, seed=i,
                                   objective="val/clf/acc:min",
                                   val={"seg/iou": 0.5, "clf/acc": 0.9 - 0.1 * i}))
-    store.record_run(make_row(sweep="other", sweep_id="o-1"))
+    store.record_run(make_row(sweep="other", sweep_id="o-1", val={"score": 0.4}))
     summary = store.sweeps().set_index("sweep")
     assert summary.loc["demo", ["trials", "completed", "failed", "stopped_early"]].tolist() \
         == [4, 2, 1, 1]
     assert summary.loc["demo", "objective"] == "val/clf/acc:min"
     assert summary.loc["demo", "best"] == pytest.approx(0.7)       # the failed 0.6 is ignored
-    assert summary.loc["other", "objective"] == "val/seg/iou:max"  # the default
+    assert summary.loc["other", "objective"] == "val/score:max"    # the default objective
+    assert summary.loc["other", "best"] == pytest.approx(0.4)

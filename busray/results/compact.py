@@ -1,0 +1,138 @@
+"""Compaction: merge a table's files into one part file, so reading 10,000 trials opens one file.
+
+Every recorded trial writes its own small ("loose") file: concurrent writers never share one, and
+a write is one atomic rename. Thousands of small files make reading slow, so compaction merges
+them, per table, under the precedence rule of :mod:`busray.results.layout`:
+
+1. take ``_compact.lock`` (``flock``: released by the kernel if the process dies);
+2. read every committed file (bad ones are left where they are, with a warning) and write their
+   merged rows, upgraded to the current schema, as a new ``part-<seq>`` file (seq above every
+   existing part); until step 4 a reader sees the new part *and* the old files, and the
+   precedence rule makes them agree: loose files beat parts, the newer part beats the older;
+3. bump ``_generation``, so a reader that listed the folder before now starts over;
+4. delete the old parts and retire the loose files, each only if it is still the version that was
+   read: a trial recorded again meanwhile keeps its newer loose file, which beats the part;
+5. write ``_store.json`` (the schema every file now has).
+
+So busray's reader never loses or double-counts a row. A raw reader (pandas, DuckDB, polars) may
+see a trial twice while step 2-4 run, or when a trial was recorded again after the last
+compaction (its loose row and its older part row); ``docs/STORE.md`` shows how to keep one.
+The writer runs compaction itself when a store was written by an older schema (the upgrade) and
+when more than ``auto_compact`` loose run files pile up; ``busray results compact`` runs it by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from busray.results.columns import STORE_FINGERPRINT
+from busray.results.layout import (
+    StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, merge,
+    part_seq, read_files, write_marker, write_table)
+from busray.results.schema import ResultsError
+
+LOCK = "_compact.lock"
+
+
+@dataclass
+class CompactReport:
+    """What one compaction did, per table name: rows written, files merged, files kept."""
+    rows: dict[str, int] = field(default_factory=dict)
+    merged: dict[str, int] = field(default_factory=dict)
+    kept: int = 0  # loose files recorded again while compacting (they stay and win)
+
+    def summary(self) -> str:
+        parts = [f"{name}: {self.merged[name]} file(s) -> 1 part of {self.rows[name]} row(s)"
+                 for name in self.rows]
+        kept = f"; {self.kept} file(s) written meanwhile kept" if self.kept else ""
+        return "compacted " + ", ".join(parts) + kept
+
+
+@contextlib.contextmanager
+def compaction_lock(root: Path, wait: bool = False) -> Iterator[bool]:
+    """Hold the store's compaction lock; yields False (without waiting) when another holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def compact(root: Path, tables: Sequence[Table]) -> CompactReport:
+    """Compact every table of the store at ``root``; a running compaction is a ResultsError."""
+    with compaction_lock(root) as held:
+        if not held:
+            raise ResultsError(f"{root}: another compaction is running (it holds {root / LOCK})")
+        return compact_locked(root, tables)
+
+
+def upgrade_if_needed(root: Path, tables: Sequence[Table]) -> None:
+    """Bring a store written by an older schema to the current one (once; skipped if another
+    process is compacting right now: it does the same)."""
+    if marker_is_current(root, STORE_FINGERPRINT):
+        return
+    with compaction_lock(root) as held:
+        if not held or marker_is_current(root, STORE_FINGERPRINT):
+            return
+        if any(committed_files(t.folder) for t in tables):
+            compact_locked(root, tables)
+        else:
+            write_marker(root, STORE_FINGERPRINT)
+
+
+def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
+    """Steps 2-5 above; the caller holds the lock."""
+    report, done = CompactReport(), []
+    for table in tables:
+        paths = committed_files(table.folder)
+        files = read_files(paths, table.schema, table.required)
+        merged = merge(files, table.schema).sort_by([(c, "ascending") for c in table.sort])
+        seq = max((s for s in map(part_seq, paths) if s is not None), default=0) + 1
+        name = table.folder.name
+        report.rows[name], report.merged[name] = merged.num_rows, len(files)
+        if files:
+            new = table.folder / f"part-{seq:010d}-{uuid.uuid4().hex[:8]}.parquet"
+            write_table(merged, new, seq=seq)
+            done.append(files)
+    bump_generation(root)
+    for files in done:
+        for old in files:
+            if old.seq is not None:
+                old.path.unlink(missing_ok=True)
+            elif not retire(old):
+                report.kept += 1
+    write_marker(root, STORE_FINGERPRINT)
+    return report
+
+
+def retire(old: StoreFile) -> bool:
+    """Delete a merged loose file unless a newer version replaced it since it was read.
+
+    The file is first renamed aside (atomic: whichever version is there moves); if that is not
+    the version read, it is linked back, unless a still newer one has arrived. Returns whether
+    the merged version was deleted.
+    """
+    aside = old.path.with_name(f".{old.path.name}.{uuid.uuid4().hex[:8]}.retired")
+    try:
+        os.rename(old.path, aside)
+    except FileNotFoundError:
+        return True
+    if content_digest(aside.read_bytes()) == old.digest:  # the same bytes: merged, so delete
+        aside.unlink()
+        return True
+    with contextlib.suppress(FileExistsError):
+        os.link(aside, old.path)
+    aside.unlink()
+    return False

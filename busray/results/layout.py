@@ -1,0 +1,251 @@
+"""The store's files on disk and the rule that turns a folder of them into one table.
+
+Under ``<storage>/results/``::
+
+    runs/<sweep_id>__<trial_id>__<hash>.parquet   one trial's run row ("loose" file)
+    runs/part-<seq>-<rand>.parquet                 many trials' rows, written by compaction
+    epochs/<same names>                            the epoch rows of the same trials
+    _store.json                                    schema version and fingerprint of the files
+    _generation                                    a counter compaction bumps before deleting
+    _compact.lock                                  held (flock) while a compaction runs
+
+Which row wins (busray's reader; the same rule compaction applies when it merges files):
+
+- a loose file *claims* its trial (its Parquet metadata names ``(sweep_id, trial_id)``, so even an
+  empty epochs file claims one): it beats every part file's rows of that trial;
+- among part files the one with the highest ``seq`` wins (compaction writes a new part holding
+  everything before it deletes the files it merged, so two parts coexist only for a moment, or
+  after a crash).
+
+A reader lists the folder between two reads of ``_generation``; a file that vanished while being
+read, or a changed counter, means a compaction ran meanwhile, and the read starts over, so a row
+is never lost or counted twice. A file that is not a readable results file (corrupt, another
+schema) is skipped with a one-line warning naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from busray.atomic import atomic_write, atomic_writer
+from busray.results.columns import SCHEMA_VERSION
+from busray.results.schema import ResultsError
+from busray.results.unify import conform
+
+TRIAL_KEY = b"busray.trial"
+PART_KEY = b"busray.part"
+VERSION_KEY = b"busray.schema_version"
+PART_RE = re.compile(r"^part-(\d+)-[0-9a-f]+\.parquet$")
+READ_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Table:
+    """One of the store's tables: its folder, declared schema, required and sort columns."""
+    folder: Path
+    schema: pa.Schema
+    required: tuple[str, ...]
+    sort: tuple[str, ...]
+
+
+@dataclass
+class StoreFile:
+    """One committed file, read and upgraded to the declared schema."""
+    path: Path
+    table: pa.Table
+    claim: tuple[str, str] | None  # loose files: the (sweep_id, trial_id) they hold
+    seq: int | None                # part files: their sequence number
+    digest: str | None             # loose files: hash of the bytes read (compaction compares it)
+
+
+def loose_name(sweep_id: str, trial_id: str) -> str:
+    """A file name unique to ``(sweep_id, trial_id)`` that is safe on every filesystem."""
+    digest = hashlib.sha1(f"{sweep_id}\0{trial_id}".encode()).hexdigest()[:10]
+    return f"{_slug(sweep_id)}__{_slug(str(trial_id))}__{digest}.parquet"
+
+
+def part_seq(path: Path) -> int | None:
+    match = PART_RE.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def committed_files(folder: Path) -> list[Path]:
+    """Committed ``.parquet`` files (temp files start with a dot; ``_`` names are bookkeeping)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+
+
+def write_table(table: pa.Table, path: Path, claim: tuple[str, str] | None = None,
+                seq: int | None = None) -> Path:
+    """Write ``table`` atomically, naming in its metadata the trial it claims or its part seq."""
+    meta = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
+    if claim is not None:
+        meta[TRIAL_KEY] = json.dumps(list(claim)).encode()
+    if seq is not None:
+        meta[PART_KEY] = str(seq).encode()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    # A one-row file gains nothing from dictionaries and statistics; a part keeps them (readers
+    # such as DuckDB skip row groups by their min/max).
+    small = seq is None
+    with atomic_writer(path) as fh:
+        pq.write_table(table, fh, use_dictionary=not small, write_statistics=not small)
+    return path
+
+
+def read_table(root: Path, table: Table) -> pa.Table:
+    """The table's rows under the precedence rule, started over if a compaction removes a file
+    before it was read."""
+    for _ in range(READ_ATTEMPTS):
+        paths = stable_listing(root, table.folder)
+        try:
+            files = read_files(paths, table.schema, table.required)
+        except FileNotFoundError:
+            time.sleep(0.02)
+            continue
+        return merge(files, table.schema)
+    raise ResultsError(f"{table.folder}: kept changing while being read ({READ_ATTEMPTS} tries)")
+
+
+def stable_listing(root: Path, folder: Path) -> list[Path]:
+    """A listing taken while no compaction bumped ``_generation``.
+
+    A directory listed while files come and go may miss both a new part and the files it
+    replaces; compaction bumps the counter after writing its part and before deleting anything,
+    so a listing with the same counter before and after holds one or the other.
+    """
+    for _ in range(READ_ATTEMPTS):
+        before = generation(root)
+        paths = committed_files(folder)
+        if generation(root) == before:
+            return paths
+    raise ResultsError(f"{folder}: kept changing while being listed ({READ_ATTEMPTS} tries)")
+
+
+def read_files(paths: Sequence[Path], schema: pa.Schema, required: Sequence[str],
+               ) -> list[StoreFile]:
+    """Each readable file (bad ones skipped with a warning); FileNotFoundError if one vanished.
+
+    Many small files are read a few at a time (Arrow releases the GIL while it reads).
+    """
+    def one(path: Path) -> StoreFile | str:
+        try:
+            return read_file(path, schema, required)
+        except ResultsError as err:
+            return str(err)
+
+    if len(paths) > 32:
+        with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
+            results = list(pool.map(one, paths))
+    else:
+        results = [one(p) for p in paths]
+    for problem in (r for r in results if isinstance(r, str)):
+        warnings.warn(problem, stacklevel=3)
+    return [r for r in results if not isinstance(r, str)]
+
+
+def read_file(path: Path, schema: pa.Schema, required: Sequence[str]) -> StoreFile:
+    """One file upgraded to ``schema``; ResultsError (one line) when it is not a results file."""
+    seq = part_seq(path)
+    data = path.read_bytes()
+    try:
+        # One small file each: a plain single-threaded read is the fastest way here.
+        table = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False).read(use_threads=False)
+    except (OSError, pa.ArrowException) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ResultsError(f"{path}: skipped, not a readable Parquet file ({first})") from None
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ResultsError(f"{path}: skipped, not a busray results file (no column '{missing[0]}')")
+    try:
+        table = conform(table, schema, str(path))
+    except ResultsError as err:
+        raise ResultsError(f"skipped {err}") from None
+    meta = table.schema.metadata or {}
+    # Older files name no claim in their metadata: a one-row run file claims its row's trial.
+    claim = tuple(json.loads(meta[TRIAL_KEY])) if TRIAL_KEY in meta else None
+    if claim is None and seq is None and table.num_rows:
+        claim = (table["sweep_id"][0].as_py(), table["trial_id"][0].as_py())
+    digest = None if seq is not None else content_digest(data)
+    return StoreFile(path, table.replace_schema_metadata(None), claim, seq, digest)
+
+
+def merge(files: Sequence[StoreFile], schema: pa.Schema) -> pa.Table:
+    """One table: loose files' rows, then part rows of trials no loose file or newer part holds."""
+    taken = {f.claim for f in files if f.seq is None and f.claim is not None}
+    tables = [f.table for f in files if f.seq is None]
+    for part in sorted((f for f in files if f.seq is not None), key=lambda f: -f.seq):
+        keys = _keys(part.table)
+        fresh = pc.invert(pc.is_in(keys, value_set=pa.array([_key(*k) for k in taken],
+                                                            type=pa.string())))
+        tables.append(part.table.filter(fresh))
+        taken.update(tuple(k.split("\0", 1)) for k in pc.unique(keys).to_pylist())
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables)
+
+
+def _keys(table: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(table["sweep_id"].combine_chunks(),
+                                       table["trial_id"].combine_chunks(), "\0")
+
+
+def _key(sweep_id: str, trial_id: str) -> str:
+    return f"{sweep_id}\0{trial_id}"
+
+
+# ---------------------------------------------------------------------------- bookkeeping files
+def generation(root: Path) -> int:
+    try:
+        return int((root / "_generation").read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def bump_generation(root: Path) -> None:
+    atomic_write(root / "_generation", f"{generation(root) + 1}\n")
+
+
+def read_marker(root: Path) -> dict:
+    try:
+        data = json.loads((root / "_store.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_marker(root: Path, schema_print: str) -> None:
+    atomic_write(root / "_store.json", json.dumps(
+        {"schema_version": SCHEMA_VERSION, "fingerprint": schema_print}) + "\n")
+
+
+def marker_is_current(root: Path, schema_print: str) -> bool:
+    """Whether the store's files have the schema ``schema_print`` names (or a newer version
+    wrote them: an older busray leaves those alone)."""
+    marker = read_marker(root)
+    version = marker.get("schema_version")
+    if not isinstance(version, int):
+        return False
+    return version > SCHEMA_VERSION or marker.get("fingerprint") == schema_print
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "x"
