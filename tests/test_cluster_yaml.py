@@ -43,3 +43,11 @@ def test_schema_rejects_broken_variants(breakage):
     breakage(cfg)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(cfg, json.loads(SCHEMA.read_text()))
+
+
+def test_cluster_uses_token_auth_and_keeps_the_dashboard_on_loopback():
+    cfg = _load()
+    starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in cmd for cmd in starts if "ray start" in cmd)
+    assert any("--dashboard-host=127.0.0.1" in cmd for cmd in cfg["head_start_ray_commands"])
+    assert any(target.endswith(".ray/auth_token") for target in cfg["file_mounts"])
