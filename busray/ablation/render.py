@@ -47,6 +47,10 @@ def _with_warnings(table: AblationTable, block_text: Callable[[Block], str],
     return parts
 
 
+def _notes(table: AblationTable) -> list[str]:
+    return [n for n in (table.footnote, *table.notes) if n]
+
+
 # ------------------------------------------------------------------------------------------ Markdown
 
 def _md_cell(cell: Cell) -> str:
@@ -64,7 +68,7 @@ def _md_block(block: Block) -> str:
 
 def _markdown(table: AblationTable) -> str:
     parts = _with_warnings(table, _md_block, lambda w: f"> **{w}**")
-    return "\n\n".join(parts + [table.footnote, *table.notes]) + "\n"
+    return "\n\n".join(parts + _notes(table)) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -91,7 +95,7 @@ def _html_block(block: Block) -> str:
 
 def _html(table: AblationTable) -> str:
     parts = _with_warnings(table, _html_block, lambda w: f'<p class="warning">{html.escape(w)}</p>')
-    notes = "".join(f'<p class="footnote">{html.escape(n)}</p>\n' for n in (table.footnote, *table.notes))
+    notes = "".join(f'<p class="footnote">{html.escape(n)}</p>\n' for n in _notes(table))
     return "\n".join(parts) + "\n" + notes
 
 

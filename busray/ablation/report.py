@@ -32,13 +32,16 @@ import pandas as pd
 
 from busray.ablation import documents, figures
 from busray.ablation.documents import FigureNote
-from busray.ablation.paper import is_busi, paper_row
+from busray.ablation.paper import is_busi, measured_key, paper_row
 from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
-from busray.ablation.table import build_table
+from busray.ablation.table import COLUMNS, Column, build_table
 
 USABLE_STATUS = "completed"
 PREDICTION_COLUMNS = ("name", "label", "pred")
+POOLED_NOTE = ("Seg IoU and Dice are pooled over each run's lesion test images (pixel counts summed, then one "
+               "ratio), the paper's convention; the means of per-image scores are listed as IoU/Dice "
+               "per-image under the additional metrics.")
 FIGURE_FILES = {"fig3": "fig3_tim_upa.png", "curves": "training_curves.png", "grid": "prediction_grid.png"}
 
 
@@ -178,7 +181,8 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
         else store_or_runs.runs(sweep=ablation_name)
     ablation = select_runs(runs, ablation_name, baseline, order, run_root)
     variants = load_variants(ablation)
-    table = build_table(variants, ablation.baseline, boot, _paper_rows(ablation, show_paper))
+    columns, notes = main_columns(variants)
+    table = build_table(variants, ablation.baseline, boot, _paper_rows(ablation, show_paper), columns, notes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figure_notes = _write_figures(ablation, variants, out)
@@ -187,6 +191,18 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     path = out / f"report.{fmt}"
     path.write_text(documents.write(fmt, table, provenance, figure_notes), encoding="utf-8")
     return path
+
+
+def main_columns(variants: list[VariantResults]) -> tuple[tuple[Column, ...], tuple[str, ...]]:
+    """The paper's columns, IoU and Dice in the paper's convention (:func:`.paper.measured_key`: pooled)
+    where every run recorded it (older runs did not: then the per-image means), and a note saying so."""
+    def recorded(key: str) -> bool:
+        return all(f"test/{key}" in v.run_metrics and v.run_metrics[f"test/{key}"].notna().all()
+                   for v in variants)
+
+    columns = tuple(Column(c.group, c.title, measured_key(c.key), paper_key=c.key)
+                    if measured_key(c.key) != c.key and recorded(measured_key(c.key)) else c for c in COLUMNS)
+    return columns, (POOLED_NOTE,) if columns != COLUMNS else ()
 
 
 def _paper_rows(ablation: AblationRuns, show_paper: bool | None) -> dict:

@@ -14,6 +14,11 @@ larger than the noise of training (seeds) and of the finite test set (images). F
   interval does not contain 0.
 
 Only IoU, Dice (per lesion image) and accuracy (per image: prediction correct) can be written per image.
+The *pooled* IoU and Dice (``seg/iou_pooled``, ``seg/dice_pooled``: one ratio of the pixel counts summed
+over a run's lesion images, the paper's convention) are no per-image means, but they are bootstrapped over
+the same (seed, image) grid from the per-image ``tp``/``fp``/``fn`` counts: each replicate recomputes every
+resampled seed's pooled ratio over the resampled images, and averages the paired differences over the
+resampled seeds (:func:`paired_bootstrap_pooled`); the point estimate is the table's mean over seeds.
 Sensitivity, segmentation precision, F1, AUC and classification precision are recorded per run only, so
 for them the bootstrap resamples **seeds only** and the interval reflects seed-to-seed variation alone; with
 a single seed such an interval is undefined (NaN) and the difference is never called significant.
@@ -38,6 +43,9 @@ from busray.configtools import option
 #: Segmentation values count only on images with a lesion (the authors' reporting convention).
 PER_IMAGE_COLUMNS = {"seg/iou": "seg/iou", "seg/dice": "seg/dice", "clf/acc": "correct"}
 LESION_ONLY = frozenset({"seg/iou", "seg/dice"})
+#: Pooled metrics -> (numerator, denominator) weights of the per-image pixel counts (tp, fp, fn).
+POOLED_COUNTS = {"seg/iou_pooled": ((1, 0, 0), (1, 1, 1)), "seg/dice_pooled": ((2, 0, 0), (2, 1, 1))}
+COUNT_COLUMNS = ("tp", "fp", "fn")
 #: Below this many seeds per variant the report warns that its significance marks are fragile: with
 #: one seed the per-image intervals see only test-set noise, with two the seed resampling has two
 #: points; neither says whether a difference would survive another training run.
@@ -133,15 +141,24 @@ def paired_bootstrap(reference: np.ndarray, variant: np.ndarray,
 def _percentile_interval(diffs: np.ndarray, valid: np.ndarray,
                          config: BootstrapConfig) -> tuple[float, float]:
     """Percentile interval of replicate means; ``diffs``/``valid`` are (S, N) with NaN already 0."""
-    rng = np.random.default_rng(config.seed)
-    n_seeds, n_images = diffs.shape
-    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=config.n_boot)
-    image_counts = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=config.n_boot)
+    seed_counts, image_counts = _draws(config, *diffs.shape)
     # (B, S) @ (S, N) -> (B, N), then weight each image by its count and sum: (B,)
     numerator = ((seed_counts @ diffs) * image_counts).sum(axis=1)
     denominator = ((seed_counts @ valid) * image_counts).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         replicates = numerator / denominator  # NaN where a replicate drew only undefined entries
+    return _interval(replicates, config)
+
+
+def _draws(config: BootstrapConfig, n_seeds: int, n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial resampling counts: (B, S) over seeds and (B, N) over images, one row per replicate."""
+    rng = np.random.default_rng(config.seed)
+    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=config.n_boot)
+    image_counts = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=config.n_boot)
+    return seed_counts, image_counts
+
+
+def _interval(replicates: np.ndarray, config: BootstrapConfig) -> tuple[float, float]:
     alpha = 1.0 - config.ci
     lo, hi = np.nanquantile(replicates, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
@@ -186,18 +203,72 @@ def compare(reference: VariantResults, variant: VariantResults, metric: str,
     if not seeds:
         raise ValueError(f"variants '{reference.name}' and '{variant.name}' share no seed to pair on")
     per_image = _has_predictions(reference, seeds) and _has_predictions(variant, seeds)
-    if metric in PER_IMAGE_COLUMNS and per_image:
-        names = _common_image_names(reference, variant, seeds)
-        if names:
-            ref = per_image_matrix(reference.predictions, seeds, names, metric)
-            var = per_image_matrix(variant.predictions, seeds, names, metric)
-            return paired_bootstrap(ref, var, config)
+    names = _common_image_names(reference, variant, seeds) if per_image else []
+    if metric in PER_IMAGE_COLUMNS and names:
+        ref = per_image_matrix(reference.predictions, seeds, names, metric)
+        var = per_image_matrix(variant.predictions, seeds, names, metric)
+        return paired_bootstrap(ref, var, config)
+    if metric in POOLED_COUNTS and names and _has_counts(reference, variant, seeds):
+        ref_counts = pooled_counts(reference.predictions, seeds, names, metric)
+        var_counts = pooled_counts(variant.predictions, seeds, names, metric)
+        return paired_bootstrap_pooled(ref_counts, var_counts, config)
     column = f"test/{metric}"
     if column not in reference.run_metrics or column not in variant.run_metrics:
         return Difference(math.nan, math.nan, math.nan, len(seeds), 0)
     ref = reference.run_metrics.loc[seeds, column].to_numpy(dtype=float)
     var = variant.run_metrics.loc[seeds, column].to_numpy(dtype=float)
     return paired_bootstrap(ref, var, config)
+
+
+def pooled_counts(predictions: Mapping[int, pd.DataFrame], seeds: Sequence[int], names: Sequence[str],
+                  metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(S, N) numerator and denominator pixel counts of a pooled metric; 0 on images without a lesion."""
+    (num_w, den_w) = POOLED_COUNTS[metric]
+    nums, dens = [], []
+    for seed in seeds:
+        frame = predictions[seed].set_index("name").reindex(list(names))
+        counts = frame[list(COUNT_COLUMNS)].to_numpy(dtype=float)
+        lesion = frame["has_lesion"].to_numpy(dtype=bool)[:, None]
+        nums.append(np.where(lesion, counts, 0.0) @ np.asarray(num_w, dtype=float))
+        dens.append(np.where(lesion, counts, 0.0) @ np.asarray(den_w, dtype=float))
+    return np.vstack(nums), np.vstack(dens)
+
+
+def paired_bootstrap_pooled(reference: tuple[np.ndarray, np.ndarray], variant: tuple[np.ndarray, np.ndarray],
+                            config: BootstrapConfig = BootstrapConfig()) -> Difference:
+    """Bootstrap ``mean over seeds of (pooled ratio of variant - of reference)`` from (S, N) counts.
+
+    ``reference`` and ``variant`` are (numerator, denominator) pairs of :func:`pooled_counts`; a
+    replicate draws seeds and images with replacement (multinomial counts), recomputes each seed's
+    ratio over the drawn images and averages the paired differences over the drawn seeds.
+    """
+    n_seeds, n_images = reference[0].shape
+
+    def ratios(image_weights: np.ndarray, counts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        num, den = image_weights @ counts[0].T, image_weights @ counts[1].T   # (B, S)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / den, np.nan)
+
+    ones = np.ones((1, n_images))
+    point = ratios(ones, variant) - ratios(ones, reference)                   # (1, S)
+    if not np.isfinite(point).any():
+        return Difference(math.nan, math.nan, math.nan, n_seeds, n_images)
+    diff = float(np.nanmean(point))
+    if n_seeds * n_images < 2:
+        return Difference(diff, math.nan, math.nan, n_seeds, n_images)
+    seed_counts, image_counts = _draws(config, n_seeds, n_images)
+    per_seed = ratios(image_counts, variant) - ratios(image_counts, reference)  # (B, S)
+    valid = np.isfinite(per_seed)
+    weights = seed_counts * valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        replicates = (np.where(valid, per_seed, 0.0) * weights).sum(axis=1) / weights.sum(axis=1)
+    return Difference(diff, *_interval(replicates, config), n_seeds, n_images)
+
+
+def _has_counts(a: VariantResults, b: VariantResults, seeds: Sequence[int]) -> bool:
+    """Whether every paired run recorded per-image pixel counts (runs before pooled metrics did not)."""
+    needed = {*COUNT_COLUMNS, "has_lesion"}
+    return all(needed <= set(r.predictions[s].columns) for r in (a, b) for s in seeds)
 
 
 def _has_predictions(results: VariantResults, seeds: Sequence[int]) -> bool:

@@ -27,8 +27,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from busray.ablation.paper import PaperRow
-from busray.ablation.stats import (MIN_SEEDS, PER_IMAGE_COLUMNS, BootstrapConfig, Difference,
-                                   VariantResults, compare, mean_std)
+from busray.ablation.stats import MIN_SEEDS, BootstrapConfig, Difference, VariantResults, compare, mean_std
 
 @dataclasses.dataclass(frozen=True)
 class Column:
@@ -81,8 +80,13 @@ class AblationTable:
 
     @property
     def footnote(self) -> str:
-        per_image = [c.title for c in self.columns if c.key in PER_IMAGE_COLUMNS]
-        per_run = [c.title for c in self.columns if c.key not in PER_IMAGE_COLUMNS]
+        """How the Δs were tested: which columns were resampled over images too (from the Δs themselves)."""
+        deltas = [d for r in self.rows for d in (r.vs_baseline, r.vs_previous) if d]
+        if not deltas:
+            return ""
+        over_images = {c.key for c in self.columns if any(d[c.key].n_images for d in deltas)}
+        per_image = [c.title for c in self.columns if c.key in over_images]
+        per_run = [c.title for c in self.columns if c.key not in over_images]
         return FOOTNOTE.format(ci=self.boot.ci, n_boot=self.boot.n_boot,
                                per_image=", ".join(per_image) or "no metric",
                                per_run=", ".join(dict.fromkeys(per_run)) or "none")
@@ -116,7 +120,9 @@ def extra_columns(variants: Sequence[VariantResults], main: Sequence[Column] = C
     keys = {str(c)[5:] for v in variants for c in v.run_metrics.columns
             if str(c).startswith("test/") and pd.api.types.is_numeric_dtype(v.run_metrics[c])}
     extra = sorted((k for k in keys - taken if k.split("/")[0] in GROUPS), key=_column_order)
-    return tuple(Column(GROUPS[k.split("/")[0]], _title(k), k) for k in extra)
+    # a metric whose other convention is in the main table (seg/iou beside seg/iou_pooled) says which it is
+    return tuple(Column(GROUPS[k.split("/")[0]], _title(k) + (" per-image" if any(
+        t.startswith(k + "_") for t in taken) else ""), k) for k in extra)
 
 
 def _column_order(key: str) -> tuple:

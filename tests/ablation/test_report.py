@@ -28,10 +28,14 @@ def _write_run(run_dir: Path, seed: int, quality: float, modules_on: bool) -> di
     iou = np.where(lesion, np.clip(rng.uniform(0.45, 0.75, N_TEST) + quality, 0, 1), 1.0)
     correct = rng.uniform(size=N_TEST) < 0.7 + quality
     pred = np.where(correct, labels, (labels + 1) % 3)
+    tp = np.where(lesion, np.round(200 * iou), 0)              # 200 - tp pixels wrong, half FP half FN
+    fp = np.where(lesion, (200 - tp) // 2, rng.integers(0, 30, N_TEST))
+    fn = np.where(lesion, 200 - tp - fp, 0)
     frame = {"name": [f"case_{i:03d}" for i in range(N_TEST)], "label": labels, "pred": pred,
              **{f"prob_{c}": np.where(pred == k, 0.8, 0.1)
                 for k, c in enumerate(("normal", "benign", "malignant"))},
-             "has_lesion": lesion, "seg/iou": iou, "seg/dice": 2 * iou / (1 + iou)}
+             "has_lesion": lesion, "seg/iou": iou, "seg/dice": 2 * iou / (1 + iou), "tp": tp, "fp": fp, "fn": fn}
+    pooled = tp[lesion].sum() / (tp + fp + fn)[lesion].sum()
     for k in LEVELS:
         w_seg = rng.uniform(0.3, 0.7, N_TEST) if modules_on else np.full(N_TEST, np.nan)
         frame |= {f"upa_w_seg_{k}": w_seg, f"upa_w_clf_{k}": 1 - w_seg,
@@ -46,7 +50,8 @@ def _write_run(run_dir: Path, seed: int, quality: float, modules_on: bool) -> di
     _write_samples(run_dir / "test_samples.npz", frame["name"][:4], rng)
     test = {"seg/iou": float(iou[lesion].mean()), "seg/dice": float(frame["seg/dice"][lesion].mean()),
             "seg/sens": 0.75 + quality, "seg/prec": 0.78 + quality, "clf/acc": float(correct.mean()),
-            "clf/f1": 0.8 + quality, "clf/auc": 0.9 + quality / 2, "clf/prec": 0.8 + quality}
+            "clf/f1": 0.8 + quality, "clf/auc": 0.9 + quality / 2, "clf/prec": 0.8 + quality,
+            "seg/iou_pooled": float(pooled), "seg/dice_pooled": float(2 * pooled / (1 + pooled))}
     (run_dir / "metrics.json").write_text(json.dumps({"status": "completed", "test": test,
                                                       "split_hash": SPLIT, "dataset": "busi"}))
     return test
@@ -112,6 +117,18 @@ def test_report_in_every_format(runs, tmp_path, fmt):
         assert r"\label{tab:table2-metrics}" in text and "% Dataset: busi" in text
     else:
         assert "Figure 1: TIM displacement and UPA weights" in text and "Figure 3: Test images" in text
+
+
+def test_iou_and_dice_follow_the_papers_pooled_convention(runs, tmp_path):
+    text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).read_text()
+    main = text.split("**Additional")[0]
+    full = runs[(runs["variant"] == "full") & (runs["status"] == "completed")]
+    assert f"| full | 2 | **{100 * full['test/seg/iou_pooled'].mean():.2f}** ±" in main
+    assert "Seg IoU per-image" in text and "pooled over each run's lesion test images" in text
+    assert "over seeds × test images for IoU, Dice, Acc," in text   # pooled Δs resampled over images too
+    legacy = runs.drop(columns=["test/seg/iou_pooled", "test/seg/dice_pooled"])   # runs from before pooling
+    old = build_report(legacy, "table2", "md", tmp_path / "old", boot=BOOT).read_text()
+    assert f"| full | 2 | **{100 * full['test/seg/iou'].mean():.2f}** ±" in old and "per-image" not in old
 
 
 def test_identical_variant_is_marked_not_significant(runs, tmp_path):

@@ -144,3 +144,52 @@ def test_compare_resamples_seeds_only_for_per_run_metrics():
 def test_compare_without_a_shared_seed_is_an_error():
     with pytest.raises(ValueError, match="share no seed"):
         compare(_variant("a", [0], 0.0, 0), _variant("b", [1], 0.0, 0), "seg/iou", BOOT)
+
+
+# ------------------------------------------------------------------------ pooled IoU/Dice from counts
+
+def _counted(name: str, seeds, extra_tp: int = 0, fp_on_normal: int = 0, n: int = 24) -> VariantResults:
+    """Per-image pixel counts: lesion images (label != 0) get tp/fp/fn, normal ones only fp."""
+    predictions = {}
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        labels = np.arange(n) % 3
+        lesion = labels != 0
+        tp = np.where(lesion, rng.integers(50, 150, n) + extra_tp, 0)
+        fn = np.where(lesion, rng.integers(10, 60, n), 0)
+        fp = np.where(lesion, rng.integers(10, 60, n), fp_on_normal)
+        predictions[seed] = pd.DataFrame({"name": [f"img_{i:02d}" for i in range(n)], "label": labels,
+                                          "pred": labels, "has_lesion": lesion, "tp": tp, "fp": fp, "fn": fn,
+                                          "seg/iou": tp / np.maximum(tp + fp + fn, 1), "seg/dice": 0.0})
+    return VariantResults(name, pd.DataFrame(index=pd.Index(list(seeds), name="seed")), predictions)
+
+
+def _pooled_iou(frame: pd.DataFrame) -> float:
+    lesion = frame[frame["has_lesion"]]
+    return lesion["tp"].sum() / (lesion["tp"] + lesion["fp"] + lesion["fn"]).sum()
+
+
+def test_pooled_point_estimate_is_the_mean_over_seeds_of_each_runs_pooled_ratio():
+    a, b = _counted("a", [0, 1, 2]), _counted("b", [0, 1, 2], extra_tp=40)
+    result = compare(a, b, "seg/iou_pooled", BOOT)
+    expected = np.mean([_pooled_iou(b.predictions[s]) - _pooled_iou(a.predictions[s]) for s in (0, 1, 2)])
+    assert result.diff == pytest.approx(expected) and result.diff > 0
+    assert result.significant and result.lo <= result.diff <= result.hi
+    assert (result.n_seeds, result.n_images) == (3, 24)
+
+
+@pytest.mark.parametrize("metric", ["seg/iou_pooled", "seg/dice_pooled"])
+def test_pooled_ignores_normal_images_and_identical_runs_are_not_significant(metric):
+    a, noisy = _counted("a", [0, 1]), _counted("b", [0, 1], fp_on_normal=500)  # false positives off-lesion
+    result = compare(a, noisy, metric, BOOT)
+    assert result.diff == 0.0 and result.lo == result.hi == 0.0 and not result.significant
+
+
+def test_pooled_without_pixel_counts_falls_back_to_seeds_only():
+    a, b = _counted("a", [0, 1]), _counted("b", [0, 1], extra_tp=40)
+    for v, values in ((a, [0.5, 0.52]), (b, [0.6, 0.61])):
+        v.run_metrics["test/seg/iou_pooled"] = values
+        for frame in v.predictions.values():
+            frame.drop(columns=["tp"], inplace=True)                 # a run from before pooled metrics
+    result = compare(a, b, "seg/iou_pooled", BOOT)
+    assert result.n_images == 0 and result.diff == pytest.approx(0.095)
