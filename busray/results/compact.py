@@ -48,6 +48,8 @@ class CompactReport:
     kept: int = 0  # loose files recorded again while compacting (they stay and win)
 
     def summary(self) -> str:
+        if not self.rows:
+            return "nothing to compact"
         parts = [f"{name}: {self.merged[name]} file(s) -> 1 part of {self.rows[name]} row(s)"
                  for name in self.rows]
         kept = f"; {self.kept} file(s) written meanwhile kept" if self.kept else ""
@@ -100,9 +102,9 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
         files = read_files(paths, table.schema, table.required)
         merged = merge(files, table.schema).sort_by([(c, "ascending") for c in table.sort])
         seq = max((s for s in map(part_seq, paths) if s is not None), default=0) + 1
-        name = table.folder.name
-        report.rows[name], report.merged[name] = merged.num_rows, len(files)
         if files:
+            name = table.folder.name
+            report.rows[name], report.merged[name] = merged.num_rows, len(files)
             new = table.folder / f"part-{seq:010d}-{uuid.uuid4().hex[:8]}.parquet"
             write_table(merged, new, seq=seq)
             done.append(files)

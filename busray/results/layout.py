@@ -186,14 +186,18 @@ def read_file(path: Path, schema: pa.Schema, required: Sequence[str]) -> StoreFi
 
 def merge(files: Sequence[StoreFile], schema: pa.Schema) -> pa.Table:
     """One table: loose files' rows, then part rows of trials no loose file or newer part holds."""
-    taken = {f.claim for f in files if f.seq is None and f.claim is not None}
+    taken = {_key(*f.claim) for f in files if f.seq is None and f.claim is not None}
     tables = [f.table for f in files if f.seq is None]
-    for part in sorted((f for f in files if f.seq is not None), key=lambda f: -f.seq):
-        keys = _keys(part.table)
-        fresh = pc.invert(pc.is_in(keys, value_set=pa.array([_key(*k) for k in taken],
-                                                            type=pa.string())))
-        tables.append(part.table.filter(fresh))
-        taken.update(tuple(k.split("\0", 1)) for k in pc.unique(keys).to_pylist())
+    parts = sorted((f for f in files if f.seq is not None), key=lambda f: -f.seq)
+    for i, part in enumerate(parts):
+        keys = _keys(part.table) if taken or i + 1 < len(parts) else None
+        if taken:
+            held = pc.is_in(keys, value_set=pa.array(sorted(taken), type=pa.string()))
+            tables.append(part.table.filter(pc.invert(held)))
+        else:
+            tables.append(part.table)
+        if i + 1 < len(parts):  # an older part follows: this one's trials hide its rows
+            taken.update(pc.unique(keys).to_pylist())
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from busray.configtools import flatten
 from busray.results.columns import (
-    EPOCH_SCHEMA, EXTRA, IDENTITY, REQUIRED_EPOCH_COLUMNS, REQUIRED_RUN_COLUMNS, RUN_SCHEMA,
+    CONFIG_COLUMNS, EPOCH_SCHEMA, EXTRA, IDENTITY, REQUIRED_EPOCH_COLUMNS, REQUIRED_RUN_COLUMNS, RUN_SCHEMA,
     SCHEMA_VERSION, VERSION)
 from busray.results.compact import CompactReport, compact, compaction_lock, compact_locked, \
     upgrade_if_needed
@@ -114,16 +114,16 @@ class ResultsStore:
              where: Where = None) -> pd.DataFrame:
         """Run rows (every declared column, plus ``extra`` keys as columns), optionally of one
         sweep (name or id), with these statuses and matching ``where`` filters."""
-        df = with_extra_columns(self.run_table().to_pandas())
-        df = apply_filters(_select_status(_select_sweep(df, sweep), status), where)
-        return df.sort_values(["sweep", "finished_at", "trial_id"], kind="stable",
-                              ignore_index=True)
+        table = self.run_table().sort_by([("sweep", "ascending"), ("finished_at", "ascending"),
+                                          ("trial_id", "ascending")])
+        df = with_extra_columns(table.to_pandas())
+        return apply_filters(_select_status(_select_sweep(df, sweep), status), where)
 
     def epochs(self, sweep: str | None = None, where: Where = None) -> pd.DataFrame:
         """Epoch rows, optionally of one sweep (name or id) and matching ``where`` filters."""
-        df = with_extra_columns(self.epoch_table().to_pandas())
-        df = apply_filters(_select_sweep(df, sweep), where)
-        return df.sort_values(["sweep", "trial_id", "epoch"], kind="stable", ignore_index=True)
+        table = self.epoch_table().sort_by([("sweep", "ascending"), ("trial_id", "ascending"),
+                                            ("epoch", "ascending")])
+        return apply_filters(_select_sweep(with_extra_columns(table.to_pandas()), sweep), where)
 
     def is_recorded(self, sweep_id: str, trial_id: str) -> bool:
         """Whether the store holds a row of this trial (of any status)."""
@@ -149,7 +149,8 @@ class ResultsStore:
     def sweeps(self) -> pd.DataFrame:
         """One row per sweep id: name, trial counts by status, objective and its best value
         (over completed and stopped-early trials: a failed trial's metrics are not a result)."""
-        runs = self.runs()
+        table = self.run_table()  # config columns are not needed here: skip converting them
+        runs = table.drop_columns(list(CONFIG_COLUMNS)).to_pandas()
         rows = []
         for (name, sweep_id), group in runs.groupby(["sweep", "sweep_id"], sort=False):
             counts = group["status"].value_counts()

@@ -1,0 +1,128 @@
+"""Compaction: one part file per table, nothing lost or doubled before, during or after it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from busray.cli.main import main
+from busray.results import ResultsError, ResultsStore
+from busray.results import compact as compact_module
+from busray.results import layout
+from busray.results.compact import compaction_lock, retire
+from busray.results.layout import read_file
+
+
+def _names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.fixture
+def filled(tmp_path, make_row) -> ResultsStore:
+    store = ResultsStore(tmp_path / "st", auto_compact=0)
+    for i in range(5):
+        store.record_run(make_row(trial_id=f"t{i}", seed=i, val={"seg/iou": i / 10}),
+                         [{"epoch": e, "train/loss": 1.0} for e in range(1, 3)])
+    return store
+
+
+def test_compaction_merges_every_file_into_one_part_and_keeps_every_row(filled):
+    runs, epochs = filled.runs(), filled.epochs()
+    report = filled.compact()
+    assert report.rows == {"runs": 5, "epochs": 10} and report.merged == {"runs": 5, "epochs": 5}
+    assert [n.startswith("part-") for n in _names(filled.runs_dir)] == [True]
+    assert [n.startswith("part-") for n in _names(filled.epochs_dir)] == [True]
+    pd.testing.assert_frame_equal(filled.runs(), runs)
+    pd.testing.assert_frame_equal(filled.epochs(), epochs)
+    assert filled.compact().rows == {"runs": 5, "epochs": 10}    # again: the same rows, one part
+    assert len(_names(filled.runs_dir)) == 1
+
+
+def test_a_trial_recorded_after_compaction_wins_over_its_part_row(filled, make_row):
+    filled.compact()
+    filled.record_run(make_row(trial_id="t1", seed=1, val={"seg/iou": 0.9}), [])
+    runs = filled.runs()
+    assert len(runs) == 5 and runs.set_index("trial_id").loc["t1", "val/seg/iou"] == 0.9
+    assert len(filled.epochs(where={"trial_id": "t1"})) == 0      # its empty epochs file wins too
+    assert len(pd.read_parquet(filled.runs_dir)) == 6             # a raw reader sees both rows
+    filled.compact()
+    assert len(pd.read_parquet(filled.runs_dir)) == 5 and len(filled.epochs()) == 8
+
+
+def test_leftovers_of_a_crashed_compaction_are_read_correctly(filled, make_row, monkeypatch):
+    filled.compact()
+    filled.record_run(make_row(trial_id="t1", seed=1, val={"seg/iou": 0.9}))
+
+    def crash(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(compact_module, "retire", crash)      # dies after writing the new part
+    with pytest.raises(KeyboardInterrupt):
+        filled.compact()
+    monkeypatch.undo()
+    assert sum(n.startswith("part-") for n in _names(filled.runs_dir)) == 2
+    runs = filled.runs()
+    assert sorted(runs["trial_id"]) == [f"t{i}" for i in range(5)]
+    assert runs.set_index("trial_id").loc["t1", "val/seg/iou"] == 0.9
+    filled.compact()                                            # the next one cleans up
+    assert len(_names(filled.runs_dir)) == 1 and len(filled.runs()) == 5
+
+
+def test_a_reader_starts_over_when_a_compaction_removes_what_it_listed(filled, monkeypatch):
+    listing, calls = layout.committed_files, []
+
+    def listing_then_compaction(folder):
+        paths = listing(folder)
+        if not calls:
+            ResultsStore(filled.root.parent).compact()   # another process, between list and read
+        calls.append(folder)
+        return paths
+
+    monkeypatch.setattr(layout, "committed_files", listing_then_compaction)
+    assert filled.runs()["trial_id"].tolist() == [f"t{i}" for i in range(5)]
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("rewrite, deleted", [(False, True), (True, False)])
+def test_retire_keeps_a_loose_file_written_again_meanwhile(filled, make_row, rewrite, deleted):
+    path = filled.runs_dir / layout.loose_name("demo-1", "t2")
+    seen = read_file(path, filled.tables[0].schema, ())
+    if rewrite:
+        filled.record_run(make_row(trial_id="t2", seed=2, val={"seg/iou": 0.99}))
+    assert retire(seen) is deleted
+    assert path.exists() is not deleted
+    assert not [p for p in filled.runs_dir.iterdir() if p.name.endswith(".retired")]
+
+
+def test_automatic_compaction_after_enough_loose_files(tmp_path, make_row):
+    store = ResultsStore(tmp_path / "st", auto_compact=3)
+    for i in range(4):
+        store.record_run(make_row(trial_id=f"t{i}"), [])
+    names = _names(store.runs_dir)
+    assert sum(n.startswith("part-") for n in names) == 1 and len(names) == 2   # part + t3
+    assert store.runs()["trial_id"].tolist() == ["t0", "t1", "t2", "t3"]
+
+
+def test_one_compaction_at_a_time(filled):
+    with compaction_lock(filled.root) as held:
+        assert held
+        with pytest.raises(ResultsError, match="another compaction is running"):
+            filled.compact()
+        filled.auto_compact = 1
+        filled._maybe_compact()          # automatic compaction just skips
+    assert len(_names(filled.runs_dir)) == 5
+
+
+def test_a_bad_file_stays_where_it_is(filled):
+    (filled.runs_dir / "broken.parquet").write_bytes(b"nope")
+    with pytest.warns(UserWarning, match="broken.parquet: skipped"):
+        filled.compact()
+    assert "broken.parquet" in _names(filled.runs_dir) and len(_names(filled.runs_dir)) == 2
+
+
+def test_cli_results_compact(filled, capsys):
+    assert main(["results", "compact", "--storage", str(filled.root.parent)]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == ("compacted runs: 5 file(s) -> 1 part of 5 row(s), "
+                           "epochs: 5 file(s) -> 1 part of 10 row(s)")
+    assert main(["results", "list", "--storage", str(filled.root.parent)]) == 0
+    assert "demo-1" in capsys.readouterr().out
