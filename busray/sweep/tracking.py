@@ -1,0 +1,130 @@
+"""Experiment trackers: a sweep's (or ablation's) trials logged to MLflow and/or Weights & Biases.
+
+Researchers who already follow their runs in MLflow or W&B should see busray's trials there too. Ray
+Tune ships logger callbacks for both (``ray.air.integrations.mlflow.MLflowLoggerCallback``,
+``ray.air.integrations.wandb.WandbLoggerCallback``): one tracker run per Tune trial, the trial's
+sampled parameters as its params/config and every epoch's report (``epoch``, ``train/*``, ``val/*``)
+as metrics. This module only turns the ``tracking:`` section of a sweep or ablation file into those
+callbacks; they go into Tune's ``RunConfig(callbacks=...)`` beside busray's own::
+
+    tracking:
+      mlflow: {tracking_uri: file:///home/me/mlruns, experiment_name: busi-tau}
+      wandb: {project: busray, entity: my-lab, mode: offline}
+
+Giving a section turns its tracker on (``mlflow: {}`` uses every default); ``enabled: false`` turns it
+off again, e.g. ``--set tracking.wandb.enabled=false``. The packages are optional extras
+(``pip install 'busray[mlflow]'``: the light ``mlflow-skinny`` client, enough to log to a file store or
+a server; ``busray[wandb]``); a missing one is a one-line ``ConfigError`` naming the section, raised
+before Ray starts. W&B credentials are never part of a sweep file: ``wandb login``, ``WANDB_API_KEY``
+or ``api_key_file``.
+
+MLflow 3 refuses its file store (``file://`` or a plain folder as tracking URI) unless
+``MLFLOW_ALLOW_FILE_STORE=true``; a file store named in ``tracking_uri`` is an explicit choice, so
+busray sets that variable (unless it is already set) for the driver, where the callback logs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from busray.configtools import ConfigError, option
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class MLflowSpec:
+    """``tracking.mlflow.*``: log every trial as an MLflow run."""
+
+    enabled: bool = option(True, "log to MLflow (on as soon as the tracking.mlflow section is given)")
+    tracking_uri: str | None = option(None, "MLflow tracking URI: http://host:5000, file:///abs/mlruns, "
+                                      "sqlite:///mlflow.db; None: $MLFLOW_TRACKING_URI or MLflow's default")
+    experiment_name: str | None = option(None, "MLflow experiment; None: the sweep's name")
+    tags: dict[str, str] = option({}, "tags set on every run (busray adds busray.sweep)")
+    save_artifact: bool = option(False, "upload each trial's Tune folder as run artifacts")
+
+
+@dataclass
+class WandbSpec:
+    """``tracking.wandb.*``: log every trial as a Weights & Biases run."""
+
+    enabled: bool = option(True, "log to W&B (on as soon as the tracking.wandb section is given)")
+    project: str | None = option(None, "W&B project; None: the sweep's name")
+    entity: str | None = option(None, "W&B entity (user or team); None: your default entity")
+    group: str | None = option(None, "W&B run group; None: the sweep's name")
+    tags: list[str] = option([], "tags set on every run")
+    mode: str = option("online", "online, offline (sync later with `wandb sync`) or disabled",
+                       choices=WANDB_MODES)
+    api_key_file: str | None = option(None, "file holding the API key; None: `wandb login` or "
+                                      "$WANDB_API_KEY (never put the key itself in a sweep file)")
+    excludes: list[str] = option([], "result keys not to log")
+
+
+@dataclass
+class TrackingSpec:
+    """``tracking.*``: experiment trackers the trials are logged to (all off by default)."""
+
+    mlflow: MLflowSpec = option(MLflowSpec(enabled=False), "MLflow (pip install 'busray[mlflow]')")
+    wandb: WandbSpec = option(WandbSpec(enabled=False), "Weights & Biases (pip install 'busray[wandb]')")
+
+    @property
+    def active(self) -> list[str]:
+        return [name for name in ("mlflow", "wandb") if getattr(self, name).enabled]
+
+
+def tracker_callbacks(spec: TrackingSpec, sweep_name: str, tags: Mapping[str, str] | None = None) -> list:
+    """Ray Tune logger callbacks for the enabled trackers of ``spec`` (an empty list when none is).
+
+    ``tags`` (e.g. ``{"busray.sweep_id": ...}``) are added to every tracker run. Raises
+    ``ConfigError("tracking.<name>: ...")`` when a tracker's package is not installed.
+    """
+    tags = {"busray.sweep": sweep_name, **(tags or {})}
+    callbacks = []
+    if spec.mlflow.enabled:
+        callbacks.append(_mlflow_callback(spec.mlflow, sweep_name, tags))
+    if spec.wandb.enabled:
+        callbacks.append(_wandb_callback(spec.wandb, sweep_name, tags))
+    return callbacks
+
+
+def check_installed(spec: TrackingSpec) -> None:
+    """The one-line error for a missing tracker package, before anything starts."""
+    for name in spec.active:
+        _require(name, {"mlflow": "mlflow", "wandb": "wandb"}[name])
+
+
+def _require(section: str, module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"tracking.{section}: the '{module}' package is not installed "
+                          f"(pip install 'busray[{section}]', or remove tracking.{section})") from None
+
+
+def _mlflow_callback(spec: MLflowSpec, sweep_name: str, tags: Mapping[str, str]):
+    _require("mlflow", "mlflow")
+    from ray.air.integrations.mlflow import MLflowLoggerCallback  # Ray only once a tracker is on
+
+    if spec.tracking_uri and is_file_store(spec.tracking_uri):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLflowLoggerCallback(tracking_uri=spec.tracking_uri, experiment_name=spec.experiment_name or sweep_name,
+                                tags={**tags, **spec.tags}, save_artifact=spec.save_artifact)
+
+
+def _wandb_callback(spec: WandbSpec, sweep_name: str, tags: Mapping[str, str]):
+    _require("wandb", "wandb")
+    from ray.air.integrations.wandb import WandbLoggerCallback  # Ray only once a tracker is on
+
+    extra = {"entity": spec.entity} if spec.entity else {}
+    return WandbLoggerCallback(project=spec.project or sweep_name, group=spec.group or sweep_name,
+                               api_key_file=spec.api_key_file, excludes=list(spec.excludes),
+                               tags=[*spec.tags, *(f"{k}={v}" for k, v in tags.items())], mode=spec.mode,
+                               **extra)
+
+
+def is_file_store(uri: str) -> bool:
+    """``file:///...`` or a plain folder path: MLflow's file-store backend."""
+    return uri.startswith("file:") or ("://" not in uri and not uri.startswith(("databricks", "sqlite:")))
