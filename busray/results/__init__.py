@@ -13,12 +13,11 @@ from busray.results.columns import EPOCH_SCHEMA, RUN_SCHEMA, SCHEMA_VERSION
 from busray.results.compact import CompactReport
 from busray.results.filters import Filter, apply_filters, parse_filter
 from busray.results.query import export, format_list, format_show
-from busray.results.schema import (
-    STATUSES, ResultsError, RunIdentity, build_run_row, fit_fields, run_row, trial_key)
+from busray.results.schema import STATUSES, ResultsError, RunIdentity, run_row, trial_key
 from busray.results.store import ResultsStore
 
 __all__ = [
     "EPOCH_SCHEMA", "RUN_SCHEMA", "SCHEMA_VERSION", "STATUSES", "CompactReport", "Filter",
-    "ResultsError", "ResultsStore", "RunIdentity", "apply_filters", "build_run_row", "export",
-    "fit_fields", "format_list", "format_show", "parse_filter", "run_row", "trial_key",
+    "ResultsError", "ResultsStore", "RunIdentity", "apply_filters", "export", "format_list",
+    "format_show", "parse_filter", "run_row", "trial_key",
 ]

@@ -14,7 +14,6 @@ ablations ask the store whether a key is already done instead of re-running it.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import json
@@ -94,48 +93,6 @@ def run_row(identity: RunIdentity, config: Mapping[str, Any], outcome: RunOutcom
 def config_columns(columns: list[str]) -> list[str]:
     """The flattened-config columns among ``columns`` (declared ones and expanded extras)."""
     return [c for c in columns if c not in FIXED_COLUMNS and is_config_column(c)]
-
-
-# ------------------------------------------------------------------------- until sweep switches
-def fit_fields(result: Any) -> dict[str, Any]:
-    """Deprecated (the sweep layer moves to :func:`run_row`): the keyword arguments of
-    :func:`build_run_row` from a ``FitResult`` or a ``metrics.json`` dict."""
-    get = result.get if isinstance(result, Mapping) else (lambda k: getattr(result, k, None))
-    fields = {"status": get("status"), "error": get("error"), "best_epoch": get("best_epoch"),
-              "val": get("best_val") if get("best_val") is not None else get("val"),
-              "test": get("test")}
-    for name in ("wall_time_s", "device", "run_dir", "dataset", "split_hash"):
-        if get(name) is not None:
-            fields[name] = get(name)
-    return fields
-
-
-def build_run_row(*, sweep: str, sweep_id: str, trial_id: str, config: Mapping[str, Any],
-                  seed: int | None, status: str, error: str | None = None,
-                  best_epoch: int | None = None, val: Mapping[str, float] | None = None,
-                  test: Mapping[str, float] | None = None, wall_time_s: float | None = None,
-                  device: str | None = None, run_dir: str | Path | None = None,
-                  dataset: str | None = None, split_hash: str | None = None,
-                  variant: str | None = None, objective: str | None = None,
-                  key: str | None = None, started_at: str | None = None,
-                  finished_at: str | None = None) -> dict[str, Any]:
-    """Deprecated keyword form of :func:`run_row` (kept until the sweep recording switches)."""
-    finished_at = finished_at or utc_now()
-    if started_at is None and wall_time_s is not None:
-        start = dt.datetime.fromisoformat(finished_at) - dt.timedelta(seconds=float(wall_time_s))
-        started_at = start.isoformat(timespec="seconds")
-    outcome = RunOutcome(
-        status=status, error=error, best_epoch=int(best_epoch or 0), dataset=dataset or "",
-        split_hash=split_hash or "", device=device or "", wall_time_s=float(wall_time_s or 0.0),
-        started_at=started_at or "", finished_at=finished_at, run_dir=run_dir,
-        val={k.removeprefix("val/"): v for k, v in (val or {}).items()},
-        test={k.removeprefix("test/"): v for k, v in (test or {}).items()})
-    row = run_row(RunIdentity(sweep, sweep_id, str(trial_id), variant, seed, objective),
-                  config, outcome)
-    row["trial_key"] = key or row["trial_key"]
-    row["wall_time_s"] = None if wall_time_s is None else float(wall_time_s)
-    row["epochs_run"] = row["early_stopped"] = None
-    return row
 
 
 # ------------------------------------------------------------------------------- provenance

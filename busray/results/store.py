@@ -235,7 +235,3 @@ def _metrics_or_none(group: pd.DataFrame) -> list[tuple[str, str]]:
         return choose_metrics(group)
     except ResultsError:
         return []  # an objective naming a metric this sweep never recorded: no "best"
-
-
-# Kept for callers that name a trial's file (``busray.sweep.recording``); prefer is_recorded().
-run_file_name = loose_name

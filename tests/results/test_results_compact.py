@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -11,6 +12,12 @@ from busray.results import compact as compact_module
 from busray.results import layout
 from busray.results.compact import compaction_lock, retire
 from busray.results.layout import read_file
+
+
+# docs/STORE.md's query for raw readers: one row per trial, as busray's reader picks it.
+LATEST_ROWS = """SELECT * EXCLUDE (filename) FROM read_parquet('{glob}', filename = true)
+QUALIFY row_number() OVER (PARTITION BY sweep_id, trial_id
+                           ORDER BY parse_filename(filename) LIKE 'part-%', filename DESC) = 1"""
 
 
 def _names(folder) -> list[str]:
@@ -45,6 +52,8 @@ def test_a_trial_recorded_after_compaction_wins_over_its_part_row(filled, make_r
     assert len(runs) == 5 and runs.set_index("trial_id").loc["t1", "val/seg/iou"] == 0.9
     assert len(filled.epochs(where={"trial_id": "t1"})) == 0      # its empty epochs file wins too
     assert len(pd.read_parquet(filled.runs_dir)) == 6             # a raw reader sees both rows
+    latest = duckdb.sql(LATEST_ROWS.format(glob=f"{filled.runs_dir}/*.parquet")).df()
+    assert len(latest) == 5 and latest.set_index("trial_id").loc["t1", "val/seg/iou"] == 0.9
     filled.compact()
     assert len(pd.read_parquet(filled.runs_dir)) == 5 and len(filled.epochs()) == 8
 

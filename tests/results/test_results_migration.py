@@ -19,7 +19,7 @@ from busray.results.layout import loose_name, read_marker
 
 
 def _v1_run(trial: str, status: str, tau, error=None, started="2025-01-01T09:00:00+00:00") -> dict:
-    """A run row as version 1 wrote it: what busray 0.1's build_run_row produced."""
+    """A run row as version 1 wrote it: as busray 0.1 recorded it."""
     return {"sweep": "old", "sweep_id": "old-1", "trial_id": trial, "trial_key": f"k{trial}",
             "variant": None, "seed": 0, "status": status, "error": error,
             "objective": "val/seg/iou:max", "dataset": "busi", "split_hash": "h",

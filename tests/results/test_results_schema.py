@@ -16,7 +16,7 @@ import busray.results
 from busray.config import Config, config_keys, config_to_dict
 from busray.configtools import flatten
 from busray.results import (
-    EPOCH_SCHEMA, RUN_SCHEMA, SCHEMA_VERSION, RunIdentity, build_run_row, run_row, trial_key)
+    EPOCH_SCHEMA, RUN_SCHEMA, SCHEMA_VERSION, RunIdentity, run_row, trial_key)
 from busray.results.columns import (
     CONFIG_COLUMNS, EVAL_KEYS, LOSS_TERMS, METRIC_KEYS, arrow_type, config_column_types)
 from busray.runfolder import RunOutcome
@@ -131,13 +131,3 @@ def test_finish_time_defaults_to_now_utc():
     row = run_row(RunIdentity("s", "s-1", "a"), {}, RunOutcome(status="failed"))
     finished = dt.datetime.fromisoformat(row["finished_at"])
     assert abs((dt.datetime.now(dt.timezone.utc) - finished).total_seconds()) < 60
-
-
-def test_build_run_row_is_run_row_with_keywords():
-    row = build_run_row(sweep="s", sweep_id="s-1", trial_id=7, config=CONFIG, seed=3,
-                        status="completed", best_epoch=4, val={"val/seg/iou": 0.7},
-                        test={"clf/acc": 0.9}, wall_time_s=90.0,
-                        finished_at="2025-01-01T10:00:00+00:00")
-    assert list(row) == RUN_SCHEMA.names and row["trial_id"] == "7"
-    assert row["val/seg/iou"] == 0.7 and row["test/clf/acc"] == 0.9
-    assert row["started_at"] == "2025-01-01T09:58:30+00:00"
