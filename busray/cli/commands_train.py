@@ -36,13 +36,20 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="score a checkpoint or run folder on a split",
         description="Score a checkpoint (or a run folder's best.pt) on one split; a run folder's own "
-                    "split.json is reused so the held-out images are exactly the run's.",
+                    "split.json is reused so the held-out images are exactly the run's. --data "
+                    "another dataset (e.g. BUSI-WHU) maps its classes onto the model's by name, and "
+                    "adds benign-vs-malignant accuracy/AUC (clf/bm_acc, clf/bm_auc).",
         epilog="examples:\n  busray evaluate runs/a\n  busray evaluate runs/a/checkpoints/last.pt "
-               "--split val --json\n  busray evaluate runs/a --data other_dataset --split all")
+               "--split val --json\n  busray evaluate runs/a --data BUSI-WHU --split all --out eval_whu")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run folder or .pt file")
     p.add_argument("--data", help="dataset folder (default: the one the run trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
-                   help="which images to score")
+                   help="which images to score (all: every image, no split is made)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096), default=None,
+                   help="images per forward pass (default: the run's train.eval_batch_size)")
+    p.add_argument("--out", help="folder for per_image.csv (label, prediction, probabilities, "
+                   "IoU/Dice, UPA weights per image) and metrics.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier per_image.csv in --out")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_evaluate)
@@ -158,17 +165,32 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from busray.cli.guard import check_device
-    from busray.training.inference import evaluate_checkpoint
+    from busray.cli.errors import CliError
+    from busray.cli.guard import check_device, check_writable_folder
+    from busray.training.evaluation import EVALUATION_CSV, evaluate_checkpoint, write_evaluation
 
     check_device(args.device, "--device")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_writable_folder(out, "--out")
+        if (out / EVALUATION_CSV).exists() and not args.overwrite:
+            raise CliError(f"--out: {out / EVALUATION_CSV} already exists; pass --overwrite to "
+                           f"replace it or choose another --out")
     with weights_named(args.checkpoint):
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device)
+        ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device, args.batch_size)
+    if out is not None:
+        with writing_to(out):
+            write_evaluation(ev, out)
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(ev.metrics, indent=2))
     else:
-        prefix = f"{args.split}/"
-        print(format_metrics({args.split: {k.removeprefix(prefix): v for k, v in metrics.items()}}))
+        info, prefix = ev.info, f"{args.split}/"
+        if info["dataset_classes"] != info["model_classes"]:
+            print(f"classes of {info['data']} ({', '.join(info['dataset_classes'])}) mapped by name "
+                  f"onto the model's ({', '.join(info['model_classes'])})")
+        print(format_metrics({args.split: {k.removeprefix(prefix): v for k, v in ev.metrics.items()}}))
+        if out is not None:
+            print(f"wrote {out / EVALUATION_CSV}")
     return 0
 
 

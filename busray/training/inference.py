@@ -1,4 +1,6 @@
-"""Using a trained checkpoint: evaluate it on a split (``busray evaluate``) or predict images (``busray predict``).
+"""Using a trained checkpoint: rebuild it, and predict images (``busray predict``).
+
+Scoring a split (``busray evaluate``) is :mod:`busray.training.evaluation`.
 
 The checkpoint carries its resolved config, so the model is rebuilt exactly as trained; encoder weights
 are never downloaded again (``model.weights`` is set to ``none`` before the checkpoint's state is loaded).
@@ -16,13 +18,13 @@ import torch
 from PIL import Image
 
 from busray.config import Config, config_from_dict
-from busray.data import BUSI_CLASSES, WHU_CLASSES, load_dataset, make_split
 from busray.data.images import fit_square, read_gray
 from busray.losses import MultiTaskLoss
 from busray.models import LEVELS, create_model
-from busray.training.batches import DeviceSplit, to_model_input
-from busray.training.checkpoint import load_checkpoint, resolve_checkpoint
-from busray.training.epoch import StepContext, evaluate
+from busray.training.batches import to_model_input
+from busray.training.checkpoint import load_checkpoint
+from busray.training.classes import model_classes
+from busray.training.epoch import StepContext
 from busray.atomic import atomic_write
 from busray.training.setup import resolve_device
 
@@ -42,34 +44,11 @@ def load_trained(path: str | Path, device: str = "auto") -> tuple[torch.nn.Modul
     return model.to(dev).eval(), cfg, dev
 
 
-def _context(model, cfg: Config, device: torch.device) -> StepContext:
+def evaluation_context(model, cfg: Config, device: torch.device) -> StepContext:
+    """What :func:`busray.training.epoch.evaluate` needs to score ``model`` (no optimiser)."""
     return StepContext(model=model, loss_fn=MultiTaskLoss(cfg.loss).to(device), optimizer=None, device=device,
                        in_chans=cfg.model.in_chans, mean=model.input_mean, std=model.input_std,
                        data_cfg=cfg.data.augment)
-
-
-def evaluate_checkpoint(path: str | Path, data_root: str | None = None, split_name: str = "test",
-                        device: str = "auto") -> dict[str, float]:
-    """Metrics of a checkpoint on one split of its dataset (or of ``data_root`` with the same settings).
-
-    A run folder's own ``split.json`` is reused when present, so ``busray evaluate RUN`` scores exactly
-    the images that run held out.
-    """
-    model, cfg, dev = load_trained(path, device)
-    data_cfg = cfg.data if data_root is None else replace(cfg.data, root=str(data_root))
-    run_split = resolve_checkpoint(path).parent.parent / "split.json"
-    if run_split.is_file() and data_root is None:
-        data_cfg = replace(data_cfg, split_file=str(run_split))
-    ds = load_dataset(data_cfg)
-    split = make_split(ds, data_cfg)
-    if split_name == "all":
-        indices = list(range(len(ds)))
-    else:
-        indices = getattr(split, split_name)
-    part = DeviceSplit.from_dataset(ds, indices, dev)
-    res = evaluate(_context(model, cfg, dev), part, cfg.train.eval_batch_size, cfg.model.num_classes,
-                   prefix=split_name)
-    return res.metrics
 
 
 @torch.inference_mode()
@@ -83,7 +62,7 @@ def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Pa
     model, cfg, dev = load_trained(path, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    class_names = list(cfg.data.classes or _default_classes(cfg.model.num_classes))
+    class_names = list(model_classes(path, cfg))
     rows = []
     for image_path in images:
         gray = read_gray(Path(image_path))
@@ -102,12 +81,6 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _default_classes(n: int) -> tuple[str, ...]:
-    """The class names a layout implies when the config leaves ``data.classes`` unset."""
-    return {len(BUSI_CLASSES): BUSI_CLASSES, len(WHU_CLASSES): WHU_CLASSES}.get(
-        n, tuple(f"class{i}" for i in range(n)))
 
 
 def _back_to_original(mask: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
