@@ -1,4 +1,4 @@
-"""Suite-wide fixtures: an isolated cache folder, short temp folders and a module-scoped local Ray.
+"""Suite-wide fixtures: an isolated cache folder, short temp folders and one local Ray for the session.
 
 Synthetic datasets and decoded-image caches go to a per-session ``XDG_CACHE_HOME``. Ray's Unix-socket
 paths must stay under 107 bytes, so Ray's temp dir is a short ``/tmp/brXXXX`` folder rather than
@@ -34,9 +34,9 @@ def short_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_ray():
-    """One local 2-CPU Ray for a test module (each cluster start costs ~15 s on 2 cores)."""
+    """One local 2-CPU Ray for the whole session (each cluster start costs ~10-15 s on 2 cores)."""
     import ray
 
     from busray.sweep.cluster import start_local_ray

@@ -126,13 +126,16 @@ def check_resources(job: TrialJob, worker_counts: list[int]) -> None:
 
 def _unplaceable(name: str, amount: float, have: float, workers: int, job: TrialJob) -> str:
     key = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
-    per_worker = have / workers
-    fit = math.floor(per_worker * 100) / 100 if name == "GPU" else math.floor(per_worker)
-    hint = f"--set resources.{key}={fit:g}" if fit > 0 else (
-        "--set resources.workers=1" if workers > 1 and have > 0 else
-        f"--set resources.{key}=0" if name == "GPU" else "a cluster with CPUs")
-    return (f"resources.{key}: a trial needs {amount:g} {name} ({workers} worker(s) x "
-            f"{getattr(job, key):g}) but the Ray cluster has {have:g}; try {hint}")
+    per = getattr(job, key)
+    if workers > 1 and have >= per > 0:
+        hint = f"--set resources.workers={int(have // per)}"
+    elif have > 0:
+        share = have / workers
+        hint = f"--set resources.{key}={math.floor(share * 100) / 100 if name == 'GPU' else max(1, int(share)):g}"
+    else:
+        hint = f"--set resources.{key}=0" if name == "GPU" else "a cluster with CPUs"
+    return (f"resources.{key}: a trial needs {amount:g} {name} ({workers} worker(s) x {per:g}) "
+            f"but the Ray cluster has {have:g}; try {hint}")
 
 
 def _slot() -> dict[str, float]:

@@ -37,6 +37,7 @@ from busray.sweep.cluster import check_resources, ray_session, trial_resources
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import SweepState, open_sweep
 from busray.sweep.storage import resolve_storage
+from busray.sweep.tracking import TrackingSpec, tracker_callbacks
 from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
 
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
@@ -88,10 +89,11 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
     with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
         check_resources(job, _worker_counts(spec))
         console = _console(job, total, list(spec.space), progress)
+        callbacks = _callbacks(job, console, spec.tracking)
         if resume:
-            _restore(job, state, console, verbose)
+            _restore(job, state, callbacks)
         else:
-            _search_tuner(spec, job, state, total, console, verbose).fit()
+            _search_tuner(spec, job, state, total, callbacks, verbose).fit()
         console.close()
     return outcome(job, list(spec.space), journal=_journal(spec, state))
 
@@ -99,7 +101,7 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
 def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | None]],
                 resources: ResourcesSpec | None = None, storage: str | None = None, resume: bool = False,
                 max_concurrent: int = 2, objective: str | Objective | None = None,
-                progress: bool = True, verbose: bool = False) -> SweepOutcome:
+                progress: bool = True, verbose: bool = False, tracking: TrackingSpec | None = None) -> SweepOutcome:
     """Train a fixed list of ``(run_name, config_dict, seed, variant)`` (e.g. variants x seeds).
 
     ``config_dict`` is a full or partial nested run config (validated here, before Ray starts);
@@ -124,7 +126,8 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
         with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
             check_resources(job, [job.workers])
             console = _console(job, len(todo), [], progress)
-            _grid_tuner(job, state, todo, max_concurrent, console, verbose).fit()
+            callbacks = _callbacks(job, console, tracking or TrackingSpec())
+            _grid_tuner(job, state, todo, max_concurrent, callbacks, verbose).fit()
             console.close()
     return outcome(job, [])
 
@@ -146,7 +149,8 @@ def _keyed(job: TrialJob, run_name: str) -> tuple[dict, int | None]:
     return job.recorded_config(config, {}), seed
 
 
-def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, console, verbose: bool):
+def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, callbacks: list,
+                  verbose: bool):
     from ray import tune
 
     from busray.sweep.searcher import BusrayOptunaSearch
@@ -163,18 +167,19 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
                                   reuse_actors=True)
     return tune.Tuner(_trainable(job), tune_config=tune_config,
-                      run_config=_run_config(job, state.tune_dir, state.new_round(), console, verbose))
+                      run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
 
 
-def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurrent: int, console, verbose: bool):
+def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurrent: int, callbacks: list,
+                verbose: bool):
     from ray import tune
 
     return tune.Tuner(_trainable(job), param_space={RUN_KEY: tune.grid_search(names)},
                       tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
-                      run_config=_run_config(job, state.tune_dir, state.new_round(), console, verbose))
+                      run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
 
 
-def _restore(job: TrialJob, state: SweepState, console, verbose: bool) -> None:
+def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
     from ray import tune
 
     path = state.tune_dir / state.rounds[-1] if state.rounds else None
@@ -183,7 +188,7 @@ def _restore(job: TrialJob, state: SweepState, console, verbose: bool) -> None:
     tuner = tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
                                resume_errored=False, restart_errored=False)
     # the restored RunConfig holds the callbacks of the killed driver: give it this driver's
-    tuner._local_tuner._run_config.callbacks = _callbacks(job, console)
+    tuner._local_tuner._run_config.callbacks = callbacks
     tuner.fit()
 
 
@@ -193,19 +198,21 @@ def _trainable(job: TrialJob):
     return tune.with_resources(tune.with_parameters(run_trial, job=job), lambda cfg: trial_resources(job, cfg))
 
 
-def _run_config(job: TrialJob, tune_dir: Path, round_name: str, console, verbose: bool):
+def _run_config(job: TrialJob, tune_dir: Path, round_name: str, callbacks: list, verbose: bool):
     from ray import tune
 
     return tune.RunConfig(storage_path=str(tune_dir), name=round_name, verbose=2 if verbose else 0,
-                          callbacks=_callbacks(job, console),
+                          callbacks=callbacks,
                           failure_config=tune.FailureConfig(max_failures=job.max_failures),
                           checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False))
 
 
-def _callbacks(job: TrialJob, console) -> list:
+def _callbacks(job: TrialJob, console, tracking: TrackingSpec) -> list:
+    """busray's console and recorder, then the user's trackers (MLflow, W&B)."""
     from busray.sweep.recording import RecordingCallback
 
-    return [console, RecordingCallback(job, on_recorded=console.recorded)]
+    trackers = tracker_callbacks(tracking, job.sweep, tags={"busray.sweep_id": job.sweep_id})
+    return [console, RecordingCallback(job, on_recorded=console.recorded), *trackers]
 
 
 def _console(job: TrialJob, total: int, swept: list[str], progress: bool):

@@ -61,6 +61,9 @@ class BusrayOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if result and not error:
+            # Tune hands the result on which the scheduler stopped a trial to on_trial_complete only
+            self.on_trial_result(trial_id, result)
         state, values = _state_and_values(result, error, self.metric)
         try:
             self._ot_study.tell(self._ot_trials[trial_id], values, state=state)

@@ -33,6 +33,7 @@ from typing import Any, Iterable
 
 from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted
 from busray.objective import DEFAULT_OBJECTIVE, Objective
+from busray.sweep.tracking import TrackingSpec, check_installed
 
 PARAM_TYPES = ("uniform", "loguniform", "int", "categorical", "fixed")
 #: The loss weights must sum to one (paper Sec. 2.4: w_seg = 0.8, w_clf = 0.2); one is sampled, the
@@ -98,8 +99,8 @@ class ResourcesSpec:
     cpus_per_worker: float = option(1.0, "CPUs reserved per worker", range=(0.0, 1024.0))
     gpus_per_worker: float = option(0.0, "GPUs per worker (0.25 packs 4 trials on one GPU)",
                                     range=(0.0, 64.0))
-    max_failures: int = option(2, "worker-group restarts from the last checkpoint before a trial "
-                               "fails (Ray Train FailureConfig)", range=(-1, 1000))
+    max_failures: int = option(2, "restarts of a trial whose process died (from its last checkpoint) "
+                               "before it is recorded as failed; always bounded", range=(0, 100))
 
 
 @dataclass
@@ -126,6 +127,7 @@ class SweepSpec:
     resources: ResourcesSpec = option(ResourcesSpec(), "per-trial Ray Train resources")
     search: SearchSpec = option(SearchSpec(), "the Optuna sampler and its storage")
     seeds: list[int] = option([0], "train.seed of trial n is seeds[n % len(seeds)]")
+    tracking: TrackingSpec = option(TrackingSpec(), "experiment trackers (MLflow, W&B) that log every trial")
 
     def check(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -185,6 +187,7 @@ def parse_sweep(raw: dict) -> SweepSpec:
     spec.space, spec.objective = space, objective
     spec.check()
     check_monitor(spec.base, objective)
+    check_installed(spec.tracking)
     check_against_config(spec)
     return spec
 

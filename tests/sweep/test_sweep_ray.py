@@ -23,8 +23,10 @@ from busray.sweep.spec import ResourcesSpec
 from sweephelpers import TINY_SPEC, tiny_run_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-# val/loss is continuous, so ASHA (grace 1, factor 2) has real decisions to take on tiny trials.
+# val/loss is continuous, so ASHA (grace 1, factor 2) has real decisions to take on tiny trials; one
+# trial at a time makes those decisions (and so the stop the test expects) deterministic.
 OBJECTIVE = "objective=val/loss:min"
+SERIAL = "max_concurrent=1"
 
 
 def _runs(storage, sweep_id):
@@ -35,7 +37,7 @@ def _runs(storage, sweep_id):
 @pytest.fixture(scope="module")
 def sweep(local_ray, synth_root, tmp_path_factory):
     storage = str(tmp_path_factory.mktemp("sweep"))
-    overrides = [f"base.data.root={synth_root}", OBJECTIVE, "base.train.epochs=4",
+    overrides = [f"base.data.root={synth_root}", OBJECTIVE, SERIAL, "base.train.epochs=4",
                  "space.resources.workers={type: categorical, choices: [1, 2]}"]
     return storage, overrides, run_sweep(TINY_SPEC, overrides, storage=storage, progress=False)
 

@@ -86,3 +86,20 @@ def test_local_cluster_listens_on_loopback_only(local_ray):
     assert len({pid for pid, _ in seen}) >= 3, seen  # gcs, raylet, dashboard at least
     for pid, address in seen:
         assert ipaddress.ip_address(address).is_loopback, f"pid {pid} listens on {address}"
+
+
+@pytest.mark.parametrize("resources, message", [
+    ({"gpus_per_worker": 1.0}, r"resources.gpus_per_worker: a trial needs 1 GPU .* has 0; try --set resources.gpus_per_worker=0"),
+    ({"cpus_per_worker": 3.0}, r"resources.cpus_per_worker: a trial needs 3 CPU .* has 2; try --set resources.cpus_per_worker=2"),
+    ({"workers": 4, "cpus_per_worker": 1.0}, r"a trial needs 4 CPU \(4 worker\(s\) x 1\) .* try --set resources.workers=2"),
+])
+def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir, resources, message):
+    from busray.configtools import ConfigError
+    from busray.results import ResultsStore
+    from busray.sweep import run_configs
+    from busray.sweep.spec import ResourcesSpec
+
+    with pytest.raises(ConfigError, match=message):
+        run_configs("pre", [("a", {"train": {"epochs": 1}}, 0, "a")], resources=ResourcesSpec(**resources),
+                    storage=short_dir, progress=False)
+    assert ResultsStore(short_dir).runs().empty  # refused before any trial ran
