@@ -37,7 +37,8 @@ class AblationOutcome:
 
 
 def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
-                 seeds: int | None = None, resume: bool = False, progress: bool = True) -> AblationOutcome:
+                 seeds: int | None = None, resume: bool = False, progress: bool = True,
+                 verbose: bool = False) -> AblationOutcome:
     """Run every (variant, replicate) of the ablation file; returns what the store holds.
 
     ``resume``: the ablation may already exist; runs recorded as completed are skipped. Without it an
@@ -50,7 +51,8 @@ def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: 
     fold_files = make_folds(spec, storage) if spec.cv_folds > 1 else {}
     runs = planned_runs(spec, fold_files)
     out = run_configs(spec.name, runs, resources=spec.resources, storage=storage, resume=resume,
-                      max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress)
+                      max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress,
+                      verbose=verbose, tracking=spec.tracking)
     return AblationOutcome(name=spec.name, storage=storage, planned=len(runs), counts=out.counts,
                            sweep_id=out.sweep_id)
 

@@ -32,7 +32,9 @@ import yaml
 from busray.config import Config, config_from_dict
 from busray.configtools import (ConfigError, apply_overrides, apply_values, flatten, from_dict, load_yaml,
                                 option)
-from busray.sweep.spec import ResourcesSpec
+from busray.objective import Objective
+from busray.sweep.spec import ResourcesSpec, check_monitor
+from busray.sweep.tracking import TrackingSpec, check_installed
 
 RUN_GROUPS = tuple(f.name for f in dataclasses.fields(Config))  # model, loss, data, train
 
@@ -51,8 +53,10 @@ class AblationSpec:
     cv_folds: int = option(0, "k > 1: k-fold cross-validation on train+val with a fixed test split "
                            "(replicate i = fold i) instead of seeds", range=(0, 100))
     max_concurrent: int = option(2, "runs training at once", range=(1, 10_000))
-    objective: str = option("val/score:max", "metric:mode recorded as each run's objective")
+    objective: str = option("val/score:max", "metric:mode that picks each run's best epoch (train.monitor "
+                            "follows it) and is recorded as the runs' objective")
     resources: ResourcesSpec = option(ResourcesSpec(), "per-run Ray Train resources")
+    tracking: TrackingSpec = option(TrackingSpec(), "experiment trackers (MLflow, W&B) that log every run")
 
     def check(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -66,6 +70,9 @@ class AblationSpec:
             raise ConfigError(f"baseline: '{self.baseline}' is not one of the variants "
                               f"({', '.join(self.variants)})")
         self.seed_list()
+        Objective.parse(self.objective).check_validation()
+        check_monitor(self.base, Objective.parse(self.objective))
+        check_installed(self.tracking)
 
     def seed_list(self) -> list[int]:
         """The replicate ids: folds when ``cv_folds > 1``, else the seeds."""

@@ -131,7 +131,8 @@ def cmd_ablate(args) -> int:
     from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib, once the arguments passed
     with writing_to(storage or "the ablation's storage"):
         outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
-                               resume=args.resume, progress=args.progress)
+                               resume=args.resume, progress=args.progress,
+                               verbose=getattr(args, "verbose", False))
     print(outcome.summary())
     return 0
 
