@@ -181,8 +181,8 @@ def test_total_is_the_weighted_sum_of_terms(batch):
     assert set(out) == set(LOSS_KEYS)
     assert all(v.dim() == 0 and v.dtype == torch.float32 for v in out.values())
     seg = out["focal_tversky"] + 0.25 * out["boundary"] + 0.15 * out["texture"]
-    assert out["seg"].item() == pytest.approx(seg.item(), rel=1e-6)
-    assert out["loss"].item() == pytest.approx(0.8 * seg.item() + 0.2 * out["clf"].item(), rel=1e-6)
+    assert out["seg_loss"].item() == pytest.approx(seg.item(), rel=1e-6)
+    assert out["loss"].item() == pytest.approx(0.8 * seg.item() + 0.2 * out["clf_loss"].item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("key, value", [
@@ -192,10 +192,10 @@ def test_each_weight_scales_its_term(batch, key, value):
     base = MultiTaskLoss(LossConfig())(*batch)
     cfg = dataclasses.replace(LossConfig(), **{key: value})
     out = MultiTaskLoss(cfg)(*batch)
-    for term in ("focal_tversky", "boundary", "texture", "clf"):  # weights leave the terms alone
+    for term in ("focal_tversky", "boundary", "texture", "clf_loss"):  # weights leave the terms alone
         assert out[term].item() == pytest.approx(base[term].item(), rel=1e-6)
     seg = out["focal_tversky"] + cfg.w_boundary * out["boundary"] + cfg.w_texture * out["texture"]
-    total = cfg.w_seg * seg + cfg.w_clf * out["clf"]
+    total = cfg.w_seg * seg + cfg.w_clf * out["clf_loss"]
     assert out["loss"].item() == pytest.approx(total.item(), rel=1e-6)
     assert out["loss"].item() != pytest.approx(base["loss"].item(), rel=1e-4)
 
@@ -205,8 +205,8 @@ def test_each_weight_scales_its_term(batch, key, value):
     ("tversky_beta", 0.3, "focal_tversky"),
     ("tversky_gamma", 1.5, "focal_tversky"),
     ("tversky_smooth", 10.0, "focal_tversky"),
-    ("focal_gamma", 0.0, "clf"),
-    ("class_weights", [1.0, 5.0, 1.0], "clf"),
+    ("focal_gamma", 0.0, "clf_loss"),
+    ("class_weights", [1.0, 5.0, 1.0], "clf_loss"),
     ("boundary_sigma", 2.0, "boundary"),
     ("boundary_kernel_size", 9, "boundary"),
     ("boundary_normalize", False, "boundary"),
@@ -215,7 +215,7 @@ def test_each_weight_scales_its_term(batch, key, value):
 def test_each_shape_parameter_changes_only_its_term(batch, key, value, changed):
     base = MultiTaskLoss(LossConfig())(*batch)
     out = MultiTaskLoss(from_dict(LossConfig, {key: value}))(*batch)
-    for term in ("focal_tversky", "boundary", "texture", "clf"):
+    for term in ("focal_tversky", "boundary", "texture", "clf_loss"):
         same = out[term].item() == pytest.approx(base[term].item(), rel=1e-6)
         assert same != (term == changed), term
 

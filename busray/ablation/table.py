@@ -119,7 +119,8 @@ def extra_columns(variants: Sequence[VariantResults], main: Sequence[Column] = C
     taken = {c.key for c in main}
     keys = {str(c)[5:] for v in variants for c in v.run_metrics.columns
             if str(c).startswith("test/") and pd.api.types.is_numeric_dtype(v.run_metrics[c])}
-    extra = sorted((k for k in keys - taken if k.split("/")[0] in GROUPS), key=_column_order)
+    # metric keys are "<group>/<name>"; bare loss terms ("test/clf", "test/seg") are not metrics
+    extra = sorted((k for k in keys - taken if "/" in k and k.split("/")[0] in GROUPS), key=_column_order)
     # a metric whose other convention is in the main table (seg/iou beside seg/iou_pooled) says which it is
     return tuple(Column(GROUPS[k.split("/")[0]], _title(k) + (" per-image" if any(
         t.startswith(k + "_") for t in taken) else ""), k) for k in extra)

@@ -21,7 +21,10 @@ from busray.losses.config import LossConfig
 from busray.losses.terms import (boundary_loss, curvature_kernel, focal_cross_entropy,
                                  focal_tversky_loss, sobel_x_kernel, texture_loss)
 
-LOSS_KEYS = ("loss", "seg", "clf", "focal_tversky", "boundary", "texture")
+# The two task losses are ``seg_loss``/``clf_loss``, not ``seg``/``clf``: reported as ``val/seg`` they would
+# sit beside the metric keys ``val/seg/iou``..., a name that is both a value and a group (MLflow's file
+# store, for one, cannot hold both).
+LOSS_KEYS = ("loss", "seg_loss", "clf_loss", "focal_tversky", "boundary", "texture")
 
 
 class MultiTaskLoss(nn.Module):
@@ -57,7 +60,7 @@ class MultiTaskLoss(nn.Module):
         seg = (seg_terms["focal_tversky"] + cfg.w_boundary * seg_terms["boundary"]
                + cfg.w_texture * seg_terms["texture"])
         total = cfg.w_seg * seg + cfg.w_clf * clf
-        return {"loss": total, "seg": seg, "clf": clf, **seg_terms}
+        return {"loss": total, "seg_loss": seg, "clf_loss": clf, **seg_terms}
 
     def _segmentation_terms(self, probs: torch.Tensor, target: torch.Tensor
                             ) -> dict[str, torch.Tensor]:

@@ -65,7 +65,7 @@ RESOURCE_COLUMNS = (("resources.workers", INT), ("resources.cpus_per_worker", FL
 RETIRED_CONFIG_COLUMNS: dict[str, pa.DataType] = {}
 
 #: The loss terms of ``busray.losses.LOSS_KEYS`` (``train/<term>``, ``val/<term>``, ``test/<term>``).
-LOSS_TERMS = ("loss", "seg", "clf", "focal_tversky", "boundary", "texture")
+LOSS_TERMS = ("loss", "seg_loss", "clf_loss", "focal_tversky", "boundary", "texture")
 #: ``busray.metrics.METRIC_KEYS``, kept here so the store needs no torch (a test checks they agree).
 METRIC_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "seg/iou_pooled", "seg/dice_pooled",
                "seg/iou_global", "clf/acc", "clf/f1", "clf/auc", "clf/prec")
