@@ -72,8 +72,7 @@ def trial_outcome(job: TrialJob, trial_id: str, last_result: dict | None, error:
 
 
 def is_recorded(job: TrialJob, trial_id: str) -> bool:
-    runs = ResultsStore(job.storage).runs()
-    return bool(((runs["sweep_id"] == job.sweep_id) & (runs["trial_id"] == trial_id)).any()) if len(runs) else False
+    return ResultsStore(job.storage).is_recorded(job.sweep_id, trial_id)
 
 
 class RecordingCallback(Callback):
