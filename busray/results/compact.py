@@ -60,7 +60,8 @@ class CompactReport:
 def compaction_lock(root: Path, wait: bool = False) -> Iterator[bool]:
     """Hold the store's compaction lock; yields False (without waiting) when another holds it."""
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    # Read-only is enough for flock, so another user of a shared store can take the lock too.
+    fd = os.open(root / LOCK, os.O_RDONLY | os.O_CREAT, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
