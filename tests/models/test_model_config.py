@@ -14,6 +14,7 @@ def test_defaults_are_the_paper_setup_and_documented():
     cfg = ModelConfig()
     assert (cfg.encoder, cfg.weights, cfg.tau, cfg.clf_dim) == ("tf_efficientnet_b4", "imagenet", 0.7, 256)
     assert cfg.decoder_channels == [384, 192, 96, 48]
+    assert cfg.encoder_taps == "blocks" and cfg.upa_norm == "running"   # docs/SCIENCE.md says why
     assert cfg.hmsf and cfg.tim and cfg.upa and cfg.attention_gates and not cfg.encoder_only
     assert cfg.active_tim_levels() == (1, 2, 3, 4)
     assert all(f.metadata["help"] for f in dataclasses.fields(ModelConfig))
