@@ -1,6 +1,6 @@
 """The run folder contract: the only module that names, writes and reads a run's files.
 
-Torch-free and Ray-free, so the sweep driver, the results store, the ablation report and inference all
+Torch-free and Ray-free (numpy and pandas only), so the sweep driver, the results store, the ablation report and inference all
 read runs through it. Layout (``docs/ARCHITECTURE.md``)::
 
     <run>/config.yaml               resolved Config (written by busray.config.save_config)
@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from busray.atomic import atomic_write
 
 CONFIG = "config.yaml"
@@ -45,7 +48,8 @@ TENSORBOARD = "tb"
 LEVELS = (1, 2, 3, 4)
 DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 #: Fixed columns of the per-image table; ``prob_<class>`` and ``<diagnostic>_<level 1..4>`` follow.
-PER_IMAGE_COLUMNS = ("name", "label", "pred", "has_lesion", "seg/iou", "seg/dice", "correct")
+PER_IMAGE_COLUMNS = ("name", "label", "pred", "has_lesion", "seg/iou", "seg/dice", "correct", "label_name",
+                     "pred_name", "tp", "fp", "fn")
 
 STATUSES = ("completed", "failed", "stopped_early", "running")
 
@@ -193,6 +197,29 @@ class RunFolder:
         with self.history.open(newline="") as fh:
             return [_typed_row(row) for row in csv.DictReader(fh)]
 
+    # ------------------------------------------------------------------ per-image table and samples
+    def write_predictions(self, frame: pd.DataFrame) -> None:
+        """``test_predictions.parquet`` (a :func:`predictions_frame`)."""
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        atomic_write(self.predictions, buf.getvalue())
+
+    def read_predictions(self) -> pd.DataFrame:
+        return pd.read_parquet(self.predictions)
+
+    def write_samples(self, names: list[str], images: np.ndarray, masks: np.ndarray, probs: np.ndarray) -> None:
+        """Up to K test images with ground truth and predicted probability, all uint8 (K, S, S)."""
+        k = len(probs)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, names=np.asarray(names[:k]), image=images[:k].astype(np.uint8),
+                            mask=(masks[:k] * 255).astype(np.uint8),
+                            prob=np.clip(probs * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        atomic_write(self.samples, buf.getvalue())
+
+    def read_samples(self) -> dict[str, np.ndarray]:
+        with np.load(self.samples, allow_pickle=False) as arrays:
+            return dict(arrays)
+
     # ------------------------------------------------------------------ split identity
     def split_identity(self) -> tuple[str, str]:
         """(dataset, split hash) from ``split.json``; empty strings when it is missing."""
@@ -201,6 +228,25 @@ class RunFolder:
         except (OSError, ValueError):
             return "", ""
         return str(data.get("dataset") or ""), str(data.get("split_hash") or "")
+
+
+def predictions_frame(names: list[str], class_names: tuple, per_image: dict, diagnostics: dict) -> pd.DataFrame:
+    """One row per image: label and prediction (indices and class names), correctness, lesion
+    metrics and pixel counts (``tp``/``fp``/``fn``, so pooled IoU/Dice can be recomputed or
+    bootstrapped), class probabilities and per-level diagnostics (``<key>_<level>``)."""
+    label, pred = np.asarray(per_image["label"]), np.asarray(per_image["pred"])
+    frame = {"name": names, "label": label, "pred": pred,
+             "has_lesion": per_image["has_lesion"], "seg/iou": per_image["seg/iou"],
+             "seg/dice": per_image["seg/dice"], "correct": per_image["correct"],
+             "label_name": [class_names[i] for i in label], "pred_name": [class_names[i] for i in pred]}
+    frame.update({key: per_image[key] for key in ("tp", "fp", "fn") if key in per_image})
+    probs = np.asarray(per_image["prob"])
+    for c, cls in enumerate(class_names):
+        frame[f"prob_{cls}"] = probs[:, c]
+    for key, values in diagnostics.items():
+        for i, level in enumerate(LEVELS):
+            frame[f"{key}_{level}"] = values[:, i]
+    return pd.DataFrame(frame)
 
 
 def _typed_row(row: dict[str, str]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from busray.ablation.paper import is_busi, measured_key, paper_row
 from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
 from busray.ablation.table import COLUMNS, Column, build_table
+from busray.runfolder import RunFolder
 
 USABLE_STATUS = "completed"
 PREDICTION_COLUMNS = ("name", "label", "pred")
@@ -132,7 +133,7 @@ def load_variants(ablation: AblationRuns) -> list[VariantResults]:
     for name in ablation.order:
         rows = ablation.runs[ablation.runs["variant"] == name]
         metrics = rows.set_index("seed")[[c for c in rows.columns if c.startswith("test/")]]
-        predictions = {seed: _predictions(run_dir / "test_predictions.parquet")
+        predictions = {seed: _predictions(RunFolder(run_dir).predictions)
                        for seed, run_dir in ablation.run_dirs(name)}
         variants.append(VariantResults(name, metrics.sort_index(), predictions))
     return variants
@@ -147,7 +148,7 @@ def _predictions(path: Path) -> pd.DataFrame:
 
 
 def load_histories(ablation: AblationRuns) -> dict[str, list[pd.DataFrame]]:
-    return {name: [_read(d / "history.csv", pd.read_csv) for _, d in ablation.run_dirs(name)]
+    return {name: [_read(RunFolder(d).history, pd.read_csv) for _, d in ablation.run_dirs(name)]
             for name in ablation.order}
 
 
@@ -155,8 +156,9 @@ def load_first_samples(ablation: AblationRuns) -> dict[str, dict[str, np.ndarray
     """Each variant's ``test_samples.npz`` of its lowest seed."""
     samples = {}
     for name in ablation.order:
-        path = ablation.run_dirs(name)[0][1] / "test_samples.npz"
-        arrays = _read(path, lambda p: dict(np.load(p, allow_pickle=False)))
+        folder = RunFolder(ablation.run_dirs(name)[0][1])
+        path = folder.samples
+        arrays = _read(path, lambda _: folder.read_samples())
         missing = [k for k in figures.SAMPLE_KEYS if k not in arrays]
         if missing:
             raise ReportError(f"{path}: missing array(s) {missing}")

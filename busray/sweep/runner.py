@@ -120,8 +120,8 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
         full = config_to_dict(config_from_dict(_with_seed(config, seed)))
         fixed[run_name] = FixedRun(config=full, seed=seed, variant=variant)
     job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
-    store = ResultsStore(storage)
-    todo = [n for n in fixed if not (resume and store.has_run(state.sweep_id, trial_key(*_keyed(job, n))))]
+    done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
+    todo = [n for n in fixed if trial_key(*_keyed(job, n)) not in done]
     if todo:
         with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
             check_resources(job, [job.workers])

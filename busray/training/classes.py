@@ -17,6 +17,7 @@ import torch
 
 from busray.config import Config
 from busray.data import BUSI_CLASSES, WHU_CLASSES, ImageSet
+from busray.runfolder import RunFolder
 from busray.training.checkpoint import resolve_checkpoint
 
 BINARY_PAIR = ("benign", "malignant")
@@ -33,7 +34,7 @@ def model_classes(checkpoint: str | Path, cfg: Config) -> tuple[str, ...]:
     """Class names of a trained model, in label order: from its run folder's ``split.json`` (the
     dataset it trained on), else ``data.classes``, else the default for its class count."""
     n = cfg.model.num_classes
-    split_json = resolve_checkpoint(checkpoint).parent.parent / "split.json"
+    split_json = RunFolder(resolve_checkpoint(checkpoint).parent.parent).split
     if split_json.is_file():
         try:
             counts = json.loads(split_json.read_text()).get("class_counts", {})

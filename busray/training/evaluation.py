@@ -30,12 +30,12 @@ from busray.atomic import atomic_write
 from busray.config import Config
 from busray.data import ImageSet, load_dataset, make_split
 from busray.metrics import binary_metrics
+from busray.runfolder import RunFolder, predictions_frame
 from busray.training.batches import DeviceSplit
 from busray.training.checkpoint import resolve_checkpoint
 from busray.training.classes import binary_pair, map_onto, model_classes
 from busray.training.epoch import evaluate
 from busray.training.inference import evaluation_context, load_trained
-from busray.training.run_folder import predictions_frame
 
 EVALUATION_CSV = "per_image.csv"
 EVALUATION_JSON = "metrics.json"
@@ -79,7 +79,7 @@ def _scored_images(path, cfg: Config, data_root: str | None, split_name: str
     """The dataset to read and the indices of the images to score."""
     if data_root is None or _same_folder(data_root, cfg.data.root):
         data_cfg = cfg.data if data_root is None else replace(cfg.data, root=str(data_root))
-        run_split = resolve_checkpoint(path).parent.parent / "split.json"
+        run_split = RunFolder(resolve_checkpoint(path).parent.parent).split
         if run_split.is_file():
             data_cfg = replace(data_cfg, split_file=str(run_split))
     else:

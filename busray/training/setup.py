@@ -20,10 +20,10 @@ from busray.config import Config
 from busray.data import load_dataset, make_split
 from busray.losses import MultiTaskLoss
 from busray.models import create_model, param_groups_summary
+from busray.runfolder import RunFolder, predictions_frame
 from busray.training.batches import DeviceSplit
 from busray.training.checkpoint import BEST, LAST, TrainingState, load_checkpoint
 from busray.training.epoch import StepContext, evaluate
-from busray.training.run_folder import write_test_predictions, write_test_samples
 
 log = logging.getLogger(__name__)
 TEST_SAMPLES = 8
@@ -107,7 +107,7 @@ def load_splits(cfg: Config, device: torch.device, run_dir: Path | None):
     ds = load_dataset(cfg.data)
     split = make_split(ds, cfg.data)
     if run_dir is not None:
-        split.save(run_dir / "split.json", ds)
+        split.save(RunFolder(run_dir).split, ds)
     splits = {name: DeviceSplit.from_dataset(ds, getattr(split, name), device)
               for name in ("train", "val", "test")}
     return ds, split, splits
@@ -154,16 +154,16 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
 
 def finish_with_test(setup: TrainingSetup, run_dir: Path, state: TrainingState) -> dict:
     """Evaluate the best checkpoint on the test split; write per-image predictions and samples."""
-    ckpt = run_dir / "checkpoints"
+    ckpt = RunFolder(run_dir).checkpoints
     best = ckpt / BEST if (ckpt / BEST).is_file() else ckpt / LAST
     setup.raw_model.load_state_dict(load_checkpoint(best, map_location=setup.device)["model"])
     test = setup.splits["test"]
     res = evaluate(setup.ctx, test, setup.eval_batch_size, setup.num_classes, prefix="test",
                    collect=True, keep_samples=TEST_SAMPLES)
-    write_test_predictions(run_dir / "test_predictions.parquet", test.names, setup.class_names,
-                           res.per_image, res.diagnostics)
+    folder = RunFolder(run_dir)
+    folder.write_predictions(predictions_frame(test.names, setup.class_names, res.per_image, res.diagnostics))
     if res.sample_probs is not None:
         k = len(res.sample_probs)
-        write_test_samples(run_dir / "test_samples.npz", test.names, test.images[:k, 0].cpu().numpy(),
-                           test.masks[:k, 0].cpu().numpy(), res.sample_probs)
+        folder.write_samples(test.names, test.images[:k, 0].cpu().numpy(), test.masks[:k, 0].cpu().numpy(),
+                             res.sample_probs)
     return {k.removeprefix("test/"): v for k, v in res.metrics.items()}
