@@ -17,6 +17,7 @@ time), which is what the test suite runs so the script cannot rot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import yaml
@@ -82,13 +84,31 @@ def sweep_spec(folder: Path, s: dict, name: str, trials: int, concurrent: int, e
     return path
 
 
-def timed_sweep(spec: Path, storage: Path) -> tuple[float, float | None]:
+@contextlib.contextmanager
+def shared_ray(slots: int) -> Iterator[dict]:
+    """One local Ray for every ``busray sweep`` below (they connect through ``RAY_ADDRESS``), so the
+    figures compare trials, not cluster start-ups."""
+    import ray
+
+    from busray.sweep.cluster import start_local_ray
+
+    started = not ray.is_initialized()  # (the test suite already runs one)
+    if started:
+        start_local_ray(max_concurrent=slots)
+    try:
+        yield {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+               "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def timed_sweep(spec: Path, storage: Path, env: dict) -> tuple[float, float | None]:
     """Wall seconds of ``busray sweep`` and the mean GPU utilisation (%) meanwhile (None without GPU)."""
     samples: list[float] = []
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_gpu, args=(samples, stop), daemon=True)
     sampler.start()
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
     start = time.perf_counter()
     subprocess.run([str(Path(sys.executable).with_name("busray")), "sweep", str(spec), "--storage",
                     str(storage), "--no-progress"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -110,11 +130,13 @@ def _sample_gpu(samples: list[float], stop: threading.Event) -> None:
 
 def trials_and_packing(s: dict, work: Path) -> dict:
     gpu = torch.cuda.is_available()
-    one, _ = timed_sweep(sweep_spec(work, s, "one", 1, 1, s["epochs"], 1.0 if gpu else 0.0), work / "st1")
     n = s["pack"]
-    seq, seq_util = timed_sweep(sweep_spec(work, s, "seq", n, 1, s["pack_epochs"], 1.0 if gpu else 0.0), work / "st2")
-    packed, pack_util = timed_sweep(sweep_spec(work, s, "packed", n, n, s["pack_epochs"],
-                                               s["gpu_share"] if gpu else 0.0), work / "st3")
+    with shared_ray(n) as env:
+        one, _ = timed_sweep(sweep_spec(work, s, "one", 1, 1, s["epochs"], 1.0 if gpu else 0.0), work / "st1", env)
+        seq, seq_util = timed_sweep(sweep_spec(work, s, "seq", n, 1, s["pack_epochs"], 1.0 if gpu else 0.0),
+                                    work / "st2", env)
+        packed, pack_util = timed_sweep(sweep_spec(work, s, "packed", n, n, s["pack_epochs"],
+                                                   s["gpu_share"] if gpu else 0.0), work / "st3", env)
     return {"one_trial_s": one, "trials": n, "sequential_s": seq, "packed_s": packed,
             "sequential_trials_per_h": 3600 * n / seq, "packed_trials_per_h": 3600 * n / packed,
             "sequential_gpu_util": seq_util, "packed_gpu_util": pack_util}

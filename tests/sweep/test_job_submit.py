@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,18 +34,42 @@ def _free_port() -> int:
 
 @pytest.fixture
 def ray_head():
+    """``ray start --head --block`` in its own process group; the group is killed afterwards (never
+    ``ray stop``, which stops every Ray on the machine, the test session's own included)."""
     temp = tempfile.mkdtemp(prefix="brhead", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     port, dash = _free_port(), _free_port()
-    start = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+    start = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
              "--resources", '{"busray_trial_slot": 2}', "--temp-dir", temp, "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
+        _wait_for_dashboard(dash, head)
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _kill_group(head)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert head.poll() is None, "ray start --head exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the Ray head's dashboard did not come up")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=30)
 
 
 def test_job_submit_runs_the_smoke_sweep(ray_head, tmp_path):
@@ -53,7 +80,11 @@ def test_job_submit_runs_the_smoke_sweep(ray_head, tmp_path):
     submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
               "python", "-m", "busray", "sweep", "sweeps/smoke.yaml", "--storage", str(storage),
               "--no-progress", *shrink]
-    done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+    for _ in range(20):  # the head's job agent registers a few seconds after its dashboard answers
+        done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in done.stderr:
+            break
+        time.sleep(2)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout.lower()
     runs = ResultsStore(storage).runs(sweep="smoke")

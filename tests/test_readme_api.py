@@ -1,0 +1,27 @@
+"""The README's Python API example runs as written (in a temporary folder, on local Ray)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _api_block() -> str:
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_python_api_example_runs(local_ray, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_api_block(), str(README), "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert out.startswith("completed ")
+    assert "sweep api (" in out and "2 trials" in out
+    assert (tmp_path / "runs" / "api" / "metrics.json").is_file()
+    assert (tmp_path / "store_api" / "results").is_dir()
