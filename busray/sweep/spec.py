@@ -129,6 +129,17 @@ class SweepSpec:
     seeds: list[int] = option([0], "train.seed of trial n is seeds[n % len(seeds)]")
     tracking: TrackingSpec = option(TrackingSpec(), "experiment trackers (MLflow, W&B) that log every trial")
 
+    def _check_rungs(self) -> None:
+        """ASHA's first rung must come before a trial's last epoch, or it could never stop one."""
+        epochs = _base_epochs(self.base)
+        if self.scheduler.type != "asha" or epochs is None:
+            return
+        max_t = self.scheduler.max_t or epochs + 1
+        if self.scheduler.grace_period >= min(max_t, epochs):
+            raise ConfigError(f"scheduler.grace_period: {self.scheduler.grace_period} epochs leaves ASHA no "
+                              f"rung before the last of base.train.epochs={epochs}; lower it (--set "
+                              f"scheduler.grace_period=1) or --set scheduler.type=none")
+
     def check(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"name: '{self.name}' must be letters, digits, '-' or '_'")
@@ -137,9 +148,16 @@ class SweepSpec:
                               f"{len(self.objective.metrics)} metrics")
         if not self.seeds:
             raise ConfigError("seeds: at least one seed is needed")
+        self._check_rungs()
         if all(k in self.space for k in WEIGHT_PAIR):
             raise ConfigError(f"space.{WEIGHT_PAIR[1]}: derived as 1 - {WEIGHT_PAIR[0]} "
                               "(w_seg + w_clf = 1); sample only one of them")
+
+
+def _base_epochs(base: dict) -> int | None:
+    train = base.get("train") if isinstance(base.get("train"), dict) else {}
+    epochs = train.get("epochs")
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
 
 def load_sweep_spec(source: "str | Path | dict | SweepSpec", overrides: Iterable[str] = ()) -> "SweepSpec":

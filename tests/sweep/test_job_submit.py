@@ -38,9 +38,11 @@ def ray_head():
     ``ray stop``, which stops every Ray on the machine, the test session's own included)."""
     temp = tempfile.mkdtemp(prefix="brhead", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    port, dash = _free_port(), _free_port()
+    # its own dashboard-agent port: the default (52365) belongs to the session's other test cluster
+    port, dash, agent = _free_port(), _free_port(), _free_port()
     start = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
+             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+             "--dashboard-agent-listen-port", str(agent), "--num-cpus", "2",
              "--resources", '{"busray_trial_slot": 2}', "--temp-dir", temp, "--disable-usage-stats"]
     head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

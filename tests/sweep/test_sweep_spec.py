@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -115,3 +117,10 @@ def test_sweep_state_refuses_a_silent_restart(tmp_path):
 def test_worker_count_may_be_searched():
     spec = load_sweep_spec(TINY_SPEC, ["space.resources.workers={type: categorical, choices: [1, 2]}"])
     assert spec.space["resources.workers"].choices == [1, 2]
+
+
+@pytest.mark.parametrize("overrides", [["base.train.epochs=1"], ["base.train.epochs=3"],
+                                       ["base.train.epochs=8", "scheduler.max_t=2"]])
+def test_asha_needs_a_rung_before_the_last_epoch(overrides):
+    with pytest.raises(ConfigError, match="scheduler.grace_period: 3 epochs leaves ASHA no rung"):
+        load_sweep_spec(Path(__file__).parents[2] / "sweeps" / "smoke.yaml", overrides)
