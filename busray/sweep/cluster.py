@@ -89,10 +89,11 @@ def ray_session(max_concurrent: int, verbose: bool = False, temp_dir: str | None
 def dashboard_url() -> str | None:
     """The Ray dashboard of the connected cluster, as a URL (None without one)."""
     import ray
+    from ray._private.worker import get_dashboard_url  # Ray's own lookup (no public API in 2.60)
 
     try:
-        url = ray.get_runtime_context().get_dashboard_url() if ray.is_initialized() else ""
-    except Exception:  # older/newer Ray without the call, or no dashboard: no hint, not an error
+        url = get_dashboard_url() if ray.is_initialized() else ""
+    except Exception:  # a Ray without it, or no dashboard: no hint, not an error
         return None
     return (url if url.startswith("http") else f"http://{url}") if url else None
 
