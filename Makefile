@@ -10,12 +10,13 @@ STORAGE ?= demo
 install: $(STAMP)
 
 # torch and torchvision are installed first, pinned together: PyPI's torchvision imports only beside its
-# matching torch, and a later unpinned resolve must not swap torch for another build.
+# matching torch, and a later unpinned resolve must not swap torch for another build. --no-compile:
+# Python compiles what it imports on first use; byte-compiling all of torch up front costs minutes.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-compile torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
