@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 # trial at a time makes those decisions (and so the stop the test expects) deterministic.
 OBJECTIVE = "objective=val/loss:min"
 SERIAL = "max_concurrent=1"
+# TPE seed 10 draws resources.workers = 1, 2, 1, 1: both trial paths with one (slow to start) DDP trial
+ONE_DDP_TRIAL = "search.seed=10"
 
 
 def _runs(storage, sweep_id):
@@ -37,7 +39,7 @@ def _runs(storage, sweep_id):
 @pytest.fixture(scope="module")
 def sweep(local_ray, synth_root, tmp_path_factory):
     storage = str(tmp_path_factory.mktemp("sweep"))
-    overrides = [f"base.data.root={synth_root}", OBJECTIVE, SERIAL, "base.train.epochs=4",
+    overrides = [f"base.data.root={synth_root}", OBJECTIVE, SERIAL, ONE_DDP_TRIAL, "base.train.epochs=4",
                  "space.resources.workers={type: categorical, choices: [1, 2]}"]
     return storage, overrides, run_sweep(TINY_SPEC, overrides, storage=storage, progress=False)
 
