@@ -97,10 +97,6 @@ class Objective:
     def label(self) -> str:
         return ",".join(f"{m}:{o}" for m, o in zip(self.metrics, self.modes))
 
-    def names(self) -> list[str]:
-        """Metric names with the ``val/`` prefix removed (what a validation dict is keyed by)."""
-        return [m.removeprefix("val/") for m in self.metrics]
-
     # ------------------------------------------------------------------ deciding
     def value(self, row: Mapping[str, object]) -> float | None:
         """The primary metric of a row (an epoch's metrics), or None when absent or not finite."""

@@ -54,10 +54,6 @@ PER_IMAGE_COLUMNS = ("name", "label", "pred", "has_lesion", "seg/iou", "seg/dice
 STATUSES = ("completed", "failed", "stopped_early", "running")
 
 
-def diagnostic_columns() -> list[str]:
-    return [f"{key}_{level}" for key in DIAGNOSTIC_KEYS for level in LEVELS]
-
-
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -203,9 +199,6 @@ class RunFolder:
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
         atomic_write(self.predictions, buf.getvalue())
-
-    def read_predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.predictions)
 
     def write_samples(self, names: list[str], images: np.ndarray, masks: np.ndarray, probs: np.ndarray) -> None:
         """Up to K test images with ground truth and predicted probability, all uint8 (K, S, S)."""

@@ -66,8 +66,9 @@ def trial_outcome(job: TrialJob, trial_id: str, last_result: dict | None, error:
     outcome.best_epoch = int(best["epoch"]) if best else 0
     outcome.val = best_val(reported, outcome.best_epoch) if best else {}
     outcome.test = {}
-    outcome.dataset, outcome.split_hash = outcome.dataset or folder.split_identity()[0], \
-        outcome.split_hash or folder.split_identity()[1]
+    if not (outcome.dataset and outcome.split_hash):  # a trial stopped before fit wrote them
+        dataset, split_hash = folder.split_identity()
+        outcome.dataset, outcome.split_hash = outcome.dataset or dataset, outcome.split_hash or split_hash
     return outcome.finish("failed" if error else "stopped_early", error)
 
 

@@ -33,7 +33,7 @@ from optuna.exceptions import ExperimentalWarning
 
 from busray.configtools import ConfigError, flatten
 from busray.objective import Objective
-from busray.sweep.cluster import check_resources, ray_session, trial_resources
+from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import SweepState, open_sweep
 from busray.sweep.storage import resolve_storage
@@ -221,10 +221,9 @@ def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
     console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
     console.write(f"{'sweep' if not job.fixed else 'runs'} {job.sweep} ({job.sweep_id}): {total} trials, "
                   f"objective {job.objective.label()}, storage {job.storage}")
-    from busray.sweep.cluster import dashboard_url
-
-    if dashboard_url():
-        console.write(f"Ray dashboard: {dashboard_url()}")
+    url = dashboard_url()
+    if url:
+        console.write(f"Ray dashboard: {url}")
     return console
 
 
