@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from busray.metrics import (METRIC_KEYS, METRIC_MODES, MetricAccumulator, binary_metrics,
-                            classification_metrics, per_image_scores, pooled_scores,
-                            segmentation_counts)
+from busray.metrics import (METRIC_KEYS, METRIC_MODES, MetricAccumulator, average_ranks,
+                            binary_metrics, classification_metrics, per_image_scores, pooled_scores,
+                            roc_auc, segmentation_counts)
 
 LESION = [[0, 0, 0, 0],
           [0, 1, 1, 0],
@@ -156,6 +156,23 @@ def test_auc_matches_pair_counting_on_random_data():
     probs = torch.softmax(logits, dim=1)
     expected = np.mean([pairwise_auc(probs[:, c].numpy(), labels.numpy() == c) for c in range(4)])
     assert classification_metrics(probs, labels, 4)["clf/auc"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("scores, positive, expected", [
+    ([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], 1.0),      # perfectly separated
+    ([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1], 0.0),      # perfectly reversed
+    ([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1], 0.5),      # all tied: every pair counts one half
+    ([0.1, 0.5, 0.5, 0.9], [0, 0, 1, 1], 7 / 8),    # one tied pair of four
+    ([0.3, 0.4], [1, 1], math.nan),                 # no negative: undefined
+])
+def test_roc_auc_cases(scores, positive, expected):
+    got = roc_auc(np.array(scores), np.array(positive, dtype=bool))
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)
+
+
+def test_average_ranks_share_ties():
+    np.testing.assert_array_equal(average_ranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])),
+                                  [4.0, 1.0, 4.0, 2.0, 4.0])
 
 
 def test_auc_is_nan_when_a_class_is_absent():
