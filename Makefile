@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/busray sweep sweeps/smoke.yaml --storage $(STORAGE)
 
+# Two pytest workers: the Ray tests run in one of them, one after another on the session's local Ray
+# (tests/conftest.py groups them), while the other worker takes the rest of the suite.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not ray"

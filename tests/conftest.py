@@ -5,15 +5,42 @@ paths must stay under 107 bytes, so Ray's temp dir is a short ``/tmp/brXXXX`` fo
 pytest's long ``tmp_path``. ``RAY_AUTH_MODE=disabled`` keeps Ray 2.60 from enabling token auth and
 writing ``~/.ray/auth_token`` for every test cluster.
 Ray workers started later inherit the cache variable.
+
+Under pytest-xdist (``make test`` runs two workers) the Ray tests all run in one worker
+(:class:`RayTestsTogether`), so a test session still starts one local Ray.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
+
+
+class RayTestsTogether(LoadScopeScheduling):
+    """xdist scheduling (``make test``: ``-n 2 --dist loadscope``): every test module that uses the
+    ``ray`` marker is one work unit, so all Ray tests run in one worker on its single session Ray (two
+    local clusters would contend for ports and for the 2 CPUs), while the other worker takes the rest
+    of the suite module by module. By path, since xdist's controller sees node ids, not markers (and
+    ``--dist loadgroup`` does not group on pytest 9: it rewrites a node attribute pytest 9 no longer
+    reads)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return "ray" if _uses_ray(str(self.config.rootpath / module)) else module
+
+
+@functools.cache
+def _uses_ray(path: str) -> bool:
+    return os.path.isfile(path) and "pytest.mark.ray" in open(path, encoding="utf-8").read()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return RayTestsTogether(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

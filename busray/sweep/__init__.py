@@ -9,9 +9,14 @@ Tune trainable: ``fit`` in a warm, reused actor), ``ddp`` (multi-worker trials o
 rows), ``hparams`` (TensorBoard HParams), ``console`` (what the user sees), ``cluster`` (``ray.init``,
 loopback, pre-flight, trial slots), ``storage`` (storage paths), ``state`` (sweep ids/rounds).
 With ``ablation`` and ``results``, the only code of busray that imports Ray.
+
+The exports are lazy (:mod:`busray.lazy`): a trial actor unpickles its trainable from
+``busray.sweep.trial``, and an eager ``__init__`` would make every new trial process import the
+driver's side too (Tune's Tuner, pandas, the results store).
 """
 
-from busray.sweep.runner import SweepOutcome, run_configs, run_sweep
-from busray.sweep.spec import SweepSpec, load_sweep_spec
+from busray.lazy import lazy_exports
 
 __all__ = ["SweepOutcome", "SweepSpec", "load_sweep_spec", "run_configs", "run_sweep"]
+__getattr__ = lazy_exports(__name__, {"SweepOutcome": "runner", "run_configs": "runner", "run_sweep": "runner",
+                                      "SweepSpec": "spec", "load_sweep_spec": "spec"})

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -20,7 +21,9 @@ def _load(name: str):
     return module
 
 
-def test_sweep_overhead_tiny(tmp_path, capsys):
+def test_sweep_overhead_tiny(local_ray, tmp_path, capsys, monkeypatch):
+    # (b) connects to the session's Ray like a driver of a running cluster, instead of starting its own
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     out = tmp_path / "overhead.json"
     assert _load("sweep_overhead").main(["--trials", "2", "--epochs", "1", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
@@ -31,7 +34,7 @@ def test_sweep_overhead_tiny(tmp_path, capsys):
     assert "(b)/(a)" in capsys.readouterr().out
 
 
-def test_gpu_suite_tiny(tmp_path, capsys):
+def test_gpu_suite_tiny(local_ray, tmp_path, capsys):
     out = tmp_path / "gpu.json"
     assert _load("gpu_suite").main(["--tiny", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())

@@ -1,7 +1,9 @@
 """The sweep driver SIGKILLed mid-sweep, then the same command with ``--resume``: exactly N rows.
 
-Runs the real CLI (``python -m busray sweep``) in a subprocess with its own local Ray, kills the driver
-with SIGKILL once the first trial row is in the store, and resumes (``Tuner.restore``).
+Runs the real CLI (``python -m busray sweep``) in a subprocess connected to the session's local Ray
+(``RAY_ADDRESS``, as a driver of a running cluster does), kills the driver with SIGKILL once the first
+trial row is in the store (Ray then ends the dead driver's trial actors), and resumes
+(``Tuner.restore``) from a second driver.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import ray
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -32,15 +35,15 @@ def _sweep_cmd(root: str, storage: str, *extra: str) -> list[str]:
             "--storage", storage, "--no-progress", *extra]
 
 
-def _env(ray_tmp: str) -> dict:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "BUSRAY_RAY_TEMP_DIR": ray_tmp,
+def _env() -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
             "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def test_killed_driver_then_resume_gives_exactly_n_rows(synth_root, short_dir):
-    storage, ray_tmp = f"{short_dir}/st", f"{short_dir}/ray"
+def test_killed_driver_then_resume_gives_exactly_n_rows(local_ray, synth_root, short_dir):
+    storage = f"{short_dir}/st"
     store = ResultsStore(storage)
-    driver = subprocess.Popen(_sweep_cmd(synth_root, storage), env=_env(ray_tmp), cwd=ROOT,
+    driver = subprocess.Popen(_sweep_cmd(synth_root, storage), env=_env(), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 400
@@ -51,11 +54,11 @@ def test_killed_driver_then_resume_gives_exactly_n_rows(synth_root, short_dir):
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     finally:
-        _kill_group(driver.pid)  # the killed driver's local Ray (raylet, GCS, workers)
+        _kill_group(driver.pid)  # whatever the killed driver had started
     rows_at_kill = len(store.runs())
     assert rows_at_kill < 4
 
-    resumed = subprocess.run(_sweep_cmd(synth_root, storage, "--resume"), env=_env(ray_tmp), cwd=ROOT,
+    resumed = subprocess.run(_sweep_cmd(synth_root, storage, "--resume"), env=_env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=500, start_new_session=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     runs = ResultsStore(storage).runs()
