@@ -7,7 +7,10 @@ writing ``~/.ray/auth_token`` for every test cluster.
 Ray workers started later inherit the cache variable.
 
 Under pytest-xdist (``make test`` runs two workers) the Ray tests all run in one worker
-(:class:`RayTestsTogether`), so a test session still starts one local Ray.
+(:class:`RayTestsTogether`), so a test session still starts one local Ray. The Ray tests are the
+suite's critical path, so two things keep the other worker from starving them on 2 cores: each worker
+process (and what it starts) uses one torch thread, and the session Ray's workers run at normal
+priority (Ray's default niceness, 15, is meant to keep a driver responsive on a busy node).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import tempfile
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # before anything imports torch, which reads it once
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 class RayTestsTogether(LoadScopeScheduling):
@@ -69,6 +75,7 @@ def local_ray():
     from busray.sweep.cluster import start_local_ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_worker_niceness"] = "0"  # read by the raylet ray.init starts
     temp = tempfile.mkdtemp(prefix="brray", dir="/tmp")
     start_local_ray(max_concurrent=2, temp_dir=temp, num_cpus=2)
     yield temp

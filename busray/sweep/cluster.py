@@ -7,7 +7,8 @@ Ray 2.60 facts this module works with (read from the installed package):
   ``ray start --head`` enables token mode only if a token exists (``ray get-auth-token --generate``) or
   ``RAY_AUTH_MODE=token``; clients then need the same token (the file, ``RAY_AUTH_TOKEN`` or
   ``RAY_AUTH_TOKEN_PATH``). ``RAY_AUTH_MODE=disabled`` opts out (the tests do, so they never touch
-  ``~/.ray``). busray does not change the mode: it is the operator's security decision.
+  ``~/.ray``). busray does not change the mode: it is the operator's security decision. It only drops
+  Ray's console notice that the default applies (``--verbose`` shows it).
 - **Loopback.** ``ray.init`` turns a node IP of 127.0.0.1 into the machine's routable address, and its
   gRPC servers (GCS, raylet, workers) then listen on every interface. Ray's own single-machine mode
   (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, meant for laptops) keeps the node on 127.0.0.1, and every
@@ -31,6 +32,7 @@ Ray 2.60 facts this module works with (read from the installed package):
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from typing import Iterator
@@ -42,6 +44,11 @@ TEMP_DIR_ENV = "BUSRAY_RAY_TEMP_DIR"
 LOOPBACK = "127.0.0.1"
 TRAIN_POLL_S = "0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_auth_notice(record: logging.LogRecord) -> bool:
+    return "Token authentication is enabled" not in record.getMessage()
 
 
 def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: int | None = None,
@@ -58,6 +65,8 @@ def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: 
     # processes ray.init starts, the constant by this one (it was read when Ray was imported)
     os.environ[SINGLE_MACHINE_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    if not verbose:  # Ray's notice that it kept its default (token auth on) is not news to a user
+        logging.getLogger(AUTH_LOGGER).addFilter(_drop_token_auth_notice)
     ray.init(resources={SLOT_RESOURCE: float(max_concurrent)}, num_cpus=num_cpus, _temp_dir=temp_dir,
              _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, log_to_driver=verbose,
              configure_logging=True, logging_level="INFO" if verbose else "WARNING",

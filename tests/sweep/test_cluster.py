@@ -7,11 +7,14 @@ line names the cluster's temp folder, and their descendants).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from pathlib import Path
 
 import pytest
 import ray
+
+from busray.sweep.cluster import AUTH_LOGGER, _drop_token_auth_notice
 
 pytestmark = [pytest.mark.ray]
 LISTEN = "0A"
@@ -103,3 +106,12 @@ def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir
         run_configs("pre", [("a", {"train": {"epochs": 1}}, 0, "a")], resources=ResourcesSpec(**resources),
                     storage=short_dir, progress=False)
     assert ResultsStore(short_dir).runs().empty  # refused before any trial ran
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.", False),
+    ("Token authentication is disabled for this Ray cluster. Anyone with network access ...", True),
+])
+def test_only_rays_token_default_notice_is_dropped(message, shown):
+    record = logging.LogRecord(AUTH_LOGGER, logging.WARNING, __file__, 1, message, None, None)
+    assert _drop_token_auth_notice(record) is shown
