@@ -66,7 +66,8 @@ def _common(p) -> None:
                    help="override a key of the file, e.g. --set base.train.epochs=2 (repeatable)")
     p.add_argument("--storage", default=None,
                    help=f"storage folder, local or mounted (default: the file's, else {DEFAULT_STORAGE})")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (trial lines and the summary still print)")
 
 
 def _register_results(sub) -> None:

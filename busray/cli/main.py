@@ -53,7 +53,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if ("%(default)" in text or "default" in text or not action.option_strings
-                or default is None or default is False or default == argparse.SUPPRESS
+                or default is None or isinstance(default, bool) or default == argparse.SUPPRESS
                 or default == []):
             return text
         return f"{text} (default: %(default)s)"
