@@ -5,13 +5,14 @@ not forwarded (``log_to_driver=False``) unless ``--verbose``. What a researcher 
 
     sweep smoke (smoke-20261126T120000-ab12): 4 trials, 2 at a time, objective val/score:max
     Ray dashboard: http://127.0.0.1:8265
-    [1/4] a0852_00000 started   loss.w_seg=0.71  model.tau=0.85  train.lr=0.0012
-    [1/4] a0852_00000 stopped   by ASHA after epoch 3: val/score 0.222 (best epoch 2)
-    [2/4] a0852_00001 completed val/score 0.459 (best epoch 7), test seg/iou 0.41 clf/acc 0.80
-    [3/4] a0852_00002 failed    NonFiniteLoss: non-finite loss at epoch 2
+    [1/4] a08529ac started   loss.w_seg=0.71  model.tau=0.85  train.lr=0.0012
+    [1/4] a08529ac stopped   by ASHA after epoch 3: val/score 0.222 (best epoch 2)
+    [2/4] 01f970e5 completed val/score 0.459 (best epoch 7), test seg/iou 0.41 clf/acc 0.80
+    [3/4] 9c7d1e2a failed    NonFiniteLoss: non-finite loss at epoch 2
 
-Trial ids are printed whole: they are the store's ``trial_id`` and the run folder's name (Tune's ids
-share their first five characters within a sweep, so a prefix would not tell trials apart).
+Trial ids are printed whole: they are the store's ``trial_id`` and the run folder's name. (A sweep's
+ids are 8 hex digits; the fixed runs of an ablation are ``<5 hex>_<index>``, e.g. ``a8c6e_00003``,
+which share their first characters, so a prefix would not tell them apart.)
 
 A tqdm bar (trials done / total, epoch of the running trials) is drawn on stderr only when stderr
 is a terminal; event lines go through ``tqdm.write`` so the two never tear. No escape codes are
