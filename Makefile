@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadscope
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not ray"
+	$(PY) -m pytest -q -n 2 -m "not slow and not ray"
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

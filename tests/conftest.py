@@ -46,7 +46,7 @@ def _uses_ray(path: str) -> bool:
 
 
 def pytest_xdist_make_scheduler(config, log):
-    return RayTestsTogether(config, log)
+    return RayTestsTogether(config, log) if config.getvalue("dist") == "loadscope" else None
 
 
 @pytest.fixture(scope="session", autouse=True)
