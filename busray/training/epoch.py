@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -108,10 +109,27 @@ class EvalResult:
     metrics: dict[str, float]
     per_image: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (N, 4)
-    sample_probs: np.ndarray | None = None  # (K, S, S) float in [0, 1] for the first K images
+    sample_probs: np.ndarray | None = None  # (K, S, S) float in [0, 1] for the ``keep`` images, in order
 
 
 EVAL_ORDER_SEED = 0
+
+
+def sample_picks(labels: torch.Tensor, k: int) -> list[int]:
+    """Up to ``k`` split indices for figures and TensorBoard overlays, one class after another.
+
+    Splits are stored class by class, so the first ``k`` images would all be of the first class (on
+    BUSI: eight normal images, no lesion to look at). Round robin over the classes, each class's images
+    in split order: a fixed, class-balanced selection, the same for every run on the same split.
+    """
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels.tolist()):
+        by_class.setdefault(int(label), []).append(index)
+    queues = [by_class[c] for c in sorted(by_class)]
+    picks: list[int] = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        picks += [q[rank] for q in queues if rank < len(q)]
+    return picks[:k]
 
 
 def eval_order(n: int) -> torch.Tensor:
@@ -127,11 +145,11 @@ def eval_order(n: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def evaluate(ctx: StepContext, split: DeviceSplit, batch_size: int, num_classes: int,
-             prefix: str = "val", collect: bool = False, keep_samples: int = 0) -> EvalResult:
+             prefix: str = "val", collect: bool = False, keep: Sequence[int] = ()) -> EvalResult:
     """Loss terms and metrics (``<prefix>/loss``, ``<prefix>/seg/iou``, ...) over a whole split.
 
     Images are visited in :func:`eval_order`; per-image outputs come back in the split's own order
-    (``split.names``), and ``sample_probs`` are those of the split's first ``keep_samples`` images.
+    (``split.names``), and ``sample_probs`` are those of the split's images ``keep`` (in that order).
     """
     model = ctx.raw_model or ctx.model
     model.eval()
@@ -140,6 +158,7 @@ def evaluate(ctx: StepContext, split: DeviceSplit, batch_size: int, num_classes:
     diags: dict[str, list[torch.Tensor]] = {k: [] for k in DIAGNOSTIC_KEYS}
     order = eval_order(len(split))
     samples: dict[int, torch.Tensor] = {}
+    wanted = set(keep)
     for chunk in eval_batches(len(split), batch_size):
         idx = order[chunk].to(ctx.device)
         masks = split.masks[idx].float()
@@ -155,7 +174,7 @@ def evaluate(ctx: StepContext, split: DeviceSplit, batch_size: int, num_classes:
             for k in DIAGNOSTIC_KEYS:
                 diags[k].append(out.diagnostics[k].float().cpu())
         for row, i in enumerate(order[chunk].tolist()):
-            if i < keep_samples:
+            if i in wanted:
                 samples[i] = torch.sigmoid(seg[row, 0]).cpu()
     metrics = {f"{prefix}/{k}": float(v) / max(1, len(split)) for k, v in sums.items()}
     metrics.update({f"{prefix}/{k}": v for k, v in acc.compute().items()})
@@ -165,7 +184,7 @@ def evaluate(ctx: StepContext, split: DeviceSplit, batch_size: int, num_classes:
         result.per_image = {k: v[back] for k, v in acc.per_image().items()}
         result.diagnostics = {k: torch.cat(v).numpy()[back] for k, v in diags.items() if v}
     if samples:
-        result.sample_probs = torch.stack([samples[i] for i in sorted(samples)]).numpy()
+        result.sample_probs = torch.stack([samples[i] for i in keep]).numpy()
     return result
 
 

@@ -126,7 +126,8 @@ def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, repor
         ckpt_dir = _save(setup, state, improved, cfg)
         tb.scalars(metrics, epoch)
         if setup.run_dir is not None and setup.val_samples is not None:
-            tb.overlays(setup.splits["val"].images, setup.splits["val"].masks, setup.val_samples, epoch)
+            val_split, picks = setup.splits["val"], setup.val_picks
+            tb.overlays(val_split.images[picks], val_split.masks[picks], setup.val_samples, epoch)
         reporter.report(epoch, metrics, ckpt_dir)
         bar.update(1)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3f}" for k in
@@ -148,9 +149,9 @@ def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int) -> dict[str, float
     metrics = {"epoch": epoch, "lr": lr}
     metrics.update(train_epoch(setup.ctx, train, batches, epoch))
     setup.scheduler.step()
-    keep = cfg.train.tb_images if setup.run_dir is not None else 0
+    picks = setup.val_picks if setup.run_dir is not None else []
     val = evaluate(setup.ctx, setup.splits["val"], cfg.train.eval_batch_size, cfg.model.num_classes,
-                   prefix="val", keep_samples=keep)
+                   prefix="val", keep=picks)
     setup.val_samples = val.sample_probs
     metrics.update(val.metrics)
     metrics["val/score"] = monitor_score(val.metrics)

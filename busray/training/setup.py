@@ -23,7 +23,7 @@ from busray.models import create_model, param_groups_summary
 from busray.runfolder import RunFolder, predictions_frame
 from busray.training.batches import DeviceSplit
 from busray.training.checkpoint import BEST, LAST, TrainingState, load_checkpoint
-from busray.training.epoch import StepContext, evaluate
+from busray.training.epoch import StepContext, evaluate, sample_picks
 
 log = logging.getLogger(__name__)
 TEST_SAMPLES = 8
@@ -45,6 +45,7 @@ class TrainingSetup:
     world: int = 1
     num_classes: int = 3
     eval_batch_size: int = 32
+    val_picks: list[int] = field(default_factory=list)  # the val images shown in TensorBoard
     val_samples: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -149,7 +150,8 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
                          class_names=ds.class_names, device=device, device_name=device_description(device),
                          dataset_name=ds.source, split_hash=split.split_hash, run_dir=run_dir, rank=rank,
                          world=world, num_classes=cfg.model.num_classes,
-                         eval_batch_size=t.eval_batch_size)
+                         eval_batch_size=t.eval_batch_size,
+                         val_picks=sample_picks(splits["val"].labels, t.tb_images))
 
 
 def finish_with_test(setup: TrainingSetup, run_dir: Path, state: TrainingState) -> dict:
@@ -158,12 +160,12 @@ def finish_with_test(setup: TrainingSetup, run_dir: Path, state: TrainingState) 
     best = ckpt / BEST if (ckpt / BEST).is_file() else ckpt / LAST
     setup.raw_model.load_state_dict(load_checkpoint(best, map_location=setup.device)["model"])
     test = setup.splits["test"]
+    picks = sample_picks(test.labels, TEST_SAMPLES)
     res = evaluate(setup.ctx, test, setup.eval_batch_size, setup.num_classes, prefix="test",
-                   collect=True, keep_samples=TEST_SAMPLES)
+                   collect=True, keep=picks)
     folder = RunFolder(run_dir)
     folder.write_predictions(predictions_frame(test.names, setup.class_names, res.per_image, res.diagnostics))
     if res.sample_probs is not None:
-        k = len(res.sample_probs)
-        folder.write_samples(test.names, test.images[:k, 0].cpu().numpy(), test.masks[:k, 0].cpu().numpy(),
-                             res.sample_probs)
+        folder.write_samples([test.names[i] for i in picks], test.images[picks, 0].cpu().numpy(),
+                             test.masks[picks, 0].cpu().numpy(), res.sample_probs)
     return {k.removeprefix("test/"): v for k, v in res.metrics.items()}

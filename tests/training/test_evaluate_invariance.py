@@ -14,7 +14,7 @@ from busray.data import load_dataset
 from busray.losses import MultiTaskLoss
 from busray.models import create_model
 from busray.training.batches import DeviceSplit, to_model_input
-from busray.training.epoch import StepContext, eval_order, evaluate
+from busray.training.epoch import StepContext, eval_order, evaluate, sample_picks
 
 from tinyrun import tiny
 
@@ -94,3 +94,24 @@ def test_evaluation_order_mixes_the_classes_and_is_fixed():
     labels = torch.arange(90) // 30                        # three classes, sorted
     first_batch = labels[order[:32]]
     assert len(first_batch.unique()) == 3
+
+
+@pytest.mark.parametrize("labels, k, picks", [
+    ([0, 0, 0, 1, 1, 2], 4, [0, 3, 5, 1]),        # one of each class first, in split order
+    ([0, 0, 0, 1, 1, 2], 10, [0, 3, 5, 1, 4, 2]),  # k beyond the split: every image once
+    ([2, 2, 0], 2, [2, 0]),                        # classes in label order, whatever the split order
+    ([1, 1], 0, []),
+])
+def test_sample_picks_take_the_classes_in_turn(labels, k, picks):
+    assert sample_picks(torch.tensor(labels), k) == picks
+
+
+def test_kept_samples_are_the_picked_images_in_pick_order(dataset):
+    cfg, ds = dataset
+    split = _split(ds, np.arange(len(ds)))
+    ctx = _context(cfg, "running")
+    picks = [5, 0, 17]
+    kept = evaluate(ctx, split, 4, 3, keep=picks).sample_probs
+    for row, index in enumerate(picks):  # each image alone gives the same probability map
+        alone = evaluate(ctx, _split(ds, [index]), 1, 3, keep=[0]).sample_probs[0]
+        np.testing.assert_allclose(kept[row], alone, atol=1e-5)
