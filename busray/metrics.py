@@ -99,9 +99,10 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of ``values`` with tied values sharing the mean of their ranks."""
     order = np.argsort(values, kind="mergesort")
     ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    new_value = np.r_[True, ordered[1:] != ordered[:-1]]  # where each run of tied values starts
+    starts = np.flatnonzero(new_value)
     ends = np.r_[starts[1:], len(values)]
-    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+    group = np.cumsum(new_value) - 1
     ranks = np.empty(len(values), dtype=np.float64)
     ranks[order] = ((starts + 1 + ends) / 2.0)[group]  # mean of the 1-based ranks starts+1 .. ends
     return ranks

@@ -19,6 +19,7 @@ import functools
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
@@ -42,7 +43,8 @@ class RayTestsTogether(LoadScopeScheduling):
 
 @functools.cache
 def _uses_ray(path: str) -> bool:
-    return os.path.isfile(path) and "pytest.mark.ray" in open(path, encoding="utf-8").read()
+    file = Path(path)
+    return file.is_file() and "pytest.mark.ray" in file.read_text(encoding="utf-8")
 
 
 def pytest_xdist_make_scheduler(config, log):
