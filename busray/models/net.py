@@ -102,31 +102,34 @@ class MultiTaskNet(nn.Module):
         feats = self.encoder(x)
         if self.hmsf is not None:
             feats = [module(f) for module, f in zip(self.hmsf, feats)]
-        diag = {key: torch.full((x.shape[0], len(LEVELS)), math.nan, device=x.device)
-                for key in DIAGNOSTIC_KEYS}
+        # Diagnostics are gathered as per-level (B,) columns and stacked once: no in-place writes
+        # into a shared tensor, so the forward also runs under ``torch.func.vmap`` (stacked trials).
+        off = torch.full((x.shape[0],), math.nan, device=x.device)
+        columns = {key: [off] * len(LEVELS) for key in DIAGNOSTIC_KEYS}
         d, streams = feats[-1], []
         for i, (level, block) in enumerate(zip(LEVELS, self.decoder)):
             d = block(d, feats[SKIP_TAP[level]])
             if self.level_clf is None:
                 continue
             f = self.level_clf[i](feats[LEVEL_SOURCE_TAP[level]])
-            d, f = self._interact(level, d, f, diag)
+            d, f = self._interact(level, d, f, columns)
             streams.append(f)
         seg = self.seg_head(d, x.shape[-2:])
         clf = self.clf_head([global_pool(feats[i]) for i in CLF_ENCODER_TAPS] + streams)
+        diag = {key: torch.stack(cols, dim=1).float() for key, cols in columns.items()}  # float32 under autocast too
         return ModelOutput(seg=seg, clf=clf, diagnostics=diag)
 
-    def _interact(self, level: int, d: torch.Tensor, f: torch.Tensor, diag: dict
+    def _interact(self, level: int, d: torch.Tensor, f: torch.Tensor, columns: dict[str, list]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """TIM then UPA at one level (where built); fills column ``level - 1`` of ``diag``."""
+        """TIM then UPA at one level (where built); sets entry ``level - 1`` of each ``columns`` list."""
         key, col = str(level), level - 1
         if self.tim is None or key not in self.tim:
             return d, f
-        d_enh, f_enh, diag["tim_seg2clf"][:, col], diag["tim_clf2seg"][:, col] = self.tim[key](d, f)
+        d_enh, f_enh, columns["tim_seg2clf"][col], columns["tim_clf2seg"][col] = self.tim[key](d, f)
         if self.upa is None:
             return d_enh, f_enh
         d, f, w = self.upa[key](d, d_enh, f, f_enh)
-        diag["upa_w_seg"][:, col], diag["upa_w_clf"][:, col] = w[:, 0].detach(), w[:, 1].detach()
+        columns["upa_w_seg"][col], columns["upa_w_clf"][col] = w[:, 0].detach(), w[:, 1].detach()
         return d, f
 
 

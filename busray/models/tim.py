@@ -32,7 +32,9 @@ class TaskInteraction(nn.Module):
     def __init__(self, channels: int, clf_dim: int, tau: float,
                  seg2clf: bool = True, clf2seg: bool = True):
         super().__init__()
-        self.tau = tau
+        # A buffer, not a float: trials stacked under torch.func.vmap (busray.models.stacking) may
+        # differ in tau. Not persistent, so checkpoints keep the same keys.
+        self.register_buffer("tau", torch.tensor(float(tau)), persistent=False)
         self.seg2clf = seg2clf
         self.clf2seg = clf2seg
         if seg2clf:

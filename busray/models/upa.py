@@ -64,19 +64,20 @@ class UncertaintyProxyAttention(nn.Module):
         return d_final, f_final, w
 
     def _reference(self, u: torch.Tensor) -> torch.Tensor:
-        """``u_bar``, (2,): the batch mean, or the running mean in eval with ``norm='running'``."""
+        """``u_bar``, (2,): the batch mean, or the running mean in eval with ``norm='running'``.
+
+        Branches on tensors are ``torch.where``, not Python ``if``: no GPU-to-host sync per level
+        and step, and the module runs under ``torch.func.vmap``."""
         batch_mean = u.mean(dim=0)
         if self.norm == "batch":
             return batch_mean
         if self.training:
             self._track(batch_mean.detach())
             return batch_mean
-        return self.running_u if self.num_batches_tracked > 0 else batch_mean
+        return torch.where(self.num_batches_tracked > 0, self.running_u, batch_mean)
 
     @torch.no_grad()
     def _track(self, batch_mean: torch.Tensor) -> None:
-        if self.num_batches_tracked == 0:
-            self.running_u.copy_(batch_mean)
-        else:
-            self.running_u.lerp_(batch_mean, self.momentum)
+        first = self.num_batches_tracked == 0
+        self.running_u.copy_(torch.where(first, batch_mean, self.running_u.lerp(batch_mean, self.momentum)))
         self.num_batches_tracked += 1
