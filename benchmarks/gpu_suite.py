@@ -4,13 +4,16 @@
    bf16 + channels_last, and bf16 + channels_last + ``torch.compile``;
 2. the wall time of one 100-epoch BUSI trial (``../shared/data``) through ``busray sweep``;
 3. four trials packed on one GPU (``gpus_per_worker: 0.25``, four at a time) against the same four
-   one at a time: trials per hour and mean GPU utilisation (``nvidia-smi``, sampled every second).
+   one at a time: trials per hour and mean GPU utilisation (``nvidia-smi``, sampled every second);
+4. packing inside one process: four models stacked under ``torch.func.vmap`` against the same four
+   stepped one after another (``benchmarks/packing_probe.py``), training img/s.
 
 Prints a table and writes it as JSON. ``--tiny`` runs the same code paths in CPU-sized form (tiny
 encoder, 64 px, a few steps, 1-epoch trials on synthetic data, 2 trials at a time against one at a
 time), which is what the test suite runs so the script cannot rot.
 
     python benchmarks/gpu_suite.py --json gpu_suite.json           # on the GPU machine (~8 min, H100)
+    python benchmarks/gpu_suite.py --data .data/busi --json out.json  # BUSI copied beside the repo
     python benchmarks/gpu_suite.py --tiny --json /tmp/tiny.json     # anywhere, ~1 min
 """
 
@@ -32,7 +35,8 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_throughput import busray_throughput  # noqa: E402  (a sibling script, not a package)
+from packing_probe import probe_config, stacked_vs_sequential  # noqa: E402  (sibling scripts)
+from train_throughput import busray_throughput  # noqa: E402
 
 from busray.config import load_config  # noqa: E402
 from busray.training.setup import build_setup  # noqa: E402
@@ -44,12 +48,26 @@ PRECISIONS = {"fp32": ["train.amp=off"], "bf16": ["train.amp=bf16"],
               "bf16+channels_last+compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=true"]}
 
 
-def sizes(tiny: bool) -> dict:
+def sizes(tiny: bool, data: str) -> dict:
     if tiny:
         return {"encoder": "test_efficientnet", "size": 64, "batch": 2, "steps": 3, "epochs": 1,
                 "pack": 2, "pack_epochs": 1, "data": "synthetic:n=24,size=64", "gpu_share": 0.0}
     return {"encoder": "tf_efficientnet_b4", "size": 224, "batch": 24, "steps": 30, "epochs": 100,
-            "pack": 4, "pack_epochs": 10, "data": str(BUSI), "gpu_share": 0.25}
+            "pack": 4, "pack_epochs": 10, "data": data, "gpu_share": 0.25}
+
+
+def stacking(s: dict) -> dict:
+    """Section 4: ``pack`` models stacked in one process vs stepped one after another, both arms in one
+    precision: bf16 where vmap's batch-norm rule takes it (on CPU it refuses bf16 inputs), else fp32."""
+    errors = []
+    for amp in ("bf16", "off"):
+        try:
+            figures = stacked_vs_sequential(probe_config(s["encoder"], s["size"], s["batch"], amp), s["pack"],
+                                            s["batch"], max(1, s["steps"] // 2))
+            return {**figures, "amp": amp}
+        except RuntimeError as err:  # say why in the table, keep the other sections' figures
+            errors.append(f"amp={amp}: {str(err).splitlines()[0][:100]}")
+    return {"k": s["pack"], "error": "; ".join(errors)}
 
 
 def throughput(s: dict) -> dict[str, float | str]:
@@ -110,7 +128,7 @@ def timed_sweep(spec: Path, storage: Path, env: dict) -> tuple[float, float | No
     sampler = threading.Thread(target=_sample_gpu, args=(samples, stop), daemon=True)
     sampler.start()
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("busray")), "sweep", str(spec), "--storage",
+    subprocess.run([sys.executable, "-m", "busray", "sweep", str(spec), "--storage",
                     str(storage), "--no-progress"], check=True, env=env, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     stop.set()
@@ -142,38 +160,61 @@ def trials_and_packing(s: dict, work: Path) -> dict:
             "sequential_gpu_util": seq_util, "packed_gpu_util": pack_util}
 
 
-def table(s: dict, tput: dict, trials: dict, device: str) -> str:
+def table(s: dict, figures: dict, device: str) -> str:
     def fmt(v, unit=""):
         return f"{v:.1f}{unit}" if isinstance(v, (int, float)) else (str(v) if v is not None else "n/a")
 
     rows = [f"device: {device}", f"model: {s['encoder']}, {s['size']} px, batch {s['batch']}", "",
             "| measure | value |", "|---|---|"]
-    rows += [f"| train img/s, {name} | {fmt(value)} |" for name, value in tput.items()]
-    rows += [f"| one {s['epochs']}-epoch trial through busray sweep | {fmt(trials['one_trial_s'], ' s')} |",
-             f"| {trials['trials']} trials one at a time | {fmt(trials['sequential_trials_per_h'])} trials/h, "
-             f"GPU {fmt(trials['sequential_gpu_util'], ' %')} |",
-             f"| {trials['trials']} trials packed | {fmt(trials['packed_trials_per_h'])} trials/h, "
-             f"GPU {fmt(trials['packed_gpu_util'], ' %')} |",
-             f"| packed / one at a time | {trials['sequential_s'] / trials['packed_s']:.2f}x |"]
+    rows += [f"| train img/s, {name} | {fmt(value)} |" for name, value in figures.get("throughput", {}).items()]
+    if "one_trial_s" in figures:
+        t = figures
+        rows += [f"| one {s['epochs']}-epoch trial through busray sweep | {fmt(t['one_trial_s'], ' s')} |",
+                 f"| {t['trials']} trials one at a time | {fmt(t['sequential_trials_per_h'])} trials/h, "
+                 f"GPU {fmt(t['sequential_gpu_util'], ' %')} |",
+                 f"| {t['trials']} trials packed | {fmt(t['packed_trials_per_h'])} trials/h, "
+                 f"GPU {fmt(t['packed_gpu_util'], ' %')} |",
+                 f"| packed / one at a time | {t['sequential_s'] / t['packed_s']:.2f}x |"]
+    st = figures.get("stacking")
+    if st and "error" in st:
+        rows += [f"| {st['k']} models stacked (vmap), one process | n/a ({st['error']}) |"]
+    elif st:
+        rows += [f"| {st['k']} models stepped one after another, one process, amp={st['amp']} | "
+                 f"{fmt(st['sequential_img_s'])} img/s |",
+                 f"| {st['k']} models stacked (vmap), one process, amp={st['amp']} | {fmt(st['stacked_img_s'])} img/s |",
+                 f"| stacked / one after another | {st['stacked_over_sequential']:.2f}x |"]
     return "\n".join(rows)
+
+
+SECTIONS = ("throughput", "trials", "stacking")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="CPU-sized run of every section")
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument("--data", default=str(BUSI), help=f"BUSI folder for the trials (default {BUSI})")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
     args = parser.parse_args(argv)
-    s = sizes(args.tiny)
-    if not args.tiny and not Path(s["data"]).is_dir():
-        parser.error(f"BUSI not found at {s['data']}")
+    wanted = [w.strip() for w in args.sections.split(",") if w.strip()]
+    if unknown := sorted(set(wanted) - set(SECTIONS)):
+        parser.error(f"--sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTIONS)})")
+    s = sizes(args.tiny, args.data)
+    if "trials" in wanted and not args.tiny and not Path(s["data"]).is_dir():
+        parser.error(f"--data: BUSI not found at {s['data']}")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    tput = throughput(s)
-    with tempfile.TemporaryDirectory(prefix="busray-gpu-suite-") as work:
-        trials = trials_and_packing(s, Path(work))
-    print(table(s, tput, trials, device))
+    figures: dict = {}
+    if "throughput" in wanted:
+        figures["throughput"] = throughput(s)
+    if "trials" in wanted:
+        with tempfile.TemporaryDirectory(prefix="busray-gpu-suite-") as work:
+            figures.update(trials_and_packing(s, Path(work)))
+    if "stacking" in wanted:
+        figures["stacking"] = stacking(s)
+    print(table(s, figures, device))
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device, "sizes": s, "throughput": tput, **trials},
-                                              indent=1, default=str))
+        Path(args.json).write_text(json.dumps({"device": device, "sizes": s, **figures}, indent=1, default=str))
     return 0
 
 

@@ -8,6 +8,7 @@ overrides only override those defaults; the resolved config is saved beside ever
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -15,12 +16,13 @@ from typing import Iterable
 from busray.configtools import (ConfigError, apply_overrides, describe, from_dict, load_yaml, option,
                                 save_yaml, to_dict)
 from busray.data.config import DataConfig
+from busray.data.embedded import is_embedded
 from busray.losses import LossConfig
 from busray.models.config import ModelConfig
 from busray.training.config import TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_to_dict", "save_config",
-           "config_keys"]
+           "config_keys", "resolve_run_paths"]
 
 
 @dataclass
@@ -56,3 +58,32 @@ def save_config(cfg: Config, path: str | Path) -> None:
 def config_keys() -> list[tuple[str, object, str]]:
     """(key, default, help) for every config key, for ``busray config`` and the README."""
     return describe(Config)
+
+
+_NOT_PATHS = {"model.weights": ("none", "imagenet", "noisy_student")}
+"""Values of path keys that name something else (``model.weights: imagenet``)."""
+_MUST_EXIST = {"data.root": "dataset folder or manifest", "data.split_file": "split file",
+               "model.weights": "weights file"}
+_ANCHORED = ("data.cache_dir",)  # made absolute, may not exist yet
+
+
+def resolve_run_paths(data: dict, prefix: str = "") -> dict:
+    """A copy of the nested run config ``data`` whose relative paths are absolute, checked to exist.
+
+    Trials of a sweep or ablation run in Ray workers whose working directory is not the one busray was
+    started in, so ``data.root: data/busi`` must be anchored by the driver, as ``busray train`` reads it.
+    A missing dataset, split file or weights file is a ``ConfigError`` naming the key (``prefix`` +
+    key) before any trial starts. ``synthetic...`` roots and ``package:`` weights are not paths.
+    """
+    out = copy.deepcopy(data)
+    for dotted in (*_MUST_EXIST, *_ANCHORED):
+        group, key = dotted.split(".")
+        value = (out.get(group) or {}).get(key) if isinstance(out.get(group, {}), dict) else None
+        if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value) \
+                or value.startswith("package:"):
+            continue
+        path = Path(value).expanduser().absolute()
+        if dotted in _MUST_EXIST and not path.exists():
+            raise ConfigError(f"{prefix}{dotted}: {_MUST_EXIST[dotted]} not found: {path}")
+        out[group][key] = str(path)
+    return out

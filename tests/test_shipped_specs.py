@@ -16,9 +16,12 @@ TABLE2_ROWS = {"baseline": (False, False, False), "hmsf": (True, False, False), 
                "tim_upa": (False, True, True), "full": (True, True, True)}
 
 
+PLACEHOLDER_ROOT = ["base.data.root=synthetic"]  # the files' data/Dataset_BUSI_with_GT is the user's to set
+
+
 def _load(path: Path):
     kind = yaml.safe_load(path.read_text()).get("kind")
-    return load_ablation_spec(path) if kind == "ablation" else load_sweep_spec(path)
+    return load_ablation_spec(path, PLACEHOLDER_ROOT) if kind == "ablation" else load_sweep_spec(path, PLACEHOLDER_ROOT)
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
@@ -35,7 +38,7 @@ def test_all_expected_files_ship():
 def test_table2_has_the_papers_five_rows():
     from busray.ablation.spec import variant_config
 
-    spec = load_ablation_spec(Path(SWEEPS[0]).parent / "table2.yaml")
+    spec = load_ablation_spec(Path(SWEEPS[0]).parent / "table2.yaml", PLACEHOLDER_ROOT)
     assert list(spec.variants) == list(TABLE2_ROWS)
     for name, switches in TABLE2_ROWS.items():
         model = variant_config(spec, name, 0)["model"]

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from busray.config import Config, config_from_dict
+from busray.config import Config, config_from_dict, resolve_run_paths
 from busray.configtools import (ConfigError, apply_overrides, apply_values, flatten, from_dict, load_yaml,
                                 option)
 from busray.objective import Objective
@@ -106,6 +106,7 @@ def load_ablation_spec(path: str | Path, overrides: Iterable[str] = (), seeds: i
         spec = from_dict(AblationSpec, raw)
         for variant in spec.variants:
             variant_config(spec, variant, spec.seed_list()[0])
+        spec.base = resolve_run_paths(spec.base, "base.")  # last: a placeholder root hides no other error
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return spec

@@ -108,17 +108,20 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
     ``seed`` is written to ``train.seed``. With ``resume``, configs already recorded as completed
     under this name's sweep id are skipped.
     """
-    from busray.config import config_from_dict, config_to_dict
+    from busray.config import config_from_dict, config_to_dict, resolve_run_paths
     from busray.results import ResultsStore, trial_key
 
     storage = resolve_storage(storage)
-    state = open_sweep(storage, name, resume=resume, add_trials=None, kind="ablation")
     fixed = {}
-    for run_name, config, seed, variant in configs:
+    for run_name, config, seed, variant in configs:  # all checked before anything is written
         if run_name in fixed:
             raise ConfigError(f"{name}: run name '{run_name}' appears twice")
-        full = config_to_dict(config_from_dict(_with_seed(config, seed)))
+        try:
+            full = config_to_dict(config_from_dict(_with_seed(resolve_run_paths(config), seed)))
+        except ConfigError as err:
+            raise ConfigError(f"{name}: run '{run_name}': {err}") from None
         fixed[run_name] = FixedRun(config=full, seed=seed, variant=variant)
+    state = open_sweep(storage, name, resume=resume, add_trials=None, kind="ablation")
     job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
     done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
     todo = [n for n in fixed if trial_key(*_keyed(job, n)) not in done]

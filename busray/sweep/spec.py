@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from busray.config import resolve_run_paths
 from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted
 from busray.objective import DEFAULT_OBJECTIVE, Objective
 from busray.sweep.tracking import TrackingSpec, check_installed
@@ -176,6 +177,7 @@ def load_sweep_spec(source: "str | Path | dict | SweepSpec", overrides: Iterable
         raise ConfigError(f"{name}: {_suggest_base(str(err), overrides)}") from None
     try:
         spec = parse_sweep(raw)
+        spec.base = resolve_run_paths(spec.base, "base.")
     except ConfigError as err:
         raise ConfigError(f"{name}: {_suggest_base(str(err), overrides)}") from None
     return spec

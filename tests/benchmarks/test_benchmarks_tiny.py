@@ -40,5 +40,17 @@ def test_gpu_suite_tiny(local_ray, tmp_path, capsys):
     figures = json.loads(out.read_text())
     assert figures["throughput"]["fp32"] > 0 and figures["throughput"]["bf16+channels_last"] > 0
     assert figures["one_trial_s"] > 0 and figures["packed_trials_per_h"] > 0
+    assert figures["stacking"]["k"] == 2 and figures["stacking"]["stacked_img_s"] > 0
+    assert figures["stacking"]["amp"] in ("bf16", "off")  # CPU: vmap refuses bf16 batch norm, fp32 is used
     table = capsys.readouterr().out
-    assert "| train img/s, fp32 |" in table and "trials packed" in table
+    assert "| train img/s, fp32 |" in table and "trials packed" in table and "stacked (vmap)" in table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sections", "throughput,warp"], "--sections: unknown warp"),
+    (["--sections", "trials", "--data", "/nonexistent/busi"], "--data: BUSI not found at /nonexistent/busi"),
+])
+def test_gpu_suite_refuses_bad_arguments_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load("gpu_suite").main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

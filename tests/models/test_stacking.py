@@ -8,8 +8,7 @@ import copy
 import pytest
 import torch
 
-from busray.models import create_model
-from busray.models.stacking import StackedModels
+from busray.models import StackedModels, create_model
 from tinymodels import ABLATIONS, tiny_config
 
 TOL = dict(rtol=1e-4, atol=1e-5)

