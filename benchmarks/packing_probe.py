@@ -90,7 +90,8 @@ def stacked_vs_sequential(cfg, k: int, batch: int, steps: int) -> dict[str, floa
     seconds = {name: _timed(step, steps, device) for name, step in
                (("sequential", sequential_step), ("stacked", stacked_step))}
     images = k * batch * steps
-    return {"k": k, "sequential_img_s": images / seconds["sequential"],
+    return {"k": k, "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
+            "sequential_img_s": images / seconds["sequential"],
             "stacked_img_s": images / seconds["stacked"],
             "stacked_over_sequential": seconds["sequential"] / seconds["stacked"]}
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     r = stacked_vs_sequential(probe_config(args.encoder, args.size, args.batch, args.amp), args.k,
                               args.batch, args.steps)
     print(f"encoder={args.encoder} size={args.size} batch={args.batch} k={args.k} steps={args.steps} "
-          f"device={'cuda' if gpu else 'cpu'}")
+          f"device={'cuda' if gpu else 'cpu'} precision={r['precision']}")
     print(f"(a) {args.k} models one after another : {r['sequential_img_s']:8.1f} img/s")
     print(f"(b) {args.k} models stacked (vmap)    : {r['stacked_img_s']:8.1f} img/s")
     print(f"ratio b/a                        : {r['stacked_over_sequential']:8.2f}x")

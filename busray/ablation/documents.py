@@ -53,6 +53,8 @@ def summary_lines(p: dict[str, Any]) -> list[str]:
              f"Dataset: {', '.join(p['datasets']) or 'n/a'}; "
              f"split hash: {', '.join(p['split_hashes']) or 'n/a'}",
              f"Baseline: {p['baseline']}; seeds per variant: {seeds}",
+             "Setting: " + ("; ".join(f"{k} {' / '.join(map(str, v))}" for k, v in p.get("setting", {}).items())
+                            or "n/a"),
              f"Bootstrap: {p['bootstrap']['n_boot']} replicates, {p['bootstrap']['ci']:.0%} CI, "
              f"RNG seed {p['bootstrap']['seed']}",
              f"busray: {', '.join(p['busray_versions']) or 'n/a'}; git: {', '.join(p['git_revs']) or 'n/a'}"]

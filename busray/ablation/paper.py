@@ -86,6 +86,34 @@ TABLE1_BUSI: dict[str, PaperRow] = {
 _ALIASES = {"attunet": "attentionunet", "unetpp": "unet++", "unetplusplus": "unet++"}
 
 
+#: The paper's training setting (Sec. 3.1) in config keys; a report lists where its runs differ.
+PAPER_SETTING: dict[str, Any] = {
+    "model.encoder": "tf_efficientnet_b4", "model.weights": "imagenet", "data.image_size": 224,
+    "train.batch_size": 24, "train.epochs": 100, "train.lr": 3e-4, "train.lr_min": 1.5e-6, "train.patience": 10,
+}
+
+
+def setting_differences(values: Mapping[str, list]) -> list[str]:
+    """``'model.weights none (paper: imagenet)'`` for each :data:`PAPER_SETTING` key whose recorded
+    values (``values[key]``: the distinct values over the runs) are not the paper's; an unrecorded
+    key is not reported."""
+    out = []
+    for key, paper in PAPER_SETTING.items():
+        seen = values.get(key) or []
+        if seen and not all(_same(v, paper) for v in seen):
+            out.append(f"{key} {' / '.join(str(v) for v in seen)} (paper: {paper})")
+    return out
+
+
+def _same(value: Any, paper: Any) -> bool:
+    if isinstance(paper, float):
+        try:
+            return abs(float(value) - paper) <= 1e-9 * max(1.0, abs(paper))
+        except (TypeError, ValueError):
+            return False
+    return str(value) == str(paper)
+
+
 def measured_key(paper_key: str) -> str:
     """Our metric key to set beside a paper number keyed ``paper_key`` (``seg/iou`` ->
     ``seg/iou_pooled``: the paper's convention); keys without a convention question map to themselves."""

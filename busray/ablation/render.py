@@ -37,13 +37,16 @@ def render_table(table: AblationTable, fmt: str, label: str = "tab:ablation") ->
 
 def _with_warnings(table: AblationTable, block_text: Callable[[Block], str],
                    warning_text: Callable[[str], str]) -> list[str]:
-    """Each block's text, the table's warnings just before the first Δ block."""
+    """Each block's text, the table's cautions right after the first block and its warnings just
+    before the first Δ block."""
     parts, warned = [], False
-    for block in blocks(table):
+    for index, block in enumerate(blocks(table)):
         if block.kind == "delta" and not warned:
             parts += [warning_text(w) for w in table.warnings]
             warned = True
         parts.append(block_text(block))
+        if index == 0:
+            parts += [warning_text(c) for c in table.cautions]
     return parts
 
 
@@ -191,7 +194,8 @@ def _latex(table: AblationTable, label: str) -> str:
     ci = f"{table.boot.ci:.0%}".replace("%", r"\%")
     body, paper_notes = _tex_stats(stats[0])
     floats = [_tex_float(r"Test metrics (\%): mean over seeds, standard deviation below; best in bold.",
-                         f"{label}-metrics", body, paper_notes + [tex_escape(n) for n in table.notes])]
+                         f"{label}-metrics", body, [r"\textbf{" + tex_escape(c) + "}" for c in table.cautions]
+                         + paper_notes + [tex_escape(n) for n in table.notes])]
     if len(stats) > 1:
         floats.append(_tex_float(r"Additional test metrics (\%): mean over seeds, standard deviation below.",
                                  f"{label}-extra", _tex_stats(stats[1])[0]))

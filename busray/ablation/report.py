@@ -32,7 +32,7 @@ import pandas as pd
 
 from busray.ablation import documents, figures
 from busray.ablation.documents import FigureNote
-from busray.ablation.paper import is_busi, measured_key, paper_row
+from busray.ablation.paper import PAPER_SETTING, is_busi, measured_key, paper_row, setting_differences
 from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
 from busray.ablation.table import COLUMNS, Column, build_table
@@ -184,11 +184,17 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     ablation = select_runs(runs, ablation_name, baseline, order, run_root)
     variants = load_variants(ablation)
     columns, notes = main_columns(variants)
-    table = build_table(variants, ablation.baseline, boot, _paper_rows(ablation, show_paper), columns, notes)
+    paper_rows = _paper_rows(ablation, show_paper)
+    setting = _setting(ablation.runs)
+    differences = setting_differences(setting) if paper_rows else []
+    cautions = ["Not the paper's setting (Sec. 3.1): these runs differ in " + "; ".join(differences)
+                + ". The paper's rows are a reference here, not a like-for-like comparison."] if differences else []
+    table = build_table(variants, ablation.baseline, boot, paper_rows, columns, notes, cautions)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figure_notes = _write_figures(ablation, variants, out)
-    provenance = _provenance(ablation, boot) | {"figures": [dataclasses.asdict(n) for n in figure_notes]}
+    provenance = _provenance(ablation, boot) | {"setting": setting,
+                                                 "figures": [dataclasses.asdict(n) for n in figure_notes]}
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
     path = out / f"report.{fmt}"
     path.write_text(documents.write(fmt, table, provenance, figure_notes), encoding="utf-8")
@@ -246,6 +252,12 @@ def _fig3(variants: list[VariantResults], out: Path) -> FigureNote:
     figures.plot_tim_upa(frames, out / FIGURE_FILES["fig3"],
                          title=f"TIM and UPA across decoder levels: '{full}', {len(frames)} seed(s)")
     return FigureNote(FIGURE_FILES["fig3"], f"{caption}, variant '{full}' ({len(frames)} seed(s) pooled)")
+
+
+def _setting(runs: pd.DataFrame) -> dict[str, list]:
+    """The distinct recorded values of the paper-setting keys (encoder, weights, size, epochs, ...)."""
+    return {key: sorted({v.item() if hasattr(v, "item") else v for v in runs[key].dropna()}, key=str)
+            for key in PAPER_SETTING if key in runs}
 
 
 def _provenance(ablation: AblationRuns, boot: BootstrapConfig) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class AblationTable:
     columns: tuple[Column, ...] = COLUMNS
     extra: tuple[Column, ...] = ()
     notes: tuple[str, ...] = ()   # shown under the table (e.g. the paper's metric convention)
+    cautions: tuple[str, ...] = ()  # shown right under the first table (e.g. a setting unlike the paper's)
 
     @property
     def footnote(self) -> str:
@@ -141,7 +142,8 @@ def _title(key: str) -> str:
 def build_table(variants: Sequence[VariantResults], baseline: str,
                 boot: BootstrapConfig = BootstrapConfig(),
                 paper: Mapping[str, PaperRow] | None = None,
-                columns: Sequence[Column] = COLUMNS, notes: Sequence[str] = ()) -> AblationTable:
+                columns: Sequence[Column] = COLUMNS, notes: Sequence[str] = (),
+                cautions: Sequence[str] = ()) -> AblationTable:
     """Rows in the given order; ``paper`` maps variant names to published rows to show beside ours."""
     by_name = {v.name: v for v in variants}
     if baseline not in by_name:
@@ -160,7 +162,7 @@ def build_table(variants: Sequence[VariantResults], baseline: str,
             previous=previous.name if previous else None,
             vs_previous=_deltas(previous, variant, keys, boot) if previous else None,
             paper=(paper or {}).get(variant.name)))
-    return AblationTable(tuple(rows), baseline, boot, tuple(columns), extra, tuple(notes))
+    return AblationTable(tuple(rows), baseline, boot, tuple(columns), extra, tuple(notes), tuple(cautions))
 
 
 def _seed_stat(variant: VariantResults, key: str) -> tuple[float, float]:

@@ -183,3 +183,34 @@ def test_missing_run_file_is_named(runs, tmp_path):
 def test_unknown_format_is_an_error(runs, tmp_path):
     with pytest.raises(ReportError, match="unknown report format 'pdf'"):
         build_report(runs, "table2", "pdf", tmp_path / "r")
+
+
+PAPER_SETTING_ROW = {"model.encoder": "tf_efficientnet_b4", "model.weights": "imagenet", "data.image_size": 224,
+                     "train.batch_size": 24, "train.epochs": 100, "train.lr": 3e-4, "train.lr_min": 1.5e-6,
+                     "train.patience": 10}
+
+
+@pytest.mark.parametrize("changes, caution", [
+    ({}, None),
+    ({"model.weights": "none", "data.image_size": 64},
+     "these runs differ in model.weights none (paper: imagenet); data.image_size 64 (paper: 224)."),
+    ({"train.lr": 0.00030000000001}, None),                   # the same number, written another way
+    ({"train.epochs": 15}, "differ in train.epochs 15 (paper: 100)."),
+])
+@pytest.mark.parametrize("fmt", ["md", "tex"])
+def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_path, changes, caution, fmt):
+    runs = runs.assign(**{**PAPER_SETTING_ROW, **changes})
+    text = build_report(runs, "table2", fmt, tmp_path / "r", boot=BOOT).read_text().replace("\\_", "_")
+    first_table_end = text.index("Additional test metrics")
+    if caution is None:
+        assert "Not the paper's setting" not in text
+    else:
+        assert text.index("Not the paper's setting (Sec. 3.1)") < first_table_end and caution in text
+    provenance = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert provenance["setting"]["data.image_size"] == [changes.get("data.image_size", 224)]
+
+
+def test_no_setting_caution_without_the_papers_rows(runs, tmp_path):
+    runs = runs.assign(**{**PAPER_SETTING_ROW, "model.weights": "none", "dataset": "busi_whu"})
+    text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).read_text()
+    assert "Not the paper's setting" not in text and "Setting: model.encoder tf_efficientnet_b4;" in text
