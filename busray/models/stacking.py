@@ -56,8 +56,8 @@ class StackedModels:
         if len(training) != 1:
             raise ValueError("stacked models must all be in train mode or all in eval mode")
         self._template.train(training.pop())
-        params = {n: torch.stack([dict(m.named_parameters())[n] for m in self.models]) for n in self._param_names}
-        buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in self.models]) for n in self._buffer_names}
+        params = _stacked([dict(m.named_parameters()) for m in self.models], self._param_names)
+        buffers = _stacked([dict(m.named_buffers()) for m in self.models], self._buffer_names)
         seg, clf, diag = vmap(self._one, randomness="different")(params, buffers, x)
         self._write_back(buffers)
         return [ModelOutput(seg=seg[k], clf=clf[k], diagnostics={key: v[k] for key, v in diag.items()})
@@ -72,9 +72,17 @@ class StackedModels:
         """Running statistics were updated in the stacked copies: hand each model its slice."""
         if not self._template.training:
             return
+        targets, sources = [], []
         for k, model in enumerate(self.models):
             for name, buf in model.named_buffers():
-                buf.copy_(stacked[name][k])
+                targets.append(buf)
+                sources.append(stacked[name][k])
+        torch._foreach_copy_(targets, sources)  # a few fused launches, not K x (number of buffers)
+
+
+def _stacked(per_model: list[dict[str, torch.Tensor]], names: list[str]) -> dict[str, torch.Tensor]:
+    """name -> (K, ...) stack of that tensor over the models (differentiable: gradients reach each model)."""
+    return {n: torch.stack([tensors[n] for tensors in per_model]) for n in names}
 
 
 def _check_same_layout(tensors: list[dict[str, torch.Tensor]], kind: str) -> list[str]:
