@@ -2,13 +2,14 @@
 
 1. full-model training img/s (default: tf_efficientnet_b4, 224 px, batch 24) in fp32, bf16,
    bf16 + channels_last, and bf16 + channels_last + ``torch.compile``;
-2. the wall time of one 100-epoch BUSI trial (``../shared/data``) through ``busray sweep``;
+2. the wall time of one 100-epoch BUSI trial (``--data``, default ``../shared/data``) through ``busray sweep``;
 3. four trials packed on one GPU (``gpus_per_worker: 0.25``, four at a time) against the same four
    one at a time: trials per hour and mean GPU utilisation (``nvidia-smi``, sampled every second);
 4. packing inside one process: four models stacked under ``torch.func.vmap`` against the same four
    stepped one after another (``benchmarks/packing_probe.py``), training img/s.
 
-Prints a table and writes it as JSON. ``--tiny`` runs the same code paths in CPU-sized form (tiny
+Prints a table and writes it as JSON; ``--sections`` picks a subset (``benchmarks/gpu_session.sh``
+splits them over two device calls). ``--tiny`` runs the same code paths in CPU-sized form (tiny
 encoder, 64 px, a few steps, 1-epoch trials on synthetic data, 2 trials at a time against one at a
 time), which is what the test suite runs so the script cannot rot.
 
@@ -181,7 +182,8 @@ def table(s: dict, figures: dict, device: str) -> str:
     elif st:
         rows += [f"| {st['k']} models stepped one after another, one process, amp={st['amp']} | "
                  f"{fmt(st['sequential_img_s'])} img/s |",
-                 f"| {st['k']} models stacked (vmap), one process, amp={st['amp']} | {fmt(st['stacked_img_s'])} img/s |",
+                 f"| {st['k']} models stacked (vmap), one process, amp={st['amp']} | "
+                 f"{fmt(st['stacked_img_s'])} img/s |",
                  f"| stacked / one after another | {st['stacked_over_sequential']:.2f}x |"]
     return "\n".join(rows)
 
