@@ -39,7 +39,7 @@ def test_gpu_suite_tiny(local_ray, tmp_path, capsys):
     assert _load("gpu_suite").main(["--tiny", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert figures["throughput"]["fp32"] > 0 and figures["throughput"]["bf16+channels_last"] > 0
-    assert figures["one_trial_s"] > 0 and figures["packed_trials_per_h"] > 0
+    assert figures["one_trial_s"] is None and figures["packed_trials_per_h"] > 0  # --tiny: no long trial
     assert figures["stacking"]["k"] == 2 and figures["stacking"]["stacked_img_s"] > 0
     assert figures["stacking"]["amp"] in ("bf16", "off")  # CPU: vmap refuses bf16 batch norm, fp32 is used
     table = capsys.readouterr().out
