@@ -13,7 +13,9 @@
 # repo, so they stay on the machine between calls while it is warm. Each step writes its table/JSON/
 # log (and table2 its report) under $OUT. No ImageNet weights can be downloaded there: table2 runs
 # from scratch unless the Hugging Face cache already holds tf_efficientnet_b4.aa_in1k (install says),
-# and its report is labelled with the weights used (TABLE2_WEIGHTS overrides).
+# and its report is labelled with the weights used (TABLE2_WEIGHTS overrides). TABLE2_EXTRA adds
+# --set arguments, e.g. TABLE2_EXTRA="--set base.train.channels_last=true" when call 1's table says
+# channels_last is faster on this card.
 #
 # GPU_SESSION_DRYRUN=1 runs every step in CPU-sized form (tiny encoder, 64 px, 1 epoch, 1 seed, no
 # GPU), to check the script and the installed bundle before spending device time.
@@ -58,7 +60,7 @@ table2)
   weights=${TABLE2_WEIGHTS:-$([ -d "$cached" ] && echo imagenet || echo none)}
   start=$(date +%s)
   $py -m busray ablate sweeps/table2.yaml --storage .gpustore --seeds "${TABLE2_SEEDS:-$([ -n "${GPU_SESSION_DRYRUN:-}" ] && echo 1 || echo 3)}" --resume --no-progress \
-    --set base.data.root=.data/busi --set base.model.weights="$weights" "${table2[@]}" 2>&1 | tee "$out/table2.log"
+    --set base.data.root=.data/busi --set base.model.weights="$weights" "${table2[@]}" ${TABLE2_EXTRA:-} 2>&1 | tee "$out/table2.log"
   echo "table2 wall: $(( $(date +%s) - start )) s, weights=$weights" | tee -a "$out/table2.log"
   $py -m busray report table2 --storage .gpustore --out "$out/table2"
   ;;

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,11 @@ def test_gpu_suite_refuses_bad_arguments_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _load("gpu_suite").main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_gpu_session_script_parses_and_refuses_an_unknown_step(tmp_path):
+    script = BENCHMARKS / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    done = subprocess.run(["bash", str(script), "warmup"], capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path)})
+    assert done.returncode == 2 and "unknown step 'warmup' (prepare|install|trials|table2)" in done.stderr
