@@ -254,6 +254,12 @@ RUN_AND_STORE_CASES = [
     ("sweep-bomb-spec", lambda w, t, mp: (["sweep", str(yaml_bomb(t / "b.yaml")), "--storage", str(w.store)], "b.yaml")),
     ("sweep-uri-in-file", lambda w, t, mp: ((t / "u.yaml").write_text("name: s\nstorage: s3://bucket/y\n")
                                             and ["sweep", str(t / "u.yaml")], "s3://bucket/y")),
+    ("sweep-missing-data", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
+                                              "base.data.root=no_such_busi"], "base.data.root")),
+    ("sweep-missing-weights", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
+                                                 "base.model.weights=gone.pth"], "base.model.weights")),
+    ("ablate-missing-data", lambda w, t, mp: (["ablate", str(_ablation(t)), "--storage", str(w.store), "--set",
+                                               "base.data.root=no_such_busi"], "base.data.root")),
     ("ablate-seeds", lambda w, t, mp: (["ablate", str(_spec(t)), "--seeds", "0"], "--seeds")),
     ("ablate-uri", lambda w, t, mp: (["ablate", str(_spec(t)), "--storage", "gs://b/x"], "gs://b/x")),
     ("unknown-command", lambda w, t, mp: (["trian"], "trian")),
@@ -274,6 +280,11 @@ def _saved_config_with(w: World, t: Path, group: str, key: str, value) -> Path:
 def _spec(t: Path) -> Path:
     (t / "sweep.yaml").write_text("name: s\n")
     return t / "sweep.yaml"
+
+
+def _ablation(t: Path) -> Path:
+    (t / "ablation.yaml").write_text("name: a\nvariants: {v: {}}\n")
+    return t / "ablation.yaml"
 
 
 def _raise(code: int):
