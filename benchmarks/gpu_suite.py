@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from packing_probe import probe_config, stacked_vs_sequential  # noqa: E402  (sibling scripts)
 from train_throughput import busray_throughput  # noqa: E402
 
-from busray.config import load_config  # noqa: E402
 from busray.training.setup import build_setup  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +63,8 @@ def stacking(s: dict) -> dict:
     errors = []
     for amp in ("bf16", "off"):
         try:
-            figures = stacked_vs_sequential(probe_config(s["encoder"], s["size"], s["batch"], amp), s["pack"],
-                                            s["batch"], max(1, s["steps"] // 2))
+            figures = stacked_vs_sequential(probe_config(s["encoder"], s["size"], s["batch"], f"train.amp={amp}"),
+                                            s["pack"], s["batch"], max(1, s["steps"] // 2))
             return {**figures, "amp": amp}
         except RuntimeError as err:  # say why in the table, keep the other sections' figures
             errors.append(f"amp={amp}: {str(err).splitlines()[0][:100]}")
@@ -74,15 +73,13 @@ def stacking(s: dict) -> dict:
 
 def throughput(s: dict) -> dict[str, float | str]:
     out: dict[str, float | str] = {}
-    base = [f"model.encoder={s['encoder']}", "model.weights=none", f"data.image_size={s['size']}",
-            f"data.root=synthetic:n={max(4 * s['batch'], 48)},size={s['size']}",
-            "data.detect_near_duplicates=false", "data.split_fractions=[0.8,0.1,0.1]", "train.progress=false"]
     for name, extra in PRECISIONS.items():
         if "compile" in name and not torch.cuda.is_available():
             out[name] = "n/a (no GPU)"
             continue
         try:
-            setup = build_setup(load_config(None, [*base, *extra]), run_dir=None)
+            setup = build_setup(probe_config(s["encoder"], s["size"], s["batch"], "train.progress=false", *extra),
+                                run_dir=None)
             out[name] = busray_throughput(setup, s["batch"], s["steps"])
         except Exception as err:  # a precision this device cannot run: say so in the table
             out[name] = f"n/a ({type(err).__name__})"

@@ -33,11 +33,12 @@ from busray.training.batches import to_model_input
 from busray.training.setup import amp_dtype, load_splits, resolve_device
 
 
-def probe_config(encoder: str, size: int, batch: int, amp: str):
+def probe_config(encoder: str, size: int, batch: int, *overrides: str):
+    """The benchmarks' run config: ``encoder`` from scratch on synthetic data sized for ``batch``."""
     return load_config(None, [f"model.encoder={encoder}", "model.weights=none", f"data.image_size={size}",
                               f"data.root=synthetic:n={max(4 * batch, 48)},size={size}",
                               "data.detect_near_duplicates=false", "data.split_fractions=[0.8,0.1,0.1]",
-                              f"train.amp={amp}"])
+                              *overrides])
 
 
 def stacked_vs_sequential(cfg, k: int, batch: int, steps: int) -> dict[str, float]:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20 if gpu else 3, help="timed steps of each arm")
     p.add_argument("--amp", default="auto", help="train.amp of both arms (auto: bf16 on CUDA)")
     args = p.parse_args(argv)
-    r = stacked_vs_sequential(probe_config(args.encoder, args.size, args.batch, args.amp), args.k,
+    r = stacked_vs_sequential(probe_config(args.encoder, args.size, args.batch, f"train.amp={args.amp}"), args.k,
                               args.batch, args.steps)
     print(f"encoder={args.encoder} size={args.size} batch={args.batch} k={args.k} steps={args.steps} "
           f"device={'cuda' if gpu else 'cpu'} precision={r['precision']}")

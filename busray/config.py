@@ -78,7 +78,8 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
     out = copy.deepcopy(data)
     for dotted in (*_MUST_EXIST, *_ANCHORED):
         group, key = dotted.split(".")
-        value = (out.get(group) or {}).get(key) if isinstance(out.get(group, {}), dict) else None
+        section = out.get(group)
+        value = section.get(key) if isinstance(section, dict) else None
         if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value) \
                 or value.startswith("package:"):
             continue

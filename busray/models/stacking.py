@@ -56,10 +56,11 @@ class StackedModels:
         if len(training) != 1:
             raise ValueError("stacked models must all be in train mode or all in eval mode")
         self._template.train(training.pop())
+        own_buffers = [dict(m.named_buffers()) for m in self.models]
         params = _stacked([dict(m.named_parameters()) for m in self.models], self._param_names)
-        buffers = _stacked([dict(m.named_buffers()) for m in self.models], self._buffer_names)
+        buffers = _stacked(own_buffers, self._buffer_names)
         seg, clf, diag = vmap(self._one, randomness="different")(params, buffers, x)
-        self._write_back(buffers)
+        self._write_back(buffers, own_buffers)
         return [ModelOutput(seg=seg[k], clf=clf[k], diagnostics={key: v[k] for key, v in diag.items()})
                 for k in range(len(self.models))]
 
@@ -68,15 +69,13 @@ class StackedModels:
         return out.seg, out.clf, out.diagnostics
 
     @torch.no_grad()
-    def _write_back(self, stacked: dict[str, torch.Tensor]) -> None:
-        """Running statistics were updated in the stacked copies: hand each model its slice."""
+    def _write_back(self, stacked: dict[str, torch.Tensor], own: list[dict[str, torch.Tensor]]) -> None:
+        """Running statistics were updated in the stacked copies: hand each model (``own[k]``) its slice."""
         if not self._template.training:
             return
-        targets, sources = [], []
-        for k, model in enumerate(self.models):
-            for name, buf in model.named_buffers():
-                targets.append(buf)
-                sources.append(stacked[name][k])
+        names = self._buffer_names
+        targets = [buffers[name] for buffers in own for name in names]
+        sources = [stacked[name][k] for k in range(len(own)) for name in names]
         torch._foreach_copy_(targets, sources)  # a few fused launches, not K x (number of buffers)
 
 
