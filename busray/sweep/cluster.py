@@ -26,6 +26,10 @@ Ray 2.60 facts this module works with (read from the installed package):
 - **Report pacing.** Ray Train V2 polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s);
   a DDP trial's ``ray.train.report`` waits for that poll, so an epoch cost at least 2 s. Local clusters
   poll every 0.1 s (:data:`TRAIN_POLL_S`).
+- **No preemption watcher on a local cluster.** Ray Train V2 starts a ``PreemptionWatcher`` actor with
+  every DDP worker group to poll for node drains (spot preemption); on a one-machine cluster there is no
+  other node to move to, and the actor cost ~2.5 CPU-seconds per worker group on 2 cores, so local
+  clusters set ``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0``. A cluster of ``RAY_ADDRESS`` keeps Ray's default.
 - ``_temp_dir`` (sockets and logs) must stay short: Unix socket paths are limited to 107 bytes.
 """
 
@@ -59,7 +63,8 @@ def start_local_ray(max_concurrent: int, temp_dir: str | None = None, num_cpus: 
     from ray._private import ray_constants
 
     temp_dir = temp_dir or os.environ.get(TEMP_DIR_ENV)
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": TRAIN_POLL_S, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": TRAIN_POLL_S, "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_S)  # inherited by the raylet
     # single-machine mode = loopback only (see the module docstring); the variable is read by the
     # processes ray.init starts, the constant by this one (it was read when Ray was imported)
