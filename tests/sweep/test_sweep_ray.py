@@ -1,6 +1,7 @@
 """Real local Ray (2 CPUs): an Optuna + ASHA sweep with the real ``busray.training.fit`` on both trial
 paths (in-actor and 2-worker DDP), checked for one truth per trial across store, run folder, Optuna and
-TensorBoard; then ``add_trials``; fixed configs with a worker crash and a NaN trial on both paths."""
+TensorBoard; then ``add_trials``; fixed configs with a worker crash and a NaN on both paths (two trials
+in-actor; one DDP trial that takes both, one after the other)."""
 
 from __future__ import annotations
 
