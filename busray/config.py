@@ -18,7 +18,7 @@ from busray.configtools import (ConfigError, apply_overrides, describe, from_dic
 from busray.data.config import DataConfig
 from busray.data.embedded import is_embedded
 from busray.losses import LossConfig
-from busray.models.config import ModelConfig
+from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX, ModelConfig
 from busray.training.config import TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_to_dict", "save_config",
@@ -60,7 +60,7 @@ def config_keys() -> list[tuple[str, object, str]]:
     return describe(Config)
 
 
-_NOT_PATHS = {"model.weights": ("none", "imagenet", "noisy_student")}
+_NOT_PATHS = {"model.weights": NAMED_WEIGHTS}
 """Values of path keys that name something else (``model.weights: imagenet``)."""
 _MUST_EXIST = {"data.root": "dataset folder or manifest", "data.split_file": "split file",
                "model.weights": "weights file"}
@@ -81,7 +81,7 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
         section = out.get(group)
         value = section.get(key) if isinstance(section, dict) else None
         if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value) \
-                or value.startswith("package:"):
+                or value.startswith(PACKAGE_PREFIX):
             continue
         path = Path(value).expanduser().absolute()
         if dotted in _MUST_EXIST and not path.exists():

@@ -21,6 +21,11 @@ from busray.configtools import ConfigError, option
 # model and the run folder.
 from busray.runfolder import LEVELS
 
+#: ``model.weights`` values that name a checkpoint choice rather than a file (busray.models.weights).
+NAMED_WEIGHTS = ("none", "imagenet", "noisy_student")
+#: ``model.weights: package:MODULE/path`` names a file shipped inside an installed Python package.
+PACKAGE_PREFIX = "package:"
+
 
 @dataclass
 class ModelConfig:

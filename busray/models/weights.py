@@ -32,10 +32,9 @@ import torch
 from torch import nn
 
 from busray.configtools import ConfigError
+from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-NAMED_WEIGHTS = ("none", "imagenet", "noisy_student")
-PACKAGE_PREFIX = "package:"
 PREFERRED_IMAGENET_TAG = "aa_in1k"
 NOISY_STUDENT_TAG = "ns_jft_in1k"
 _EXTRA_DATA = ("jft", "in21k", "in22k", "ap_", "ns_", "laion", "openai", "clip", "dist")
