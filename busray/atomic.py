@@ -10,16 +10,25 @@ Permissions: the temp file is created with mode ``0o666`` and the process umask 
 ``open(path, "w")`` (0644 under umask 022). ``tempfile.mkstemp`` would make every file 0600, which
 hid configs and metrics from the other users of a shared results folder. Standard library only,
 so every layer may use it.
+
+A writer killed between create and rename (``kill -9``, power loss) leaves its temp file behind;
+:func:`remove_stale_temps` clears those of dead processes when a folder's single owner (a run being
+started or resumed) takes it over.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+
+#: ``temp_name``'s pattern; group 1 is the writer's pid.
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
 def temp_name(path: Path) -> Path:
@@ -54,3 +63,28 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     with atomic_writer(path) as fh:
         fh.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temp files under ``folder`` (recursively) whose writer process no longer exists.
+
+    Only for a folder whose writers all run on this machine (a run folder, owned by the run using
+    it): a pid says nothing about a process on another node. Returns the removed paths.
+    """
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        match = _TEMP_NAME.match(tmp.name)
+        if match and not _process_exists(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)             # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # alive, owned by another user
+        return True
+    return True

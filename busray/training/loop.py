@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from busray.atomic import atomic_write
+from busray.atomic import atomic_write, remove_stale_temps
 from busray.config import Config, config_to_dict, save_config
 from busray.objective import Objective
 from busray.runfolder import BEST, LAST, RunFolder, RunOutcome, best_val
@@ -95,6 +95,7 @@ def _prepare_run_dir(cfg: Config, run_dir, main: bool) -> RunFolder | None:
         return None
     folder = RunFolder(Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder.path)     # a killed earlier attempt's half-written files
     save_config(cfg, folder.config)
     return folder
 

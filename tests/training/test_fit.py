@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -95,8 +97,13 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     _, first = tiny_run
     run = tmp_path / "resumed"
     shutil.copytree(first.run_dir, run)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    killed = run / "checkpoints" / f".last.pt.{dead}.0badc0de.tmp"   # what a kill -9 mid-write leaves
+    killed.write_bytes(b"half a checkpoint")
     cfg = load_config(None, tiny("train.epochs=3"))
     result = fit(cfg, reporter=ResumeFromDir(str(run / "checkpoints")), run_dir=run)
+    assert not killed.exists()
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert result.history[:2] == first.history  # the first two epochs were not re-run
     assert len(pd.read_csv(run / "history.csv")) == 3
