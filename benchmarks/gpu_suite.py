@@ -50,11 +50,19 @@ PRECISIONS = {"fp32": ["train.amp=off"], "bf16": ["train.amp=bf16"],
 
 def sizes(tiny: bool, data: str) -> dict:
     if tiny:
-        # "epochs": None skips the long single trial: the same timed_sweep path as the packing runs
+        # "epochs": None skips the long single trial: the same timed_sweep path as the packing runs;
+        # "widths" narrows the decoder (the default 256-wide one is most of a tiny model's CPU time)
         return {"encoder": "test_efficientnet", "size": 64, "batch": 2, "steps": 3, "epochs": None,
-                "pack": 2, "pack_epochs": 1, "data": "synthetic:n=24,size=64", "gpu_share": 0.0}
+                "pack": 2, "pack_epochs": 1, "data": "synthetic:n=24,size=64", "gpu_share": 0.0,
+                "widths": {"decoder_channels": [16, 16, 8, 8], "clf_dim": 16}}
     return {"encoder": "tf_efficientnet_b4", "size": 224, "batch": 24, "steps": 30, "epochs": 100,
-            "pack": 4, "pack_epochs": 10, "data": data, "gpu_share": 0.25}
+            "pack": 4, "pack_epochs": 10, "data": data, "gpu_share": 0.25, "widths": {}}
+
+
+def model_config(s: dict, *overrides: str):
+    """``probe_config`` for the suite's model: its encoder and size, the tiny form's narrow decoder."""
+    widths = [f"model.{key}={value}" for key, value in s["widths"].items()]
+    return probe_config(s["encoder"], s["size"], s["batch"], *widths, *overrides)
 
 
 def stacking(s: dict) -> dict:
@@ -63,7 +71,7 @@ def stacking(s: dict) -> dict:
     errors = []
     for amp in ("bf16", "off"):
         try:
-            figures = stacked_vs_sequential(probe_config(s["encoder"], s["size"], s["batch"], f"train.amp={amp}"),
+            figures = stacked_vs_sequential(model_config(s, f"train.amp={amp}"),
                                             s["pack"], s["batch"], max(1, s["steps"] // 2))
             return {**figures, "amp": amp}
         except RuntimeError as err:  # say why in the table, keep the other sections' figures
@@ -78,8 +86,7 @@ def throughput(s: dict) -> dict[str, float | str]:
             out[name] = "n/a (no GPU)"
             continue
         try:
-            setup = build_setup(probe_config(s["encoder"], s["size"], s["batch"], "train.progress=false", *extra),
-                                run_dir=None)
+            setup = build_setup(model_config(s, "train.progress=false", *extra), run_dir=None)
             out[name] = busray_throughput(setup, s["batch"], s["steps"])
         except Exception as err:  # a precision this device cannot run: say so in the table
             out[name] = f"n/a ({type(err).__name__})"
@@ -92,7 +99,7 @@ def sweep_spec(folder: Path, s: dict, name: str, trials: int, concurrent: int, e
             "scheduler": {"type": "none"}, "search": {"sampler": "random", "seed": 0},
             "space": {"model.tau": {"type": "uniform", "low": 0.2, "high": 1.2}},
             "resources": {"workers": 1, "cpus_per_worker": 2 if gpu else 1, "gpus_per_worker": gpus},
-            "base": {"model": {"encoder": s["encoder"], "weights": "none"},
+            "base": {"model": {"encoder": s["encoder"], "weights": "none", **s["widths"]},
                      "data": {"root": s["data"], "image_size": s["size"]},
                      "train": {"epochs": epochs, "batch_size": s["batch"],
                                "progress": False, "patience": 0, "amp": "auto"}}}
@@ -164,7 +171,8 @@ def table(s: dict, figures: dict, device: str) -> str:
     def fmt(v, unit=""):
         return f"{v:.1f}{unit}" if isinstance(v, (int, float)) else (str(v) if v is not None else "n/a")
 
-    rows = [f"device: {device}", f"model: {s['encoder']}, {s['size']} px, batch {s['batch']}", "",
+    rows = [f"device: {device}", f"model: {s['encoder']}, {s['size']} px, batch {s['batch']}"
+            + "".join(f", {key} {value}" for key, value in s["widths"].items()), "",
             "| measure | value |", "|---|---|"]
     rows += [f"| train img/s, {name} | {fmt(value)} |" for name, value in figures.get("throughput", {}).items()]
     if "one_trial_s" in figures:
