@@ -12,8 +12,8 @@ hid configs and metrics from the other users of a shared results folder. Standar
 so every layer may use it.
 
 A writer killed between create and rename (``kill -9``, power loss) leaves its temp file behind;
-:func:`remove_stale_temps` clears those of dead processes when a folder's single owner (a run being
-started or resumed) takes it over.
+:func:`remove_stale_temps` clears them: those of dead processes when a folder's single owner (a run
+being started or resumed) takes it over, and old ones when the results store is compacted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,19 +66,34 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     return Path(path)
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temp files under ``folder`` (recursively) whose writer process no longer exists.
+def remove_stale_temps(folder: str | Path, older_than_s: float | None = None) -> list[Path]:
+    """Remove the temp files under ``folder`` (recursively) that no writer will finish.
 
-    Only for a folder whose writers all run on this machine (a run folder, owned by the run using
-    it): a pid says nothing about a process on another node. Returns the removed paths.
+    By default a temp file is stale when its writer's process no longer exists: only for a folder
+    whose writers all run on this machine (a run folder, owned by the run using it), since a pid
+    says nothing about a process on another node. With ``older_than_s``, a temp file is stale when
+    it was last written that long ago, whoever wrote it (a shared folder such as the results store,
+    whose writes take milliseconds). Returns the removed paths.
     """
+    cutoff = None if older_than_s is None else time.time() - older_than_s
     removed = []
     for tmp in Path(folder).rglob(".*.tmp"):
         match = _TEMP_NAME.match(tmp.name)
-        if match and not _process_exists(int(match.group(1))):
+        if not match:
+            continue
+        stale = (not _process_exists(int(match.group(1))) if cutoff is None
+                 else _modified_before(tmp, cutoff))
+        if stale:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def _modified_before(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:       # its writer renamed it meanwhile
+        return False
 
 
 def _process_exists(pid: int) -> bool:

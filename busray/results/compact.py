@@ -12,7 +12,10 @@ them, per table, under the precedence rule of :mod:`busray.results.layout`:
 3. bump ``_generation``, so a reader that listed the folder before now starts over;
 4. delete the old parts and retire the loose files, each only if it is still the version that was
    read: a trial recorded again meanwhile keeps its newer loose file, which beats the part;
-5. write ``_store.json`` (the schema every file now has).
+5. write ``_store.json`` (the schema every file now has);
+6. remove what killed processes left in the table folders more than an hour ago: a writer's temp
+   file (:mod:`busray.atomic`) or a file step 4 renamed aside. Writes take milliseconds, so an hour-old
+   one has no writer left, on this node or another (a pid check would only see this node's).
 
 So busray's reader never loses or double-counts a row. A raw reader (pandas, DuckDB, polars) may
 see a trial twice while step 2-4 run, or when a trial was recorded again after the last
@@ -26,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from busray.atomic import remove_stale_temps
 from busray.results.columns import STORE_FINGERPRINT
 from busray.results.layout import (
     StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, merge,
@@ -38,6 +43,9 @@ from busray.results.layout import (
 from busray.results.schema import ResultsError
 
 LOCK = "_compact.lock"
+#: Step 6: hidden leftovers older than this are removed.
+LEFTOVER_AGE_S = 3600.0
+RETIRED = ".retired"
 
 
 @dataclass
@@ -46,14 +54,16 @@ class CompactReport:
     rows: dict[str, int] = field(default_factory=dict)
     merged: dict[str, int] = field(default_factory=dict)
     kept: int = 0  # loose files recorded again while compacting (they stay and win)
+    leftovers: int = 0  # files killed processes left half-done (step 6)
 
     def summary(self) -> str:
+        left = f"; removed {self.leftovers} leftover file(s) of killed writers" if self.leftovers else ""
         if not self.rows:
-            return "nothing to compact"
+            return "nothing to compact" + left
         parts = [f"{name}: {self.merged[name]} file(s) -> 1 part of {self.rows[name]} row(s)"
                  for name in self.rows]
         kept = f"; {self.kept} file(s) written meanwhile kept" if self.kept else ""
-        return "compacted " + ", ".join(parts) + kept
+        return "compacted " + ", ".join(parts) + kept + left
 
 
 @contextlib.contextmanager
@@ -117,7 +127,22 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
             elif not retire(old):
                 report.kept += 1
     write_marker(root, STORE_FINGERPRINT)
+    report.leftovers = sum(remove_leftovers(table.folder) for table in tables)
     return report
+
+
+def remove_leftovers(folder: Path, older_than_s: float = LEFTOVER_AGE_S) -> int:
+    """Step 6: remove hidden temp and renamed-aside files last written over ``older_than_s`` ago."""
+    if not folder.is_dir():
+        return 0
+    removed = len(remove_stale_temps(folder, older_than_s=older_than_s))
+    cutoff = time.time() - older_than_s
+    for aside in folder.glob(f".*{RETIRED}"):
+        with contextlib.suppress(FileNotFoundError):
+            if aside.stat().st_mtime < cutoff:
+                aside.unlink()
+                removed += 1
+    return removed
 
 
 def retire(old: StoreFile) -> bool:
@@ -127,7 +152,7 @@ def retire(old: StoreFile) -> bool:
     the version read, it is linked back, unless a still newer one has arrived. Returns whether
     the merged version was deleted.
     """
-    aside = old.path.with_name(f".{old.path.name}.{uuid.uuid4().hex[:8]}.retired")
+    aside = old.path.with_name(f".{old.path.name}.{uuid.uuid4().hex[:8]}{RETIRED}")
     try:
         os.rename(old.path, aside)
     except FileNotFoundError:

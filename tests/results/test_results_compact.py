@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import duckdb
 import pandas as pd
 import pytest
@@ -135,3 +138,21 @@ def test_cli_results_compact(filled, capsys):
                            "epochs: 5 file(s) -> 1 part of 10 row(s)")
     assert main(["results", "list", "--storage", str(filled.root.parent)]) == 0
     assert "demo-1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, hours_old, removed", [
+    (".t9.parquet.4242.0123abcd.tmp", 2, True),         # a writer killed mid-write, long ago
+    (".t9.parquet.4242.0123abcd.tmp", 0, False),        # maybe a writer on another node, right now
+    (".t9.parquet.0123abcd.retired", 2, True),          # retire() killed between rename and unlink
+    (".t9.parquet.0123abcd.retired", 0, False),
+    (".notes.txt", 2, False),                           # not busray's
+])
+def test_compaction_removes_old_leftovers_of_killed_writers(filled, capsys, name, hours_old, removed):
+    leftover = filled.runs_dir / name
+    leftover.write_bytes(b"half a file")
+    then = time.time() - hours_old * 3600
+    os.utime(leftover, (then, then))
+    assert main(["results", "compact", "--storage", str(filled.root.parent)]) == 0
+    assert leftover.exists() != removed
+    said = "removed 1 leftover file(s) of killed writers" in capsys.readouterr().out
+    assert said == removed
