@@ -29,7 +29,7 @@ ABLATION = {
     },
     "variants": {"baseline": {"model.hmsf": False, "model.tim": False, "model.upa": False}, "full": {}},
     "seeds": 2,
-    "max_concurrent": 2,
+    "max_concurrent": 1,  # one trial actor for all four runs: each new one imports torch (~7 CPU-s)
     "resources": {"workers": 1, "cpus_per_worker": 1},
 }
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from busray.ablation import report as report_module
 from busray.ablation.report import FIGURE_FILES, ReportError, build_report
 from busray.ablation.stats import BootstrapConfig
 
@@ -84,6 +85,13 @@ def runs(tmp_path) -> pd.DataFrame:
     return pd.DataFrame(rows + [failed])
 
 
+@pytest.fixture()
+def text_only(monkeypatch):
+    """For tests that read only the report's text: skip drawing the figures (~2.5 CPU-s a report on
+    the CI machine); test_report_in_every_format and the Fig. 3 test draw them all."""
+    monkeypatch.setattr(report_module, "_write_figures", lambda *args: [])
+
+
 def _assert_png(path: Path) -> None:
     with Image.open(path) as image:
         assert image.format == "PNG" and 300 <= image.size[0] <= 4000 and 200 <= image.size[1] <= 4000
@@ -119,7 +127,7 @@ def test_report_in_every_format(runs, tmp_path, fmt):
         assert "Figure 1: TIM displacement and UPA weights" in text and "Figure 3: Test images" in text
 
 
-def test_iou_and_dice_follow_the_papers_pooled_convention(runs, tmp_path):
+def test_iou_and_dice_follow_the_papers_pooled_convention(runs, tmp_path, text_only):
     text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).read_text()
     main = text.split("**Additional")[0]
     full = runs[(runs["variant"] == "full") & (runs["status"] == "completed")]
@@ -131,7 +139,7 @@ def test_iou_and_dice_follow_the_papers_pooled_convention(runs, tmp_path):
     assert f"| full | 2 | **{100 * full['test/seg/iou'].mean():.2f}** ±" in old and "per-image" not in old
 
 
-def test_identical_variant_is_marked_not_significant(runs, tmp_path):
+def test_identical_variant_is_marked_not_significant(runs, tmp_path, text_only):
     copies = runs[runs["variant"] == "baseline"].assign(variant="baseline_again", trial_id="again")
     text = build_report(pd.concat([runs, copies]), "table2", "md", tmp_path / "r", boot=BOOT,
                         order=["baseline", "full", "baseline_again"]).read_text()
@@ -142,7 +150,7 @@ def test_identical_variant_is_marked_not_significant(runs, tmp_path):
     assert "†" not in full.split(" | ")[2]  # the full model's IoU gain is real
 
 
-def test_relative_run_dirs_store_object_and_duplicates(runs, tmp_path):
+def test_relative_run_dirs_store_object_and_duplicates(runs, tmp_path, text_only):
     relative = runs.assign(run_dir=[str(Path(d).relative_to(tmp_path)) for d in runs["run_dir"]])
     stale = relative.iloc[[2]].assign(finished_at=pd.Timestamp("2020-01-01"), run_dir="runs/missing")
 
@@ -169,12 +177,12 @@ def test_ablation_without_diagnostics_skips_fig3(runs, tmp_path):
     (lambda r: r.assign(sweep="other"), "no completed runs"),
     (lambda r: r[r["variant"] != "baseline"], "baseline variant 'baseline' has no completed runs"),
 ])
-def test_clear_errors(runs, tmp_path, change, message):
+def test_clear_errors(runs, tmp_path, change, message, text_only):
     with pytest.raises(ReportError, match=message):
         build_report(change(runs), "table2", "md", tmp_path / "r", boot=BOOT, baseline="baseline")
 
 
-def test_missing_run_file_is_named(runs, tmp_path):
+def test_missing_run_file_is_named(runs, tmp_path, text_only):
     (Path(runs.loc[0, "run_dir"]) / "test_predictions.parquet").unlink()
     with pytest.raises(ReportError, match=r"baseline_s0/test_predictions.parquet: missing"):
         build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT)
@@ -197,7 +205,7 @@ PAPER_SETTING_ROW = {"model.encoder": "tf_efficientnet_b4", "model.weights": "im
     ("md", {"train.lr": 0.00030000000001}, None),             # the same number, written another way
     ("tex", {"train.epochs": 15}, "differ in train.epochs 15 (paper: 100)."),
 ])
-def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_path, fmt, changes, caution):
+def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_path, fmt, changes, caution, text_only):
     runs = runs.assign(**{**PAPER_SETTING_ROW, **changes})
     text = build_report(runs, "table2", fmt, tmp_path / "r", boot=BOOT).read_text().replace("\\_", "_")
     first_table_end = text.index("Additional test metrics")
@@ -209,7 +217,7 @@ def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_pat
     assert provenance["setting"]["data.image_size"] == [changes.get("data.image_size", 224)]
 
 
-def test_no_setting_caution_without_the_papers_rows(runs, tmp_path):
+def test_no_setting_caution_without_the_papers_rows(runs, tmp_path, text_only):
     runs = runs.assign(**{**PAPER_SETTING_ROW, "model.weights": "none", "dataset": "busi_whu"})
     text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).read_text()
     assert "Not the paper's setting" not in text and "Setting: model.encoder tf_efficientnet_b4;" in text

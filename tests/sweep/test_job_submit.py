@@ -1,7 +1,8 @@
 """``ray job submit --working-dir . -- busray sweep sweeps/smoke.yaml`` against a local head (127.0.0.1).
 
 The head is started the way the README shows (with trial-slot resources); the job runs the shipped smoke
-sweep, shrunk by ``--set`` overrides to two short trials, and must leave two rows in the store.
+sweep, shrunk by ``--set`` overrides to two short trials one after the other, and must leave two rows in
+the store.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def test_job_submit_runs_the_smoke_sweep(ray_head, tmp_path):
     address, env = ray_head
     storage = tmp_path / "store"
     shrink = ["--set", "num_trials=2", "--set", "base.train.epochs=2", "--set", "base.train.steps_per_epoch=2",
-              "--set", "base.data.root=synthetic:n=36,size=64", "--set", "scheduler.type=none"]
+              "--set", "base.data.root=synthetic:n=36,size=64", "--set", "scheduler.type=none",
+              "--set", "max_concurrent=1"]  # one trial actor for both: each new one imports torch (~7 CPU-s)
     submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
               "python", "-m", "busray", "sweep", "sweeps/smoke.yaml", "--storage", str(storage),
               "--no-progress", *shrink]
