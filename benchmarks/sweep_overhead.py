@@ -11,7 +11,7 @@ and the next one's starting, from the run folders' own timestamps), the pacing r
 epoch time over (c)'s), the share of slot-seconds spent inside ``fit``, and (b)/(a).
 
     python benchmarks/sweep_overhead.py                 # 8 trials x 4 epochs, tiny model, 64 px
-    python benchmarks/sweep_overhead.py --trials 2 --epochs 1 --json out.json   # the test's tiny run
+    python benchmarks/sweep_overhead.py --trials 2 --epochs 1 --images 48 --json out.json  # test's run
 """
 
 from __future__ import annotations
@@ -61,8 +61,14 @@ OPTUNA_LOOP = textwrap.dedent('''
 ''')
 
 
-def sweep_file(folder: Path, trials: int, epochs: int) -> Path:
-    spec = {"name": "overhead", "base": {**BASE, "train": {**BASE["train"], "epochs": epochs}},
+def base_config(epochs: int, images: int) -> dict:
+    """BASE with ``epochs`` and ``images`` synthetic images (the data key's ``n``)."""
+    data = {**BASE["data"], "root": f"synthetic:n={images},size=64"}
+    return {**BASE, "data": data, "train": {**BASE["train"], "epochs": epochs}}
+
+
+def sweep_file(folder: Path, trials: int, epochs: int, images: int) -> Path:
+    spec = {"name": "overhead", "base": base_config(epochs, images),
             "space": SPACE, "objective": "val/score:max", "num_trials": trials, "max_concurrent": 1,
             "scheduler": {"type": "none"}, "resources": {"workers": 1, "cpus_per_worker": 1},
             "search": {"sampler": "tpe", "seed": 0}}
@@ -93,21 +99,21 @@ def _ts(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
-def measure(trials: int, epochs: int, work: Path) -> dict:
+def measure(trials: int, epochs: int, images: int, work: Path) -> dict:
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
-    spec = sweep_file(work, trials, epochs)
+    spec = sweep_file(work, trials, epochs, images)
     busray = str(Path(sys.executable).with_name("busray"))
     loop_s = timed([sys.executable, "-c", OPTUNA_LOOP, str(spec), str(work / "loop")], env)
     sweep_s = timed([busray, "sweep", str(spec), "--storage", str(work / "st"), "--no-progress"], env)
     cfg = work / "train.yaml"
-    cfg.write_text(yaml.safe_dump({**BASE, "train": {**BASE["train"], "epochs": epochs}}))
+    cfg.write_text(yaml.safe_dump(base_config(epochs, images)))
     train_s = timed([busray, "train", "--config", str(cfg), "--out", str(work / "train")], env)
     loop = fits(sorted((work / "loop").iterdir()))
     sweep = fits(sorted((work / "st" / "overhead" / "runs").iterdir()))
     train = fits([work / "train"])
     gaps = [b["start"] - a["end"] for a, b in zip(sweep, sweep[1:])]
     return {
-        "trials": trials, "epochs": epochs, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "trials": trials, "epochs": epochs, "images": images, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "optuna_loop_s": loop_s, "busray_sweep_s": sweep_s, "busray_train_s": train_s,
         "sweep_over_loop": sweep_s / loop_s,
         "ray_cost_per_extra_trial_s": sum(gaps) / len(gaps) if gaps else float("nan"),
@@ -120,7 +126,8 @@ def measure(trials: int, epochs: int, work: Path) -> dict:
 
 def report(m: dict) -> str:
     return "\n".join([
-        f"sweep overhead: {m['trials']} trials x {m['epochs']} epochs, one at a time ({m['machine']})",
+        f"sweep overhead: {m['trials']} trials x {m['epochs']} epochs on {m['images']} synthetic images, "
+        f"one at a time ({m['machine']})",
         f"  (a) in-process Optuna loop over fit   {m['optuna_loop_s']:7.1f} s",
         f"  (b) busray sweep                      {m['busray_sweep_s']:7.1f} s   (b)/(a) = {m['sweep_over_loop']:.2f}",
         f"  (c) busray train (one config)         {m['busray_train_s']:7.1f} s",
@@ -136,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--images", type=int, default=120, help="synthetic images (train/val/test split)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="busray-overhead-") as work:
-        figures = measure(args.trials, args.epochs, Path(work))
+        figures = measure(args.trials, args.epochs, args.images, Path(work))
     print(report(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

@@ -16,7 +16,8 @@ def test_sweep_overhead_tiny(local_ray, tmp_path, capsys, monkeypatch):
     # (b) connects to the session's Ray like a driver of a running cluster, instead of starting its own
     monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     out = tmp_path / "overhead.json"
-    assert load_benchmark("sweep_overhead").main(["--trials", "2", "--epochs", "1", "--json", str(out)]) == 0
+    assert load_benchmark("sweep_overhead").main(["--trials", "2", "--epochs", "1", "--images", "48",
+                                                         "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     for key in ("optuna_loop_s", "busray_sweep_s", "busray_train_s", "sweep_over_loop",
                 "ray_cost_per_extra_trial_s", "fit_in_trial_over_train", "pacing_ratio", "fit_share_of_slot_s"):
