@@ -47,6 +47,16 @@ def _uses_ray(path: str) -> bool:
     return file.is_file() and "pytest.mark.ray" in file.read_text(encoding="utf-8")
 
 
+#: Ray test modules that keep both cores busy (DDP worker groups, concurrent trials, a second Ray head) run
+#: last, when the other xdist worker has usually finished: earlier, three busy processes would share the
+#: two cores. (The order of tests only; every test runs.)
+BUSY_RAY_MODULES = ("test_sweep_ray.py", "test_sweep_resume.py", "test_job_submit.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name in BUSY_RAY_MODULES)  # stable: otherwise as collected
+
+
 def pytest_xdist_make_scheduler(config, log):
     return RayTestsTogether(config, log) if config.getvalue("dist") == "loadscope" else None
 
