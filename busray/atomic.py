@@ -2,7 +2,7 @@
 
 Every writer in busray (configs, split.json, run-folder files, sweep state, exports, the results
 store's Parquet files) goes through :func:`atomic_writer` or :func:`atomic_write`. The temp file
-(``.<name>.<pid>.<random>.tmp``) is created exclusively in the target's folder, so concurrent
+(``.<name>.<host>.<pid>.<random>.tmp``) is created exclusively in the target's folder, so concurrent
 writers of one path never share a temp file and ``os.replace`` stays a same-filesystem atomic
 rename; it is fsynced before the rename, and removed on any error.
 
@@ -11,9 +11,10 @@ Permissions: the temp file is created with mode ``0o666`` and the process umask 
 hid configs and metrics from the other users of a shared results folder. Standard library only,
 so every layer may use it.
 
-A writer killed between create and rename (``kill -9``, power loss) leaves its temp file behind;
-:func:`remove_stale_temps` clears them: those of dead processes when a folder's single owner (a run
-being started or resumed) takes it over, and old ones when the results store is compacted.
+A writer killed between create and rename (``kill -9``, a lost node) leaves its temp file behind;
+:func:`remove_stale_temps` clears those when a run starts or resumes in its folder and when the
+results store is compacted. The host in the name makes that safe on a shared filesystem: a pid is
+only checked on the host that wrote it; another host's temp file goes once it is an hour old.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,13 +30,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-#: ``temp_name``'s pattern; group 1 is the writer's pid.
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+#: This machine in temp names: the short host name, with anything but letters, digits and '-' replaced.
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+#: ``temp_name``'s pattern: the writer's host and pid.
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+#: A temp file this old has no writer left, wherever it ran (writes take milliseconds to seconds).
+STALE_AFTER_S = 3600.0
 
 
 def temp_name(path: Path) -> Path:
     """The hidden, unique temp file beside ``path`` (readers skip names starting with a dot)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    return path.with_name(f".{path.name}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 @contextlib.contextmanager
@@ -66,24 +72,21 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     return Path(path)
 
 
-def remove_stale_temps(folder: str | Path, older_than_s: float | None = None) -> list[Path]:
+def remove_stale_temps(folder: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove the temp files under ``folder`` (recursively) that no writer will finish.
 
-    By default a temp file is stale when its writer's process no longer exists: only for a folder
-    whose writers all run on this machine (a run folder, owned by the run using it), since a pid
-    says nothing about a process on another node. With ``older_than_s``, a temp file is stale when
-    it was last written that long ago, whoever wrote it (a shared folder such as the results store,
-    whose writes take milliseconds). Returns the removed paths.
+    A temp file is stale when it was written on this host by a process that no longer exists, or
+    when it was last written ``stale_after_s`` ago (a pid says nothing about another host's
+    processes). Returns the removed paths.
     """
-    cutoff = None if older_than_s is None else time.time() - older_than_s
+    cutoff = time.time() - stale_after_s
     removed = []
     for tmp in Path(folder).rglob(".*.tmp"):
         match = _TEMP_NAME.match(tmp.name)
-        if not match:
+        if not match or not tmp.is_file():
             continue
-        stale = (not _process_exists(int(match.group(1))) if cutoff is None
-                 else _modified_before(tmp, cutoff))
-        if stale:
+        dead_here = match["host"] == HOST and not _process_exists(int(match["pid"]))
+        if dead_here or _modified_before(tmp, cutoff):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from busray.atomic import atomic_write, atomic_writer, remove_stale_temps, temp_name
+from busray.atomic import HOST, atomic_write, atomic_writer, remove_stale_temps, temp_name
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +30,24 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["metrics.json"]
 
 
-@pytest.mark.parametrize("name, owner, removed", [
-    (".history.csv.{pid}.0123abcd.tmp", "dead", True),
-    ("checkpoints/.last.pt.{pid}.89abcdef.tmp", "dead", True),
-    (".history.csv.{pid}.0123abcd.tmp", "self", False),      # a live writer's file is not touched
-    (".notes.tmp", "dead", False),                           # not a name busray's writers make
-    ("history.csv.{pid}.0123abcd.tmp", "dead", False),       # not hidden
-    (".decoded-{pid}.tmp.npz", "dead", False),
+@pytest.mark.parametrize("name, hours_old, removed", [
+    (".history.csv.{host}.{dead}.0123abcd.tmp", 0, True),            # killed on this host
+    ("checkpoints/.last.pt.{host}.{dead}.89abcdef.tmp", 0, True),
+    (".history.csv.{host}.{alive}.0123abcd.tmp", 0, False),          # a live writer's file is not touched
+    (".history.csv.{host}.{alive}.0123abcd.tmp", 2, True),           # ...unless it is hours old
+    (".history.csv.node-b.{dead}.0123abcd.tmp", 0, False),           # another host: its pids mean nothing here
+    (".history.csv.node-b.{dead}.0123abcd.tmp", 2, True),
+    (".history.csv.{dead}.0123abcd.tmp", 2, True),                   # the older name, without a host
+    (".notes.tmp", 2, False),                                        # not a name busray's writers make
+    ("history.csv.{host}.{dead}.0123abcd.tmp", 2, False),            # not hidden
+    (".decoded-{dead}.tmp.npz", 2, False),
 ])
-def test_remove_stale_temps(tmp_path, dead_pid, name, owner, removed):
-    path = tmp_path / name.format(pid=dead_pid if owner == "dead" else os.getpid())
+def test_remove_stale_temps(tmp_path, dead_pid, name, hours_old, removed):
+    path = tmp_path / name.format(host=HOST, dead=dead_pid, alive=os.getpid())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x")
+    then = time.time() - hours_old * 3600
+    os.utime(path, (then, then))
     assert remove_stale_temps(tmp_path) == ([path] if removed else [])
     assert path.exists() != removed
 
@@ -48,4 +55,5 @@ def test_remove_stale_temps(tmp_path, dead_pid, name, owner, removed):
 def test_temp_names_are_what_remove_stale_temps_recognises(tmp_path):
     tmp = temp_name(tmp_path / "config.yaml")
     tmp.write_text("x")
+    assert tmp.name.startswith(f".config.yaml.{HOST}.{os.getpid()}.")
     assert remove_stale_temps(tmp_path) == [] and tmp.exists()          # ours: this process is alive

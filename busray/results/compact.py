@@ -13,9 +13,9 @@ them, per table, under the precedence rule of :mod:`busray.results.layout`:
 4. delete the old parts and retire the loose files, each only if it is still the version that was
    read: a trial recorded again meanwhile keeps its newer loose file, which beats the part;
 5. write ``_store.json`` (the schema every file now has);
-6. remove what killed processes left in the table folders more than an hour ago: a writer's temp
-   file (:mod:`busray.atomic`) or a file step 4 renamed aside. Writes take milliseconds, so an hour-old
-   one has no writer left, on this node or another (a pid check would only see this node's).
+6. remove what killed processes left in the table folders: a writer's temp file whose process is gone
+   (:func:`busray.atomic.remove_stale_temps`: checked by pid on its own host, by age elsewhere), and a
+   file step 4 renamed aside over an hour ago.
 
 So busray's reader never loses or double-counts a row. A raw reader (pandas, DuckDB, polars) may
 see a trial twice while step 2-4 run, or when a trial was recorded again after the last
@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from busray.atomic import remove_stale_temps
+from busray.atomic import STALE_AFTER_S, remove_stale_temps
 from busray.results.columns import STORE_FINGERPRINT
 from busray.results.layout import (
     StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, merge,
@@ -43,8 +43,6 @@ from busray.results.layout import (
 from busray.results.schema import ResultsError
 
 LOCK = "_compact.lock"
-#: Step 6: hidden leftovers older than this are removed.
-LEFTOVER_AGE_S = 3600.0
 RETIRED = ".retired"
 
 
@@ -131,12 +129,12 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
     return report
 
 
-def remove_leftovers(folder: Path, older_than_s: float = LEFTOVER_AGE_S) -> int:
-    """Step 6: remove hidden temp and renamed-aside files last written over ``older_than_s`` ago."""
+def remove_leftovers(folder: Path) -> int:
+    """Step 6: remove killed writers' temp files and renamed-aside files over an hour old."""
     if not folder.is_dir():
         return 0
-    removed = len(remove_stale_temps(folder, older_than_s=older_than_s))
-    cutoff = time.time() - older_than_s
+    removed = len(remove_stale_temps(folder))
+    cutoff = time.time() - STALE_AFTER_S
     for aside in folder.glob(f".*{RETIRED}"):
         with contextlib.suppress(FileNotFoundError):
             if aside.stat().st_mtime < cutoff:

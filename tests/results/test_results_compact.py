@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from busray.atomic import HOST
 from busray.cli.main import main
 from busray.results import ResultsError, ResultsStore
 from busray.results import compact as compact_module
@@ -141,14 +142,15 @@ def test_cli_results_compact(filled, capsys):
 
 
 @pytest.mark.parametrize("name, hours_old, removed", [
-    (".t9.parquet.4242.0123abcd.tmp", 2, True),         # a writer killed mid-write, long ago
-    (".t9.parquet.4242.0123abcd.tmp", 0, False),        # maybe a writer on another node, right now
-    (".t9.parquet.0123abcd.retired", 2, True),          # retire() killed between rename and unlink
+    (".t9.parquet.node-b.4242.0123abcd.tmp", 2, True),   # a writer on another host, killed long ago
+    (".t9.parquet.node-b.4242.0123abcd.tmp", 0, False),  # maybe writing right now
+    (".t9.parquet.{host}.{alive}.0123abcd.tmp", 0, False),  # a live writer on this host
+    (".t9.parquet.0123abcd.retired", 2, True),           # retire() killed between rename and unlink
     (".t9.parquet.0123abcd.retired", 0, False),
-    (".notes.txt", 2, False),                           # not busray's
+    (".notes.txt", 2, False),                            # not busray's
 ])
 def test_compaction_removes_old_leftovers_of_killed_writers(filled, capsys, name, hours_old, removed):
-    leftover = filled.runs_dir / name
+    leftover = filled.runs_dir / name.format(host=HOST, alive=os.getpid())
     leftover.write_bytes(b"half a file")
     then = time.time() - hours_old * 3600
     os.utime(leftover, (then, then))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from busray.atomic import HOST
 from busray.config import config_to_dict, load_config
 from busray.metrics import METRIC_KEYS
 from busray.objective import Objective
@@ -99,7 +100,7 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     shutil.copytree(first.run_dir, run)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    killed = run / "checkpoints" / f".last.pt.{dead}.0badc0de.tmp"   # what a kill -9 mid-write leaves
+    killed = run / "checkpoints" / f".last.pt.{HOST}.{dead}.0badc0de.tmp"  # what a kill -9 mid-write leaves
     killed.write_bytes(b"half a checkpoint")
     cfg = load_config(None, tiny("train.epochs=3"))
     result = fit(cfg, reporter=ResumeFromDir(str(run / "checkpoints")), run_dir=run)
