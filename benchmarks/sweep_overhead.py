@@ -35,7 +35,7 @@ from busray.runfolder import RunFolder
 BASE = {
     "model": {"encoder": "test_efficientnet", "weights": "none", "decoder_channels": [32, 24, 16, 16],
               "clf_dim": 32},
-    "data": {"root": "synthetic:n=120,size=64", "image_size": 64, "detect_near_duplicates": False},
+    "data": {"image_size": 64, "detect_near_duplicates": False},  # root: synthetic, --images of them
     "train": {"batch_size": 8, "eval_batch_size": 32, "lr": 2.0e-3, "progress": False, "tb_images": 2,
               "num_threads": 1, "patience": 0},
 }
@@ -63,7 +63,7 @@ OPTUNA_LOOP = textwrap.dedent('''
 
 def base_config(epochs: int, images: int) -> dict:
     """BASE with ``epochs`` and ``images`` synthetic images (the data key's ``n``)."""
-    data = {**BASE["data"], "root": f"synthetic:n={images},size=64"}
+    data = {**BASE["data"], "root": f"synthetic:n={images},size={BASE['data']['image_size']}"}
     return {**BASE, "data": data, "train": {**BASE["train"], "epochs": epochs}}
 
 

@@ -79,22 +79,22 @@ def remove_stale_temps(folder: str | Path, stale_after_s: float = STALE_AFTER_S)
     when it was last written ``stale_after_s`` ago (a pid says nothing about another host's
     processes). Returns the removed paths.
     """
-    cutoff = time.time() - stale_after_s
     removed = []
     for tmp in Path(folder).rglob(".*.tmp"):
         match = _TEMP_NAME.match(tmp.name)
         if not match or not tmp.is_file():
             continue
         dead_here = match["host"] == HOST and not _process_exists(int(match["pid"]))
-        if dead_here or _modified_before(tmp, cutoff):
+        if dead_here or last_written_before(tmp, stale_after_s):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _modified_before(path: Path, cutoff: float) -> bool:
+def last_written_before(path: Path, seconds: float) -> bool:
+    """Whether ``path`` was last written more than ``seconds`` ago (False once it is gone)."""
     try:
-        return path.stat().st_mtime < cutoff
+        return path.stat().st_mtime < time.time() - seconds
     except FileNotFoundError:       # its writer renamed it meanwhile
         return False
 

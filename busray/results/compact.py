@@ -29,13 +29,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from busray.atomic import STALE_AFTER_S, remove_stale_temps
+from busray.atomic import STALE_AFTER_S, last_written_before, remove_stale_temps
 from busray.results.columns import STORE_FINGERPRINT
 from busray.results.layout import (
     StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, merge,
@@ -133,14 +132,10 @@ def remove_leftovers(folder: Path) -> int:
     """Step 6: remove killed writers' temp files and renamed-aside files over an hour old."""
     if not folder.is_dir():
         return 0
-    removed = len(remove_stale_temps(folder))
-    cutoff = time.time() - STALE_AFTER_S
-    for aside in folder.glob(f".*{RETIRED}"):
-        with contextlib.suppress(FileNotFoundError):
-            if aside.stat().st_mtime < cutoff:
-                aside.unlink()
-                removed += 1
-    return removed
+    asides = [p for p in folder.glob(f".*{RETIRED}") if last_written_before(p, STALE_AFTER_S)]
+    for aside in asides:
+        aside.unlink(missing_ok=True)
+    return len(remove_stale_temps(folder)) + len(asides)
 
 
 def retire(old: StoreFile) -> bool:
