@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from busray.atomic import atomic_write
+from busray.models.config import DIAGNOSTIC_KEYS, LEVELS  # torch-free: the model's names for its levels
 
 CONFIG = "config.yaml"
 SPLIT = "split.json"
@@ -44,12 +45,12 @@ BEST = "best.pt"
 LAST = "last.pt"
 TENSORBOARD = "tb"
 
-#: Decoder levels D1..D4 (numbered 1..4) and the per-level diagnostics the model reports (paper Fig. 3).
-LEVELS = (1, 2, 3, 4)
-DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 #: Fixed columns of the per-image table; ``prob_<class>`` and ``<diagnostic>_<level 1..4>`` follow.
 PER_IMAGE_COLUMNS = ("name", "label", "pred", "has_lesion", "seg/iou", "seg/dice", "correct", "label_name",
                      "pred_name", "tp", "fp", "fn")
+
+#: Arrays of ``test_samples.npz`` (written by :meth:`RunFolder.write_samples`).
+SAMPLE_KEYS = ("names", "image", "mask", "prob")
 
 STATUSES = ("completed", "failed", "stopped_early", "running")
 
@@ -210,8 +211,13 @@ class RunFolder:
         atomic_write(self.samples, buf.getvalue())
 
     def read_samples(self) -> dict[str, np.ndarray]:
+        """The arrays of ``test_samples.npz``; a file without all of SAMPLE_KEYS is a ``ValueError``."""
         with np.load(self.samples, allow_pickle=False) as arrays:
-            return dict(arrays)
+            samples = dict(arrays)
+        missing = [k for k in SAMPLE_KEYS if k not in samples]
+        if missing:
+            raise ValueError(f"missing array(s) {missing}")
+        return samples
 
     # ------------------------------------------------------------------ split identity
     def split_identity(self) -> tuple[str, str]:

@@ -25,10 +25,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-LEVELS = (1, 2, 3, 4)
-DIAGNOSTIC_PREFIXES = ("tim_seg2clf", "tim_clf2seg", "upa_w_seg", "upa_w_clf")
+from busray.runfolder import DIAGNOSTIC_KEYS, LEVELS  # noqa: E402  (the per-image table's columns)
+
 CURVE_METRICS = (("val/seg/iou", "Validation IoU (%)"), ("val/clf/acc", "Validation accuracy (%)"))
-SAMPLE_KEYS = ("names", "image", "mask", "prob")
 _COLORS = ("tab:blue", "tab:orange")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _TRUTH, _PREDICTED = "#2ca02c", "#d62728"
@@ -36,7 +35,7 @@ _TRUTH, _PREDICTED = "#2ca02c", "#d62728"
 
 def diagnostic_count(predictions: pd.DataFrame) -> int:
     """Number of finite TIM/UPA diagnostic values in a predictions frame (0: modules off)."""
-    columns = [f"{p}_{k}" for p in DIAGNOSTIC_PREFIXES for k in LEVELS if f"{p}_{k}" in predictions]
+    columns = [f"{p}_{k}" for p in DIAGNOSTIC_KEYS for k in LEVELS if f"{p}_{k}" in predictions]
     return int(np.isfinite(predictions[columns].to_numpy(dtype=float)).sum()) if columns else 0
 
 

@@ -7,11 +7,11 @@ Depends only on torch, timm and ``busray.configtools``. Entry points: ``ModelCon
 """
 
 from busray.lazy import lazy_exports
-from busray.models.config import LEVELS, ModelConfig
+from busray.models.config import DIAGNOSTIC_KEYS, LEVELS, ModelConfig
 
 # torch/timm load on first use of these (busray/lazy.py says why)
 __getattr__ = lazy_exports(__name__, {**{name: "net" for name in (
-    "DIAGNOSTIC_KEYS", "PARAM_GROUPS", "ModelOutput", "MultiTaskNet", "create_model", "param_groups_summary")},
+    "PARAM_GROUPS", "ModelOutput", "MultiTaskNet", "create_model", "param_groups_summary")},
     "StackedModels": "stacking"})
 
 __all__ = ["LEVELS", "DIAGNOSTIC_KEYS", "PARAM_GROUPS", "ModelConfig", "ModelOutput", "MultiTaskNet",

@@ -17,9 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from busray.configtools import ConfigError, option
-# Decoder levels D1..D4 (D1 is the coarsest, stride 16; D4 the finest, stride 2), named once for the
-# model and the run folder.
-from busray.runfolder import LEVELS
+
+#: Decoder levels D1..D4 (D1 the coarsest, stride 16; D4 the finest, stride 2). Named here, in the
+#: torch-free model config, so the model, the run folder and the reports share one definition.
+LEVELS = (1, 2, 3, 4)
+#: The per-level diagnostics the model reports (paper Fig. 3: UPA weights, TIM gate means); the run
+#: folder stores them as ``<key>_<level>`` columns of the per-image table.
+DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 
 #: ``model.weights`` values that name a checkpoint choice rather than a file (busray.models.weights).
 NAMED_WEIGHTS = ("none", "imagenet", "noisy_student")

@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from busray.configtools import validate
-from busray.models.config import LEVELS, ModelConfig
-from busray.runfolder import DIAGNOSTIC_KEYS  # the run folder names the diagnostics it stores
+from busray.models.config import DIAGNOSTIC_KEYS, LEVELS, ModelConfig
 from busray.models.decoder import DecoderBlock
 from busray.models.encoder import Encoder
 from busray.models.heads import (CLF_ENCODER_TAPS, LEVEL_SOURCE_TAP, ClassificationHead, LevelClfInit,

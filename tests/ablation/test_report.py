@@ -188,6 +188,16 @@ def test_missing_run_file_is_named(runs, tmp_path, text_only):
         build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT)
 
 
+def test_samples_file_without_an_array_skips_the_grid_and_says_why(runs, tmp_path):
+    path = Path(runs.loc[0, "run_dir"]) / "test_samples.npz"
+    arrays = dict(np.load(path))
+    np.savez(path, **{k: v for k, v in arrays.items() if k != "prob"})
+    out = tmp_path / "r"
+    text = build_report(runs, "table2", "md", out, boot=BOOT).read_text()
+    assert f"{path}: unreadable (ValueError: missing array(s) ['prob'])" in text
+    assert not (out / FIGURE_FILES["grid"]).exists() and (out / FIGURE_FILES["curves"]).exists()
+
+
 def test_unknown_format_is_an_error(runs, tmp_path):
     with pytest.raises(ReportError, match="unknown report format 'pdf'"):
         build_report(runs, "table2", "pdf", tmp_path / "r")
