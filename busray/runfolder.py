@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from busray.atomic import atomic_write
-from busray.models.config import DIAGNOSTIC_KEYS, LEVELS  # torch-free: the model's names for its levels
+from busray.models.config import LEVELS  # torch-free: the model's names for its levels
 
 CONFIG = "config.yaml"
 SPLIT = "split.json"

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from busray.runfolder import DIAGNOSTIC_KEYS, LEVELS  # noqa: E402  (the per-image table's columns)
+from busray.models.config import DIAGNOSTIC_KEYS, LEVELS  # noqa: E402  (the per-image table's columns)
 
 CURVE_METRICS = (("val/seg/iou", "Validation IoU (%)"), ("val/clf/acc", "Validation accuracy (%)"))
 _COLORS = ("tab:blue", "tab:orange")

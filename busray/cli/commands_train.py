@@ -157,11 +157,29 @@ def cmd_train(args) -> int:
     from busray.training import ResumeFromDir, fit  # lazy: torch, after the config was refused or not
     reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else None
     result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
-    print(f"run folder: {result.run_dir}")
-    print(f"status: {result.status}" + (f" ({result.error})" if result.error else ""))
-    if result.test:
-        print(format_metrics({"val": result.val, "test": result.test}))
+    print(train_summary(result))
     return 0 if result.status == "completed" else 1
+
+
+def train_summary(result) -> str:
+    """What ``busray train`` prints at the end: the folder, how it ended, the metrics, what to do next."""
+    ended = f"status: {result.status}" + (f" ({result.error})" if result.error else "")
+    if result.best_epoch:
+        score = result.val.get("score")
+        ended += (f", best epoch {result.best_epoch} of {result.epochs_run}"
+                  + (f" (val/score {score:.4f})" if score is not None else "")
+                  + f", {result.wall_time_s:.1f} s")
+    lines = [f"run folder: {result.run_dir}", ended]
+    if result.test:
+        lines.append(format_metrics({"val": result.val, "test": result.test}))
+    if result.status == "completed":
+        from busray.runfolder import TENSORBOARD  # lazy like every busray import here: --help stays fast
+
+        run = result.run_dir
+        lines += ["next:", f"  busray evaluate {run} --data OTHER_DATASET --split all",
+                  f"  busray predict {run} IMAGE.png --out preds/",
+                  f"  tensorboard --logdir {Path(run) / TENSORBOARD}"]
+    return "\n".join(lines)
 
 
 def cmd_evaluate(args) -> int:

@@ -16,6 +16,10 @@ A sweep is one Ray Tune experiment per *round* under ``<storage>/<name>/tune/rou
 
 Fixed configs (ablations) are one round of a ``tune.grid_search`` over run names with the same
 trainable and recording, no searcher; resuming skips configs already recorded as completed.
+
+Ray Tune (and the modules of busray built on it: searcher, recording, console) is imported inside
+the functions that build the Tuner: it takes ~1.7 s, and a sweep file or storage that
+:func:`run_sweep` refuses should say so before that.
 """
 
 from __future__ import annotations
@@ -28,17 +32,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import optuna
 import pandas as pd
 from optuna.exceptions import ExperimentalWarning
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
 
+from busray.config import config_from_dict, config_to_dict, resolve_run_paths
 from busray.configtools import ConfigError, flatten
 from busray.objective import Objective
+from busray.results import STATUSES, ResultsStore, trial_key
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
+from busray.sweep.space import DefineByRun
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import SweepState, open_sweep
 from busray.sweep.storage import resolve_storage
 from busray.sweep.tracking import TrackingSpec, tracker_callbacks
 from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
+from busray.training.config import TrainConfig
 
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
 #: once), and Tune's legacy output engine, whose ``verbose=0`` really is silent.
@@ -72,6 +83,7 @@ class SweepOutcome:
                   f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
         if self.journal:
             lines.append(f"  optuna-dashboard {self.journal}")
+        lines.append(f"  pandas: pd.read_parquet(\"{ResultsStore(self.storage).runs_dir}\")   # one row per trial")
         return "\n".join(lines)
 
 
@@ -108,9 +120,6 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
     ``seed`` is written to ``train.seed``. With ``resume``, configs already recorded as completed
     under this name's sweep id are skipped.
     """
-    from busray.config import config_from_dict, config_to_dict, resolve_run_paths
-    from busray.results import ResultsStore, trial_key
-
     storage = resolve_storage(storage)
     fixed = {}
     for run_name, config, seed, variant in configs:  # all checked before anything is written
@@ -156,8 +165,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
                   verbose: bool):
     from ray import tune
 
-    from busray.sweep.searcher import BusrayOptunaSearch
-    from busray.sweep.space import DefineByRun
+    from busray.sweep.searcher import BusrayOptunaSearch  # Ray Tune's OptunaSearch underneath
 
     obj = spec.objective
     metric = list(obj.metrics) if obj.multi else obj.metric
@@ -253,8 +261,6 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
 
 
 def _sampler(spec: SweepSpec):
-    import optuna
-
     if spec.search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=spec.search.seed)
     return optuna.samplers.TPESampler(seed=spec.search.seed)
@@ -276,9 +282,6 @@ def _scheduler(spec: SweepSpec, metric, mode):
 
 def optuna_storage(spec: SweepSpec, state: SweepState):
     """The study's storage: the journal file by default, else the RDB URL of ``search.optuna_storage``."""
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
-
     url = spec.search.optuna_storage
     if url:
         return RDBStorage(url)
@@ -296,8 +299,6 @@ def _worker_counts(spec: SweepSpec) -> list[int]:
 
 def outcome(job: TrialJob, display_keys: list[str], journal: str | None = None) -> SweepOutcome:
     """Counts by status and the best trials of this sweep id, read back from the store."""
-    from busray.results import STATUSES, ResultsStore
-
     runs = ResultsStore(job.storage).runs()
     runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
@@ -326,6 +327,4 @@ def _with_seed(config: dict, seed: int | None) -> dict:
 
 
 def _default_epochs() -> int:
-    from busray.training.config import TrainConfig
-
     return TrainConfig().epochs

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 from PIL import Image
 
 from busray.cli import main
+from busray.cli.commands_train import train_summary
+from busray.runfolder import RunOutcome
 
 from tinyrun import tiny
 
@@ -22,12 +26,38 @@ def _sets(overrides):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", *_sets(tiny("train.epochs=1")), "--out", str(out)]) == 0
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        assert main(["train", *_sets(tiny("train.epochs=1", "train.progress=false")), "--out", str(out)]) == 0
+    (out.parent / "console.txt").write_text(console.getvalue())
     return out
 
 
-def test_train_prints_metrics_and_writes_run(trained, capsys):
+def test_train_prints_metrics_and_writes_run(trained):
     assert (trained / "metrics.json").is_file() and (trained / "checkpoints" / "best.pt").is_file()
+    lines = (trained.parent / "console.txt").read_text().splitlines()
+    saved = json.loads((trained / "metrics.json").read_text())
+    assert lines[0] == f"run folder: {trained}"
+    assert lines[1].startswith(f"status: completed, best epoch 1 of 1 (val/score {saved['val']['score']:.4f}), ")
+    assert lines[2].split() == ["metric", "val", "test"]
+    assert any(line.split() == ["seg/iou", f"{saved['val']['seg/iou']:.4f}", f"{saved['test']['seg/iou']:.4f}"]
+               for line in lines)
+    assert lines[-4:] == ["next:", f"  busray evaluate {trained} --data OTHER_DATASET --split all",
+                          f"  busray predict {trained} IMAGE.png --out preds/",
+                          f"  tensorboard --logdir {trained / 'tb'}"]
+
+
+@pytest.mark.parametrize("outcome, status_line", [
+    (RunOutcome(status="failed", error="loss is NaN at epoch 2", epochs_run=2, run_dir="r"),
+     "status: failed (loss is NaN at epoch 2)"),
+    (RunOutcome(status="failed", error="loss is NaN at epoch 3", best_epoch=1, epochs_run=3, wall_time_s=4.24,
+                val={"score": 0.5}, run_dir="r"),
+     "status: failed (loss is NaN at epoch 3), best epoch 1 of 3 (val/score 0.5000), 4.2 s"),
+    (RunOutcome(status="stopped_early", best_epoch=4, epochs_run=6, wall_time_s=9.0, val={}, run_dir="r"),
+     "status: stopped_early, best epoch 4 of 6, 9.0 s"),
+])
+def test_train_summary_of_runs_that_did_not_complete(outcome, status_line):
+    assert train_summary(outcome).splitlines() == ["run folder: r", status_line]  # no metrics, no "next:"
 
 
 def test_evaluate_run_folder_uses_its_split(trained, capsys):

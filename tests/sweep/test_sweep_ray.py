@@ -6,9 +6,11 @@ in-actor; one DDP trial that takes both, one after the other)."""
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -106,6 +108,17 @@ def test_tensorboard_one_run_per_trial_with_its_hparams(sweep):
     for pattern in ("**/events.out.tfevents.*", "**/result.json", "**/progress.csv"):
         assert not list(tune_dir.glob(pattern)), pattern  # Tune's own loggers are off
     assert not list((Path(storage) / "tiny").glob("train/**/checkpoint_*"))  # one copy of each checkpoint
+
+
+def test_summary_points_at_what_exists(sweep):
+    storage, _, out = sweep
+    text = out.summary()
+    assert text.startswith(f"sweep tiny ({out.sweep_id}): 4 trials (")
+    hints = text.split("\nnext:\n")[1].splitlines()
+    assert hints[0] == f"  busray results show tiny --storage {storage}"
+    assert Path(hints[1].split("--logdir ")[1]).is_dir() and Path(hints[2].split("optuna-dashboard ")[1]).is_file()
+    runs = pd.read_parquet(re.search(r'pd.read_parquet\("(.+)"\)', hints[3]).group(1))  # as a user pastes it
+    assert sorted(runs.loc[runs["sweep_id"] == out.sweep_id, "trial_id"]) == sorted(_runs(storage, out.sweep_id).index)
 
 
 def test_add_trials_continues_the_study(sweep):
