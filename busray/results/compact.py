@@ -15,7 +15,8 @@ them, per table, under the precedence rule of :mod:`busray.results.layout`:
 5. write ``_store.json`` (the schema every file now has);
 6. remove what killed processes left in the table folders: a writer's temp file whose process is gone
    (:func:`busray.atomic.remove_stale_temps`: checked by pid on its own host, by age elsewhere), and a
-   file step 4 renamed aside over an hour ago.
+   file step 4 renamed aside over an hour ago; then a table's emptied legacy folder (an older
+   layout's ``epochs/``: its files were merged into the new part like any other).
 
 So busray's reader never loses or double-counts a row. A raw reader (pandas, DuckDB, polars) may
 see a trial twice while step 2-4 run, or when a trial was recorded again after the last
@@ -37,8 +38,8 @@ from pathlib import Path
 from busray.atomic import STALE_AFTER_S, last_written_before, remove_stale_temps
 from busray.results.columns import STORE_FINGERPRINT
 from busray.results.layout import (
-    StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, merge,
-    part_seq, read_files, write_marker, write_table)
+    StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, marker_is_newer,
+    merge, part_seq, read_files, write_marker, write_table)
 from busray.results.schema import ResultsError
 
 LOCK = "_compact.lock"
@@ -89,30 +90,37 @@ def compact(root: Path, tables: Sequence[Table]) -> CompactReport:
 
 
 def upgrade_if_needed(root: Path, tables: Sequence[Table]) -> None:
-    """Bring a store written by an older schema to the current one (once; skipped if another
-    process is compacting right now: it does the same)."""
-    if marker_is_current(root, STORE_FINGERPRINT):
+    """Bring a store written by an older schema or layout to the current one (once; skipped if
+    another process is compacting right now: it does the same)."""
+    if _is_current(root, tables):
         return
     with compaction_lock(root) as held:
-        if not held or marker_is_current(root, STORE_FINGERPRINT):
+        if not held or _is_current(root, tables):
             return
-        if any(committed_files(t.folder) for t in tables):
+        if any(t.files() for t in tables):
             compact_locked(root, tables)
         else:
             write_marker(root, STORE_FINGERPRINT)
+
+
+def _is_current(root: Path, tables: Sequence[Table]) -> bool:
+    """The marker names this schema and no table has files in a legacy folder (a newer busray's
+    store is left alone)."""
+    if not marker_is_current(root, STORE_FINGERPRINT):
+        return False
+    return marker_is_newer(root) or not any(t.legacy is not None and committed_files(t.legacy) for t in tables)
 
 
 def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
     """Steps 2-5 above; the caller holds the lock."""
     report, done = CompactReport(), []
     for table in tables:
-        paths = committed_files(table.folder)
+        paths = table.files()
         files = read_files(paths, table.schema, table.required)
         merged = merge(files, table.schema).sort_by([(c, "ascending") for c in table.sort])
         seq = max((s for s in map(part_seq, paths) if s is not None), default=0) + 1
         if files:
-            name = table.folder.name
-            report.rows[name], report.merged[name] = merged.num_rows, len(files)
+            report.rows[table.name], report.merged[table.name] = merged.num_rows, len(files)
             new = table.folder / f"part-{seq:010d}-{uuid.uuid4().hex[:8]}.parquet"
             write_table(merged, new, seq=seq)
             done.append(files)
@@ -124,7 +132,11 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
             elif not retire(old):
                 report.kept += 1
     write_marker(root, STORE_FINGERPRINT)
-    report.leftovers = sum(remove_leftovers(table.folder) for table in tables)
+    folders = [f for t in tables for f in (t.folder, t.legacy) if f is not None]
+    report.leftovers = sum(remove_leftovers(folder) for folder in folders)
+    for legacy in (t.legacy for t in tables if t.legacy is not None):
+        with contextlib.suppress(OSError):  # still holds a file (kept, or a live writer's temp)
+            legacy.rmdir()
     return report
 
 

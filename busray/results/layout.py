@@ -4,7 +4,7 @@ Under ``<storage>/results/``::
 
     runs/<sweep_id>__<trial_id>__<hash>.parquet   one trial's run row ("loose" file)
     runs/part-<seq>-<rand>.parquet                 many trials' rows, written by compaction
-    epochs/<same names>                            the epoch rows of the same trials
+    _epochs/<same names>                           the epoch rows of the same trials
     _store.json                                    schema version and fingerprint of the files
     _generation                                    a counter compaction bumps before deleting
     _compact.lock                                  held (flock) while a compaction runs
@@ -16,6 +16,11 @@ Which row wins (busray's reader; the same rule compaction applies when it merges
 - among part files the one with the highest ``seq`` wins (compaction writes a new part holding
   everything before it deletes the files it merged, so two parts coexist only for a moment, or
   after a crash).
+
+``_epochs`` starts with ``_`` so that Arrow's dataset discovery (pandas, pyarrow) skips it, as it
+skips the bookkeeping files: ``pd.read_parquet("<storage>/results")`` is the runs table, not the two
+tables mixed under the first file's schema. Stores written before kept it in ``epochs/``; busray
+reads both, and the next compaction (the first write runs one) moves the rows.
 
 A reader lists the folder between two reads of ``_generation``; a file that vanished while being
 read, or a changed counter, means a compaction ran meanwhile, and the read starts over, so a row
@@ -54,11 +59,18 @@ READ_ATTEMPTS = 20
 
 @dataclass(frozen=True)
 class Table:
-    """One of the store's tables: its folder, declared schema, required and sort columns."""
+    """One of the store's tables: its name, folder, declared schema, required and sort columns;
+    ``legacy``: where an older layout kept its files (read too, emptied by the next compaction)."""
+    name: str
     folder: Path
     schema: pa.Schema
     required: tuple[str, ...]
     sort: tuple[str, ...]
+    legacy: Path | None = None
+
+    def files(self) -> list[Path]:
+        """The committed files of the table: the legacy folder's (if any) first."""
+        return [*(committed_files(self.legacy) if self.legacy else ()), *committed_files(self.folder)]
 
 
 @dataclass
@@ -111,7 +123,7 @@ def read_table(root: Path, table: Table) -> pa.Table:
     """The table's rows under the precedence rule, started over if a compaction removes a file
     before it was read."""
     for _ in range(READ_ATTEMPTS):
-        paths = stable_listing(root, table.folder)
+        paths = stable_listing(root, table)
         try:
             files = read_files(paths, table.schema, table.required)
         except FileNotFoundError:
@@ -121,7 +133,7 @@ def read_table(root: Path, table: Table) -> pa.Table:
     raise ResultsError(f"{table.folder}: kept changing while being read ({READ_ATTEMPTS} tries)")
 
 
-def stable_listing(root: Path, folder: Path) -> list[Path]:
+def stable_listing(root: Path, table: Table) -> list[Path]:
     """A listing taken while no compaction bumped ``_generation``.
 
     A directory listed while files come and go may miss both a new part and the files it
@@ -130,10 +142,10 @@ def stable_listing(root: Path, folder: Path) -> list[Path]:
     """
     for _ in range(READ_ATTEMPTS):
         before = generation(root)
-        paths = committed_files(folder)
+        paths = table.files()
         if generation(root) == before:
             return paths
-    raise ResultsError(f"{folder}: kept changing while being listed ({READ_ATTEMPTS} tries)")
+    raise ResultsError(f"{table.folder}: kept changing while being listed ({READ_ATTEMPTS} tries)")
 
 
 def read_files(paths: Sequence[Path], schema: pa.Schema, required: Sequence[str],
@@ -240,11 +252,13 @@ def write_marker(root: Path, schema_print: str) -> None:
 def marker_is_current(root: Path, schema_print: str) -> bool:
     """Whether the store's files have the schema ``schema_print`` names (or a newer version
     wrote them: an older busray leaves those alone)."""
-    marker = read_marker(root)
-    version = marker.get("schema_version")
-    if not isinstance(version, int):
-        return False
-    return version > SCHEMA_VERSION or marker.get("fingerprint") == schema_print
+    return marker_is_newer(root) or read_marker(root).get("fingerprint") == schema_print
+
+
+def marker_is_newer(root: Path) -> bool:
+    """Whether a newer busray (a higher schema version) wrote the store's files."""
+    version = read_marker(root).get("schema_version")
+    return isinstance(version, int) and version > SCHEMA_VERSION
 
 
 def content_digest(data: bytes) -> str:

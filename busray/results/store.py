@@ -60,12 +60,12 @@ class ResultsStore:
             raise ResultsError(f"{storage}: the results store needs a local or mounted path")
         self.root = Path(text).expanduser() / "results"
         self.runs_dir = self.root / "runs"
-        self.epochs_dir = self.root / "epochs"
+        self.epochs_dir = self.root / "_epochs"  # "_": Arrow's discovery skips it (busray.results.layout)
         self.auto_compact = auto_compact
         self.tables = (
-            Table(self.runs_dir, RUN_SCHEMA, REQUIRED_RUN_COLUMNS, ("sweep_id", "trial_id")),
-            Table(self.epochs_dir, EPOCH_SCHEMA, REQUIRED_EPOCH_COLUMNS,
-                  ("sweep_id", "trial_id", "epoch")))
+            Table("runs", self.runs_dir, RUN_SCHEMA, REQUIRED_RUN_COLUMNS, ("sweep_id", "trial_id")),
+            Table("epochs", self.epochs_dir, EPOCH_SCHEMA, REQUIRED_EPOCH_COLUMNS,
+                  ("sweep_id", "trial_id", "epoch"), legacy=self.root / "epochs"))
 
     # ----------------------------------------------------------------------------- writing
     def record_run(self, row: Mapping[str, Any],

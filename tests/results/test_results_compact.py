@@ -81,18 +81,18 @@ def test_leftovers_of_a_crashed_compaction_are_read_correctly(filled, make_row, 
 
 
 def test_a_reader_starts_over_when_a_compaction_removes_what_it_listed(filled, monkeypatch):
-    listing, calls = layout.committed_files, []
+    listing, calls = layout.Table.files, []
 
-    def listing_then_compaction(folder):
-        paths = listing(folder)
-        if not calls:
+    def listing_then_compaction(table):
+        paths = listing(table)
+        calls.append(table.name)
+        if len(calls) == 1:
             ResultsStore(filled.root.parent).compact()   # another process, between list and read
-        calls.append(folder)
         return paths
 
-    monkeypatch.setattr(layout, "committed_files", listing_then_compaction)
+    monkeypatch.setattr(layout.Table, "files", listing_then_compaction)
     assert filled.runs()["trial_id"].tolist() == [f"t{i}" for i in range(5)]
-    assert len(calls) == 2
+    assert calls == ["runs", "runs", "epochs", "runs"]  # the reader's, compaction's two, the reader's again
 
 
 @pytest.mark.parametrize("rewrite, deleted", [(False, True), (True, False)])

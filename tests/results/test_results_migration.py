@@ -7,6 +7,7 @@ file, after which plain readers see one schema again.
 from __future__ import annotations
 
 import json
+import os
 
 import duckdb
 import pandas as pd
@@ -41,8 +42,8 @@ def _write_v1(store: ResultsStore) -> None:
         epochs = pa.table({"sweep": ["old"], "sweep_id": ["old-1"], "trial_id": [row["trial_id"]],
                            "trial_key": [row["trial_key"]], "variant": pa.nulls(1), "seed": [0],
                            "epoch": [1.0], "train/loss": [0.7], "schema_version": [1]})
-        store.epochs_dir.mkdir(parents=True, exist_ok=True)
-        pq.write_table(epochs, store.epochs_dir / name)
+        (store.root / "epochs").mkdir(parents=True, exist_ok=True)   # the folder before "_epochs"
+        pq.write_table(epochs, store.root / "epochs" / name)
 
 
 @pytest.fixture
@@ -68,6 +69,8 @@ def test_the_first_write_upgrades_every_file(old_store, make_row):
     with pytest.raises(Exception):   # before: plain readers trip over the mixed, inferred types
         duckdb.sql(f"SELECT * FROM read_parquet('{old_store.runs_dir}/*.parquet')").fetchall()
     old_store.record_run(make_row(trial_id="new"), [{"epoch": 1}])
+    assert not (old_store.root / "epochs").exists()           # its rows moved to _epochs
+    assert sorted(pd.read_parquet(old_store.epochs_dir)["trial_id"]) == ["a", "b", "new"]
     for folder, schema in ((old_store.runs_dir, RUN_SCHEMA), (old_store.epochs_dir, EPOCH_SCHEMA)):
         for path in folder.glob("*.parquet"):
             assert pq.read_schema(path).equals(schema, check_metadata=False), path
@@ -84,3 +87,25 @@ def test_a_store_marked_by_a_newer_version_is_left_alone(old_store, make_row):
     old_store.record_run(make_row(trial_id="new"))
     assert not list(old_store.runs_dir.glob("part-*"))        # nothing rewritten
     assert len(old_store.runs()) == 3
+
+
+@pytest.mark.parametrize("live_temp", [False, True])
+def test_epochs_folder_of_the_previous_layout_is_read_then_moved(tmp_path, make_row, live_temp):
+    """Schema 2 stores kept the epoch rows in ``epochs/`` (which ``pd.read_parquet(results)`` mixed
+    into the runs); they are read as they are, and the first write moves them to ``_epochs/``."""
+    store = ResultsStore(tmp_path / "st", auto_compact=0)
+    for trial in ("a", "b"):
+        store.record_run(make_row(trial_id=trial), [{"epoch": 1}, {"epoch": 2}])
+    legacy = store.root / "epochs"
+    store.epochs_dir.rename(legacy)
+    if live_temp:  # a writer of the old version, mid-write: its temp file must survive
+        (legacy / f".x.parquet.{os.uname().nodename}.{os.getpid()}.00000000.tmp").write_bytes(b"")
+    assert store.epochs()["trial_id"].tolist() == ["a", "a", "b", "b"]
+    store.record_run(make_row(trial_id="c"), [{"epoch": 1}])
+    assert store.epochs()["trial_id"].tolist() == ["a", "a", "b", "b", "c"]
+    assert [p.name.startswith("part-") for p in sorted(store.epochs_dir.iterdir())] == [False, True]
+    assert legacy.exists() is live_temp  # emptied, then removed unless a live writer's temp is there
+    if live_temp:
+        assert [p.suffix for p in legacy.iterdir()] == [".tmp"]
+    store.record_run(make_row(trial_id="d"), [])        # no compaction on every write after it
+    assert len([p for p in store.runs_dir.iterdir() if p.name.startswith("part-")]) == 1

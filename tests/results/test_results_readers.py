@@ -48,7 +48,7 @@ def filled(request, tmp_path, make_row) -> ResultsStore:
     return store
 
 
-TABLES = [("runs", RUN_SCHEMA, len(TRIALS)), ("epochs", EPOCH_SCHEMA, 6)]
+TABLES = [("runs", RUN_SCHEMA, len(TRIALS)), ("_epochs", EPOCH_SCHEMA, 6)]  # folders under results/
 
 
 def _same_types(got: pa.Schema, declared: pa.Schema) -> bool:
@@ -62,8 +62,16 @@ def _same_types(got: pa.Schema, declared: pa.Schema) -> bool:
 def test_pandas_reads_the_folder(filled, name, schema, rows):
     df = pd.read_parquet(filled.root / name)
     ours = filled.runs() if name == "runs" else filled.epochs()
+    assert (filled.root / name) == (filled.runs_dir if name == "runs" else filled.epochs_dir)
     assert len(df) == rows and list(df.columns) == schema.names
     assert df.dtypes.to_dict() == ours[schema.names].dtypes.to_dict()
+
+
+def test_pandas_reads_results_as_the_runs_table(filled):
+    """What a user tries first: Arrow's discovery skips ``_epochs`` and the bookkeeping files."""
+    df = pd.read_parquet(filled.root)
+    assert len(df) == len(TRIALS) and list(df.columns) == RUN_SCHEMA.names
+    assert sorted(df["trial_id"]) == sorted(filled.runs()["trial_id"])
 
 
 @pytest.mark.parametrize("name, schema, rows", TABLES)
