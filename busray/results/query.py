@@ -106,8 +106,9 @@ def frame_table(df: pd.DataFrame) -> pa.Table:
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """Left-aligned text columns, right-aligned numbers, a dashed rule under the header."""
-    cells = [[_cell(v) for v in df[c]] for c in df.columns]
+    """Left-aligned text columns, right-aligned numbers, a dashed rule under the header; times
+    to the second (exports keep them whole)."""
+    cells = [[_console_cell(v) for v in df[c]] for c in df.columns]
     widths = [max([len(str(c))] + [len(v) for v in col]) for c, col in zip(df.columns, cells)]
     right = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
 
@@ -144,6 +145,13 @@ def _cell(value: Any, missing: str = "-") -> str:
             return "inf" if value > 0 else "-inf"
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
     return str(value)
+
+
+def _console_cell(value: Any) -> str:
+    """A console cell: a timestamp in UTC to the second ("2026-11-27 00:02:16Z"), else ``_cell``."""
+    if isinstance(value, pd.Timestamp) and value.tzinfo is not None:
+        return value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%SZ")
+    return _cell(value)
 
 
 def _varies(series: pd.Series) -> bool:

@@ -42,6 +42,8 @@ def test_format_list_shows_one_line_per_sweep(filled):
     assert set(rows) == {"demo", "other"}
     assert rows["demo"][1:7] == ["demo-1", "5", "3", "1", "1", "val/seg/iou:max"]
     assert rows["demo"][7] == "0.7"
+    started = filled.runs(sweep="demo")["started_at"].min().tz_convert("UTC")
+    assert rows["demo"][8:10] == started.strftime("%Y-%m-%d %H:%M:%SZ").split()  # to the second, in UTC
 
 
 def test_format_list_of_an_empty_store(store):
