@@ -62,9 +62,13 @@ class AblationRuns:
     missing: tuple[str, ...]  # variants of the given order without a completed run
     run_root: Path
 
+    def rows(self, variant: str) -> pd.DataFrame:
+        """The variant's runs, by seed."""
+        return self.runs[self.runs["variant"] == variant].sort_values("seed")
+
     def run_dirs(self, variant: str) -> list[tuple[int, Path]]:
-        rows = self.runs[self.runs["variant"] == variant].sort_values("seed")
-        return [(int(r.seed), _resolve(r.run_dir, self.run_root, variant, r.seed)) for r in rows.itertuples()]
+        return [(int(r.seed), _resolve(r.run_dir, self.run_root, variant, r.seed))
+                for r in self.rows(variant).itertuples()]
 
 
 def select_runs(runs: pd.DataFrame, ablation: str, baseline: str | None = None,
@@ -261,8 +265,8 @@ def _provenance(ablation: AblationRuns, boot: BootstrapConfig) -> dict[str, Any]
     def distinct(column: str) -> list[str]:
         return sorted({str(v) for v in runs[column].dropna()}) if column in runs else []
 
-    run_list = [{"variant": r["variant"], "seed": int(r["seed"]), "run_id": _run_id(r),
-                 "run_dir": str(r["run_dir"])} for _, r in runs.sort_values(["variant", "seed"]).iterrows()]
+    run_list = [{"variant": variant, "seed": int(r["seed"]), "run_id": _run_id(r), "run_dir": str(r["run_dir"])}
+                for variant in ablation.order for _, r in ablation.rows(variant).iterrows()]  # table order
     return {
         "ablation": ablation.name, "sweep_ids": distinct("sweep_id"),
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

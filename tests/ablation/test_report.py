@@ -198,6 +198,12 @@ def test_samples_file_without_an_array_skips_the_grid_and_says_why(runs, tmp_pat
     assert not (out / FIGURE_FILES["grid"]).exists() and (out / FIGURE_FILES["curves"]).exists()
 
 
+def test_provenance_lists_runs_in_the_tables_order(runs, tmp_path, text_only):
+    build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT, order=["full", "baseline"])
+    listed = json.loads((tmp_path / "r" / "provenance.json").read_text())["runs"]
+    assert [(r["variant"], r["seed"]) for r in listed] == [("full", 0), ("full", 1), ("baseline", 0), ("baseline", 1)]
+
+
 def test_unknown_format_is_an_error(runs, tmp_path):
     with pytest.raises(ReportError, match="unknown report format 'pdf'"):
         build_report(runs, "table2", "pdf", tmp_path / "r")
