@@ -62,8 +62,10 @@ def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFra
     ranked = rank(runs, metrics)
     failed = ranked["status"] == "failed"  # failed trials last: their metrics are not results
     ranked = ranked.iloc[failed.to_numpy().argsort(kind="stable")]
-    varying = [c for c in config_columns(list(runs.columns)) if _varies(runs[c])]
     extra = [c for c in ("variant", "seed") if c in runs.columns and _varies(runs[c])]
+    # train.seed is the seed column again (the run's seed is written there): shown once
+    varying = [c for c in config_columns(list(runs.columns)) if _varies(runs[c])
+               and not (c == "train.seed" and "seed" in extra and runs[c].equals(runs["seed"]))]
     metric_columns = [c for c, _ in metrics]
     columns = ["trial_id", "status", *extra, *varying, *metric_columns]
     columns += ["best_epoch"] if "best_epoch" in runs.columns else []

@@ -129,3 +129,15 @@ def test_export_rejects_an_unknown_format_before_writing(filled, tmp_path):
     with pytest.raises(ResultsError, match="unknown sweep"):
         export(filled, "nope", "csv", tmp_path / "nope.csv")
     assert list(tmp_path.iterdir()) == [filled.root.parent]
+
+
+@pytest.mark.parametrize("train_seed, shown", [(lambda seed: seed, False), (lambda seed: 7 - seed, True)])
+def test_show_prints_the_seed_once_when_train_seed_repeats_it(store, make_row, train_seed, shown):
+    for variant, hmsf in (("baseline", False), ("full", True)):
+        for seed in (0, 1):
+            store.record_run(make_row(sweep="abl", sweep_id="abl-1", trial_id=f"{variant}-{seed}", seed=seed,
+                                      variant=variant, config={"model": {"hmsf": hmsf},
+                                                               "train": {"seed": train_seed(seed)}}))
+    header = format_show(store, "abl").splitlines()[1].split()
+    assert header[:5] == ["trial_id", "status", "variant", "seed", "model.hmsf"]
+    assert ("train.seed" in header) is shown
