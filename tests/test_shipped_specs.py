@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from busray.ablation import load_ablation_spec
+from busray.cli.main import build_parser
 from busray.configtools import ConfigError
 from busray.sweep import load_sweep_spec
 
@@ -54,3 +57,29 @@ def test_table2_has_the_papers_five_rows():
 def test_bad_ablation_overrides_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load_ablation_spec(Path(SWEEPS[0]).parent / "table2.yaml", [override])
+
+
+def _help_texts(parser) -> list[str]:
+    """The --help text of ``parser`` and of every sub-command under it."""
+    texts = [parser.format_help()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                texts += _help_texts(sub)
+    return texts
+
+
+def _documents() -> dict[str, str]:
+    root = SWEEPS[0].parents[1]
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md")), *SWEEPS]
+    texts = {str(p.relative_to(root)): p.read_text() for p in files}
+    texts.update({f"busray --help ({i})": t for i, t in enumerate(_help_texts(build_parser()))})
+    return texts
+
+
+def test_every_sweep_file_the_docs_and_help_name_ships():
+    shipped = {p.name for p in SWEEPS}
+    named = {(where, name) for where, text in _documents().items()
+             for name in re.findall(r"\bsweeps/([a-z0-9_]+\.yaml)", text)}
+    assert {name for _, name in named} & shipped, "the pattern found nothing: the test would pass vacuously"
+    assert sorted((where, name) for where, name in named if name not in shipped) == []

@@ -24,9 +24,9 @@ def register(sub) -> None:
         description="Run a hyperparameter sweep (Optuna search, Ray Tune trials, ASHA early stopping) "
                     "and record every trial in the results store under --storage.",
         epilog="examples:\n  busray sweep sweeps/smoke.yaml --storage demo\n"
-               "  busray sweep sweeps/tau.yaml --set base.train.epochs=5 --storage runs_store\n"
-               "  busray sweep sweeps/tau.yaml --storage runs_store --resume         # after a crash\n"
-               "  busray sweep sweeps/tau.yaml --storage runs_store --add-trials 8   # extend the study")
+               "  busray sweep sweeps/tau_schedule.yaml --set base.train.epochs=5 --storage runs_store\n"
+               "  busray sweep sweeps/tau_schedule.yaml --storage runs_store --resume         # after a crash\n"
+               "  busray sweep sweeps/tau_schedule.yaml --storage runs_store --add-trials 8   # extend the study")
     p.add_argument("spec", metavar="SWEEP_YAML", help="sweep file (see sweeps/)")
     _common(p)
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
@@ -73,16 +73,16 @@ def _common(p) -> None:
 def _register_results(sub) -> None:
     res = sub.add_parser("results", help="query the Parquet results store",
                          epilog="examples:\n  busray results list --storage store\n"
-                                "  busray results show tau --storage store --top 5\n"
-                                "  busray results export tau --storage store --out tau.parquet")
+                                "  busray results show tau_schedule --storage store --top 5\n"
+                                "  busray results export tau_schedule --storage store --out tau.parquet")
     rsub = res.add_subparsers(dest="results_command", required=True, metavar="ACTION")
     p = rsub.add_parser("list", help="one line per sweep",
                         epilog="example:\n  busray results list --storage store")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="results storage folder")
     p.set_defaults(handler=cmd_results_list)
     p = rsub.add_parser("show", help="the best trials of a sweep",
-                        epilog="examples:\n  busray results show tau --storage store\n"
-                               "  busray results show tau --storage store --where 'model.tau>=0.5' "
+                        epilog="examples:\n  busray results show tau_schedule --storage store\n"
+                               "  busray results show tau_schedule --storage store --where 'model.tau>=0.5' "
                                "--metric val/seg/iou --top 3")
     _query_args(p)
     p.add_argument("--metric", action="append", help="rank by this column (default: the sweep's objective)")
@@ -90,9 +90,9 @@ def _register_results(sub) -> None:
     p.add_argument("--top", type=bounded_int(1, 1_000_000), default=10, help="rows to show")
     p.set_defaults(handler=cmd_results_show)
     p = rsub.add_parser("export", help="write a sweep's rows to a file",
-                        epilog="examples:\n  busray results export tau --storage store   # tau.csv\n"
-                               "  busray results export tau --storage store --out tau.parquet\n"
-                               "  busray results export tau --storage store --format md --out tau.md")
+                        epilog="examples:\n  busray results export tau_schedule --storage store   # tau_schedule.csv\n"
+                               "  busray results export tau_schedule --storage store --out tau.parquet\n"
+                               "  busray results export tau_schedule --storage store --format md --out tau.md")
     _query_args(p)
     p.add_argument("--format", choices=("csv", "md", "parquet"),
                    help="file format (default: from --out's extension, else csv)")
