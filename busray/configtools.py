@@ -92,53 +92,67 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        errors = []
-        for a in inner:
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0])
+        return _coerce_union(value, typing.get_args(tp), key)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        elem = args[0] if args else Any
+        elem = (typing.get_args(tp) or (Any,))[0]
         items = [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: {value!r} is not a finite number")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
-            return "on" if value else "off"
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        if "\0" in str(value):
-            raise ConfigError(f"{key}: contains a NUL character")
-        return str(value)
+    scalar = _SCALARS.get(tp)
+    return scalar(value, key) if scalar else value
+
+
+def _coerce_union(value: Any, args: tuple, key: str) -> Any:
+    """``X | None`` and other unions: the first member type that accepts ``value``."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for member in (a for a in args if a is not type(None)):
+        try:
+            return _coerce(value, member, key)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0])
+
+
+def _as_float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: {value!r} is not a finite number")
+    return float(value)
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
     return value
+
+
+def _as_bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _as_str(value: Any, key: str) -> str:
+    if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
+        return "on" if value else "off"
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if "\0" in str(value):
+        raise ConfigError(f"{key}: contains a NUL character")
+    return str(value)
+
+
+#: The scalar annotations a config field may have, and their checks (``Any``: no check).
+_SCALARS = {float: _as_float, int: _as_int, bool: _as_bool, str: _as_str}
 
 
 def _check_limits(value: Any, meta: typing.Mapping, key: str) -> None:

@@ -1,0 +1,56 @@
+"""Typed config values: what ``--set``/YAML values each annotation accepts, and the one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from busray.config import config_from_dict, config_to_dict, load_config
+from busray.configtools import ConfigError
+
+
+def _value(key: str, cfg) -> object:
+    group, name = key.split(".")
+    return getattr(getattr(cfg, group), name)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model.tau=0.5", 0.5),
+    ("model.tau=1", 1.0),                          # an int where a float goes
+    ("train.epochs=3", 3),
+    ("model.hmsf=false", False),
+    ("model.encoder=efficientnet_b0", "efficientnet_b0"),
+    ("model.encoder=off", "off"),                  # YAML 1.1 reads off as a boolean: back to the word
+    ("model.decoder_channels=[64, 32, 16, 8]", [64, 32, 16, 8]),
+    ("data.limit_per_class=null", None),           # int | None
+    ("data.limit_per_class=5", 5),
+    ("loss.class_weights=[1, 2, 3.5]", [1.0, 2.0, 3.5]),  # list[float] | None: ints become floats
+    ("train.lr_floor_fraction=0.03", 0.03),
+])
+def test_accepted_values(override, expected):
+    value = _value(override.split("=")[0], load_config(None, [override]))
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.tau=true", "model.tau: expected a number, got True"),
+    ("model.tau=.nan", "model.tau: nan is not a finite number"),
+    ("model.tau=abc", "model.tau: expected a number, got 'abc'"),
+    ("train.epochs=2.5", "train.epochs: expected an integer, got 2.5"),
+    ("train.epochs=true", "train.epochs: expected an integer, got True"),
+    ("model.hmsf=1", "model.hmsf: expected true or false, got 1"),
+    ("model.encoder=[a]", "model.encoder: expected a string, got ['a']"),
+    ('model.encoder="a\\0b"', "model.encoder: contains a NUL character"),
+    ("model.decoder_channels=7", "model.decoder_channels: expected a list, got 7"),
+    ("model.decoder_channels=[64, x, 16, 8]", "model.decoder_channels[1]: expected an integer, got 'x'"),
+    ("data.limit_per_class=many", "data.limit_per_class: expected an integer, got 'many'"),
+    ("loss.class_weights=[1, true, 1]", "loss.class_weights[1]: expected a number, got True"),
+])
+def test_refused_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert str(err.value) == message
+
+
+def test_a_saved_config_reads_back_equal():
+    cfg = load_config(None, ["model.tau=0.9", "loss.class_weights=[1, 2, 3]", "data.limit_per_class=4"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
