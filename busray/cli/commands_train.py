@@ -12,7 +12,11 @@ from busray.cli.errors import writing_to
 
 
 def register(sub) -> None:
-    _register_data(sub)
+    for add in (_register_data, _register_train, _register_evaluate, _register_predict, _register_config):
+        add(sub)
+
+
+def _register_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train one model (no Ray) and write a run folder",
         description="Train one model with the config's defaults, a YAML file and --set overrides, "
@@ -33,6 +37,8 @@ def register(sub) -> None:
                       help="replace the run in --out; the old one is kept until the new one completes")
     p.set_defaults(handler=cmd_train)
 
+
+def _register_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="score a checkpoint or run folder on a split",
         description="Score a checkpoint (or a run folder's best.pt) on one split; a run folder's own "
@@ -54,6 +60,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_evaluate)
 
+
+def _register_predict(sub) -> None:
     p = sub.add_parser(
         "predict", help="predict masks, classes and UPA weights for images",
         description="Predict a lesion mask (<name>.pred_mask.png, at the image's own size), the "
@@ -68,6 +76,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_predict)
 
+
+def _register_config(sub) -> None:
     p = sub.add_parser(
         "config", help="print every config key with its default and meaning, or a resolved config",
         description="Without --keys: print the resolved config (defaults, then --config, then --set) "
