@@ -28,12 +28,21 @@ class AblationOutcome:
     planned: int
     counts: dict[str, int]
     sweep_id: str
+    interrupted: bool = False         # Ctrl-C stopped it
+    unfinished: tuple[str, ...] = ()  # runs it cut short (not recorded; --resume runs them again)
 
-    def summary(self) -> str:
+    def summary(self, command: str | None = None) -> str:
+        """What was recorded and what to do next; ``command``: the one that ran it (for --resume)."""
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
-        return (f"ablation {self.name} ({self.sweep_id}): {self.planned} runs planned; recorded: {counts}\n"
-                f"storage: {self.storage}\n"
-                f"report: busray report {self.name} --storage {self.storage}")
+        head = f"ablation {self.name} ({self.sweep_id}): {self.planned} runs planned; recorded: {counts}"
+        if self.interrupted:
+            cut = f", {len(self.unfinished)} unfinished ({', '.join(self.unfinished)})" if self.unfinished else ""
+            head += f"; interrupted by Ctrl-C{cut}"
+        lines = [head, f"storage: {self.storage}"]
+        if self.interrupted:
+            lines.append(f"resume: {command or 'the same command'} --resume   # runs what is left")
+        lines.append(f"report: busray report {self.name} --storage {self.storage}")
+        return "\n".join(lines)
 
 
 def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
@@ -54,7 +63,7 @@ def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: 
                       max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress,
                       verbose=verbose, tracking=spec.tracking)
     return AblationOutcome(name=spec.name, storage=storage, planned=len(runs), counts=out.counts,
-                           sweep_id=out.sweep_id)
+                           sweep_id=out.sweep_id, interrupted=out.interrupted, unfinished=out.unfinished)
 
 
 def planned_runs(spec: AblationSpec, fold_files: dict[int, str]) -> list[tuple[str, dict, int, str]]:

@@ -9,10 +9,11 @@ probes that it can write there before Ray starts), and reading commands need an 
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from busray.cli.argtypes import bounded_int
-from busray.cli.errors import writing_to
+from busray.cli.errors import EXIT_INTERRUPTED, writing_to
 
 DEFAULT_STORAGE = "busray_storage"
 STATUSES = ("completed", "failed", "stopped_early")
@@ -121,8 +122,15 @@ def cmd_sweep(args) -> int:
         outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
                             add_trials=args.add_trials, progress=args.progress,
                             verbose=getattr(args, "verbose", False))
-    print(outcome.summary())
-    return 0
+    print(outcome.summary(command=_same_command("sweep", args, outcome.storage)))
+    return EXIT_INTERRUPTED if outcome.interrupted else 0
+
+
+def _same_command(name: str, args, storage: str) -> str:
+    """The command line that ran this sweep/ablation (its file, --set, --seeds), storage made explicit."""
+    sets = [arg for override in args.overrides for arg in ("--set", override)]
+    seeds = ["--seeds", str(args.seeds)] if getattr(args, "seeds", None) else []
+    return shlex.join(["busray", name, args.spec, *sets, *seeds, "--storage", storage])
 
 
 def cmd_ablate(args) -> int:
@@ -134,8 +142,8 @@ def cmd_ablate(args) -> int:
         outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
                                resume=args.resume, progress=args.progress,
                                verbose=getattr(args, "verbose", False))
-    print(outcome.summary())
-    return 0
+    print(outcome.summary(command=_same_command("ablate", args, outcome.storage)))
+    return EXIT_INTERRUPTED if outcome.interrupted else 0
 
 
 def cmd_report(args) -> int:

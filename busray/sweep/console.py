@@ -17,10 +17,15 @@ which share their first characters, so a prefix would not tell them apart.)
 A tqdm bar (trials done / total, epoch of the running trials) is drawn on stderr only when stderr
 is a terminal; event lines go through ``tqdm.write`` so the two never tear. No escape codes are
 written when output is not a terminal.
+
+Ctrl-C is Tune's to handle (it saves the experiment state and stops the running trials, so
+``--resume`` continues them); the console only says so the moment it happens, since the stop takes a
+few seconds: it wraps the SIGINT handler Tune installed, and puts it back when the sweep ends.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -32,6 +37,8 @@ from busray.runfolder import RunOutcome
 from busray.sweep.trial import FINAL_FLAG, RUN_KEY
 
 WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed"}
+INTERRUPT_NOTICE = ("Ctrl-C: stopping the running trials; their state is saved and --resume continues "
+                    "them (Ctrl-C again quits at once)")
 
 
 class ConsoleCallback(Callback):
@@ -48,15 +55,37 @@ class ConsoleCallback(Callback):
         self.bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr, disable=not tty,
                         dynamic_ncols=True, leave=False)
 
+        self._sigint = None  # (Tune's SIGINT handler, ours that wraps it) while a sweep runs
+        self.interrupted = False  # the user pressed Ctrl-C
+
     def __getstate__(self) -> dict:
-        """Tune pickles its run config (callbacks included) into the experiment folder: drop the bar."""
-        return {k: v for k, v in self.__dict__.items() if k != "bar"}
+        """Tune pickles its run config (callbacks included) into the experiment folder: drop the bar
+        and the signal handler."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("bar", "_sigint")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.bar = tqdm(disable=True)
+        self._sigint = None
 
     # ------------------------------------------------------------------ Tune hooks
+    def setup(self, **info) -> None:
+        """Tune calls this after installing its SIGINT handler: announce an interrupt, then pass it on."""
+        tune_handler = signal.getsignal(signal.SIGINT)
+        if not callable(tune_handler):
+            return
+
+        def announce_then_stop(signum, frame):
+            self.interrupted = True
+            self.write(INTERRUPT_NOTICE)
+            tune_handler(signum, frame)  # Tune's: stop the experiment, restore the handler before it
+
+        try:
+            signal.signal(signal.SIGINT, announce_then_stop)
+        except ValueError:  # not the main thread: Tune's handler stays as it is
+            return
+        self._sigint = (tune_handler, announce_then_stop)
+
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         if trial.trial_id not in self.started:
             self.started[trial.trial_id] = len(self.started) + 1
@@ -98,6 +127,9 @@ class ConsoleCallback(Callback):
 
     def close(self) -> None:
         self.bar.close()
+        if self._sigint is not None and signal.getsignal(signal.SIGINT) is self._sigint[1]:
+            signal.signal(signal.SIGINT, self._sigint[0])  # no interrupt came: Tune's handler back
+        self._sigint = None
 
 
 def format_params(tune_config: dict, swept: list[str]) -> str:

@@ -13,7 +13,11 @@
   ``failed`` with Tune's error line.
 
 ``on_experiment_end`` records any finished trial still missing (the driver was killed between a
-trial's end and its recording, then ``--resume``-d). The store names each row by ``(sweep_id,
+trial's end and its recording, then ``--resume``-d). A trial this driver started that Tune did not
+end was cut short by Ctrl-C: Tune's clean-up marks it ``TERMINATED``, but the experiment state it saved
+just before says ``RUNNING``, so ``--resume`` continues it from its last checkpoint. It is not
+recorded (no row, no ``PRUNED``; its run folder still says ``running``): the callback lists it in
+``unfinished`` instead, and the sweep says so. The store names each row by ``(sweep_id,
 trial_id)``, so recording a trial twice replaces its row. Each row also gets its TensorBoard HParams
 entry, in the trial's own TensorBoard run (:mod:`busray.sweep.hparams`).
 """
@@ -82,15 +86,25 @@ class RecordingCallback(Callback):
     def __init__(self, job: TrialJob, on_recorded=None) -> None:
         self.job = job
         self.on_recorded = on_recorded  # called with (trial, outcome): the console prints it
+        self.live: set[str] = set()     # trials this driver started and Tune has not ended yet
+        self.unfinished: list[str] = []  # trials still live when the experiment ended (Ctrl-C)
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.live.add(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.live.discard(trial.trial_id)
         self._record(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.live.discard(trial.trial_id)
         self._record(trial, error_text(trial) or "the trial's process died")
 
     def on_experiment_end(self, trials: list, **info) -> None:
+        self.unfinished = [t.trial_id for t in trials if t.trial_id in self.live]
         for trial in trials:
+            if trial.trial_id in self.live:
+                continue
             if trial.status in ("TERMINATED", "ERROR") and not is_recorded(self.job, trial.trial_id):
                 self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
 

@@ -30,7 +30,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import optuna
 import pandas as pd
@@ -51,6 +51,9 @@ from busray.sweep.tracking import TrackingSpec, tracker_callbacks
 from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
 from busray.training.config import TrainConfig
 
+if TYPE_CHECKING:  # imported where the Tuner is built (the module docstring says why)
+    from busray.sweep.recording import RecordingCallback
+
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
 #: once), and Tune's legacy output engine, whose ``verbose=0`` really is silent.
 QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
@@ -69,17 +72,27 @@ class SweepOutcome:
     best: pd.DataFrame = field(repr=False)
     objective: Objective | None = None
     journal: str | None = None
+    interrupted: bool = False          # Ctrl-C stopped the sweep
+    unfinished: tuple[str, ...] = ()   # the trials it cut short: not recorded, --resume continues them
 
     @property
     def num_trials(self) -> int:
         return sum(self.counts.values())
 
-    def summary(self) -> str:
+    def summary(self, command: str | None = None) -> str:
+        """What the sweep did and what to do next; ``command``: the one that ran it (for --resume)."""
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
-        lines = [f"sweep {self.sweep} ({self.sweep_id}): {self.num_trials} trials ({counts or 'none'})"]
+        done = f"{self.num_trials} trial{'' if self.num_trials == 1 else 's'} ({counts or 'none'})"
+        if self.interrupted:
+            cut = f", {len(self.unfinished)} unfinished ({', '.join(self.unfinished)})" if self.unfinished else ""
+            done = f"interrupted by Ctrl-C; {done} recorded{cut}"
+        lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
         if not self.best.empty:
             lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
-        lines += ["next:", f"  busray results show {self.sweep} --storage {self.storage}",
+        lines.append("next:")
+        if self.interrupted:
+            lines.append(f"  {command or 'the same command'} --resume   # runs what is left")
+        lines += [f"  busray results show {self.sweep} --storage {self.storage}",
                   f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
         if self.journal:
             lines.append(f"  optuna-dashboard {self.journal}")
@@ -101,13 +114,16 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
     with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
         check_resources(job, _worker_counts(spec))
         console = _console(job, total, list(spec.space), progress)
-        callbacks = _callbacks(job, console, spec.tracking)
-        if resume:
-            _restore(job, state, callbacks)
-        else:
-            _search_tuner(spec, job, state, total, callbacks, verbose).fit()
-        console.close()
-    return outcome(job, list(spec.space), journal=_journal(spec, state))
+        callbacks, recorder = _callbacks(job, console, spec.tracking)
+        try:
+            if resume:
+                _restore(job, state, callbacks)
+            else:
+                _search_tuner(spec, job, state, total, callbacks, verbose).fit()
+        finally:
+            console.close()
+    return outcome(job, list(spec.space), journal=_journal(spec, state), interrupted=console.interrupted,
+                   unfinished=recorder.unfinished)
 
 
 def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | None]],
@@ -134,14 +150,18 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
     job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
     done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
     todo = [n for n in fixed if trial_key(*_keyed(job, n)) not in done]
+    interrupted, unfinished = False, []
     if todo:
         with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
             check_resources(job, [job.workers])
             console = _console(job, len(todo), [], progress)
-            callbacks = _callbacks(job, console, tracking or TrackingSpec())
-            _grid_tuner(job, state, todo, max_concurrent, callbacks, verbose).fit()
-            console.close()
-    return outcome(job, [])
+            callbacks, recorder = _callbacks(job, console, tracking or TrackingSpec())
+            try:
+                _grid_tuner(job, state, todo, max_concurrent, callbacks, verbose).fit()
+            finally:
+                console.close()
+            interrupted, unfinished = console.interrupted, recorder.unfinished
+    return outcome(job, [], interrupted=interrupted, unfinished=unfinished)
 
 
 def sweep_job(spec: SweepSpec, state: SweepState, storage: str) -> TrialJob:
@@ -218,12 +238,13 @@ def _run_config(job: TrialJob, tune_dir: Path, round_name: str, callbacks: list,
                           checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False))
 
 
-def _callbacks(job: TrialJob, console, tracking: TrackingSpec) -> list:
-    """busray's console and recorder, then the user's trackers (MLflow, W&B)."""
+def _callbacks(job: TrialJob, console, tracking: TrackingSpec) -> tuple[list, RecordingCallback]:
+    """busray's console and recorder, then the user's trackers (MLflow, W&B); and the recorder."""
     from busray.sweep.recording import RecordingCallback
 
     trackers = tracker_callbacks(tracking, job.sweep, tags={"busray.sweep_id": job.sweep_id})
-    return [console, RecordingCallback(job, on_recorded=console.recorded), *trackers]
+    recorder = RecordingCallback(job, on_recorded=console.recorded)
+    return [console, recorder, *trackers], recorder
 
 
 def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
@@ -297,13 +318,15 @@ def _worker_counts(spec: SweepSpec) -> list[int]:
     return [int(v) for v in param.extremes()] if param is not None else [spec.resources.workers]
 
 
-def outcome(job: TrialJob, display_keys: list[str], journal: str | None = None) -> SweepOutcome:
+def outcome(job: TrialJob, display_keys: list[str], journal: str | None = None,
+            interrupted: bool = False, unfinished: Sequence[str] = ()) -> SweepOutcome:
     """Counts by status and the best trials of this sweep id, read back from the store."""
     runs = ResultsStore(job.storage).runs()
     runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
     return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
-                        best_trials(runs, job.objective, display_keys), job.objective, journal)
+                        best_trials(runs, job.objective, display_keys), job.objective, journal,
+                        interrupted or bool(unfinished), tuple(unfinished))
 
 
 def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:
