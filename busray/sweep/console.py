@@ -37,8 +37,8 @@ from busray.runfolder import RunOutcome
 from busray.sweep.trial import FINAL_FLAG, RUN_KEY
 
 WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed"}
-INTERRUPT_NOTICE = ("Ctrl-C: stopping the running trials; their state is saved and --resume continues "
-                    "them (Ctrl-C again quits at once)")
+INTERRUPT_NOTICE = ("Ctrl-C: stopping the running trials, not recording them; --resume takes up what is "
+                    "left (Ctrl-C again quits at once)")
 
 
 class ConsoleCallback(Callback):
