@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,13 +161,20 @@ def cmd_data_inspect(args) -> int:
 
 def cmd_train(args) -> int:
     from busray.cli.guard import plan_train, run_train
+    from busray.runfolder import LAST
 
     overrides = [*args.overrides, *([f"data.root={args.data}"] if args.data else [])]
     plan = plan_train(args.out, resume=args.resume, overwrite=args.overwrite, config=args.config,
                       overrides=overrides)
     from busray.training import ResumeFromDir, fit  # lazy: torch, after the config was refused or not
     reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else None
-    result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
+    try:
+        result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
+    except KeyboardInterrupt:
+        if plan.backup is None and (plan.folder.checkpoints / LAST).is_file():
+            print(f"interrupted; the run keeps its last checkpoint: busray train --out {plan.folder.path} "
+                  f"--resume continues it", file=sys.stderr)
+        raise
     print(train_summary(result))
     return 0 if result.status == "completed" else 1
 

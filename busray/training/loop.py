@@ -74,9 +74,10 @@ def _fit_into(cfg: Config, reporter: Reporter, folder: RunFolder | None, outcome
         outcome.status, outcome.error = "failed", str(err)
     finally:
         tb.close()
-    outcome.history = state.history
-    outcome.best_epoch, outcome.epochs_run = state.best_epoch, state.epoch
-    outcome.val = best_val(state.history, state.best_epoch)
+        # also when an exception or Ctrl-C ends the run: metrics.json says how far it got
+        outcome.history = state.history
+        outcome.best_epoch, outcome.epochs_run = state.best_epoch, state.epoch
+        outcome.val = best_val(state.history, state.best_epoch)
     if folder and outcome.status == "completed":
         outcome.test = finish_with_test(setup, folder.path, state)
 

@@ -126,3 +126,22 @@ def test_docs_config_md_is_current(capsys):
     assert main(["config", "--keys", "--markdown"]) == 0
     current = (Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md").read_text()
     assert capsys.readouterr().out == current, "run: busray config --keys --markdown > docs/CONFIG.md"
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_ctrl_c_during_train_says_how_to_continue(tmp_path, monkeypatch, capsys, checkpointed):
+    import busray.training
+
+    def interrupted_fit(cfg, reporter=None, run_dir=None):
+        if checkpointed:
+            (Path(run_dir) / "checkpoints").mkdir(parents=True)
+            (Path(run_dir) / "checkpoints" / "last.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(busray.training, "fit", interrupted_fit)
+    out = tmp_path / "run"
+    assert main(["train", *_sets(tiny("train.epochs=3")), "--out", str(out)]) == 130
+    err = capsys.readouterr().err.splitlines()
+    hint = f"interrupted; the run keeps its last checkpoint: busray train --out {out} --resume continues it"
+    assert err == ([hint] if checkpointed else []) + ["busray: interrupted"]
+    assert out.exists() is checkpointed  # a run with nothing to continue leaves no folder

@@ -22,6 +22,7 @@ from busray.runfolder import RunFolder
 from busray.training import ResumeFromDir, fit
 from busray.training.checkpoint import TrainingState
 from busray.training.loop import _update_state
+from busray.training.reporter import NullReporter
 from busray.training.setup import build_scheduler
 
 from tinyrun import busi_root, tiny
@@ -63,6 +64,21 @@ def test_failure_mid_run_says_so_in_the_folder(tmp_path, monkeypatch):
         fit(load_config(None, tiny("train.epochs=1")), run_dir=tmp_path / "r")
     outcome = RunFolder(tmp_path / "r").read_outcome()
     assert outcome.status == "failed" and "No space left" in outcome.error
+
+
+def test_ctrl_c_leaves_a_folder_that_says_how_far_it_got(tmp_path):
+    class CtrlCAtEpoch2(NullReporter):
+        def report(self, epoch, metrics, checkpoint_dir):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(load_config(None, tiny("train.epochs=4")), reporter=CtrlCAtEpoch2(), run_dir=tmp_path / "r")
+    folder = RunFolder(tmp_path / "r")
+    outcome = folder.read_outcome()
+    assert (outcome.status, outcome.error, outcome.epochs_run) == ("failed", "interrupted", 2)
+    assert 1 <= outcome.best_epoch <= 2 and outcome.val and len(folder.read_history()) == 2
+    assert (folder.checkpoints / "last.pt").is_file()  # what --resume continues from
 
 
 def test_test_predictions_hold_diagnostics(tiny_run):
