@@ -28,12 +28,10 @@ import contextlib
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import optuna
-import pandas as pd
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -41,13 +39,14 @@ from optuna.storages.journal import JournalFileBackend
 from busray.config import config_from_dict, config_to_dict, resolve_run_paths
 from busray.configtools import ConfigError, flatten
 from busray.objective import Objective
-from busray.results import STATUSES, ResultsStore, trial_key
+from busray.results import ResultsStore, trial_key
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
 from busray.sweep.space import DefineByRun
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import SweepState, open_sweep
 from busray.sweep.storage import resolve_storage
 from busray.sweep.tracking import TrackingSpec, tracker_callbacks
+from busray.sweep.outcome import SweepOutcome, sweep_outcome
 from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
 from busray.training.config import TrainConfig
 
@@ -60,44 +59,6 @@ QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "
 #: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
 #: turned off above); --verbose leaves them alone.
 QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
-
-
-@dataclass
-class SweepOutcome:
-    """What a finished sweep produced (the store holds the details)."""
-    sweep: str
-    sweep_id: str
-    storage: str
-    counts: dict[str, int]
-    best: pd.DataFrame = field(repr=False)
-    objective: Objective | None = None
-    journal: str | None = None
-    interrupted: bool = False          # Ctrl-C stopped the sweep
-    unfinished: tuple[str, ...] = ()   # the trials it cut short: not recorded, --resume continues them
-
-    @property
-    def num_trials(self) -> int:
-        return sum(self.counts.values())
-
-    def summary(self, command: str | None = None) -> str:
-        """What the sweep did and what to do next; ``command``: the one that ran it (for --resume)."""
-        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
-        done = f"{self.num_trials} trial{'' if self.num_trials == 1 else 's'} ({counts or 'none'})"
-        if self.interrupted:
-            cut = f", {len(self.unfinished)} unfinished ({', '.join(self.unfinished)})" if self.unfinished else ""
-            done = f"interrupted by Ctrl-C; {done} recorded{cut}"
-        lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
-        if not self.best.empty:
-            lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
-        lines.append("next:")
-        if self.interrupted:
-            lines.append(f"  {command or 'the same command'} --resume   # runs what is left")
-        lines += [f"  busray results show {self.sweep} --storage {self.storage}",
-                  f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
-        if self.journal:
-            lines.append(f"  optuna-dashboard {self.journal}")
-        lines.append(f"  pandas: pd.read_parquet(\"{ResultsStore(self.storage).runs_dir}\")   # one row per trial")
-        return "\n".join(lines)
 
 
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
@@ -122,7 +83,7 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
                 _search_tuner(spec, job, state, total, callbacks, verbose).fit()
         finally:
             console.close()
-    return outcome(job, list(spec.space), journal=_journal(spec, state), interrupted=console.interrupted,
+    return sweep_outcome(job, list(spec.space), journal=_journal(spec, state), interrupted=console.interrupted,
                    unfinished=recorder.unfinished)
 
 
@@ -161,7 +122,7 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
             finally:
                 console.close()
             interrupted, unfinished = console.interrupted, recorder.unfinished
-    return outcome(job, [], interrupted=interrupted, unfinished=unfinished)
+    return sweep_outcome(job, [], interrupted=interrupted, unfinished=unfinished)
 
 
 def sweep_job(spec: SweepSpec, state: SweepState, storage: str) -> TrialJob:
@@ -316,29 +277,6 @@ def _journal(spec: SweepSpec, state: SweepState) -> str | None:
 def _worker_counts(spec: SweepSpec) -> list[int]:
     param = spec.space.get("resources.workers")
     return [int(v) for v in param.extremes()] if param is not None else [spec.resources.workers]
-
-
-def outcome(job: TrialJob, display_keys: list[str], journal: str | None = None,
-            interrupted: bool = False, unfinished: Sequence[str] = ()) -> SweepOutcome:
-    """Counts by status and the best trials of this sweep id, read back from the store."""
-    runs = ResultsStore(job.storage).runs()
-    runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
-    counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
-    return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
-                        best_trials(runs, job.objective, display_keys), job.objective, journal,
-                        interrupted or bool(unfinished), tuple(unfinished))
-
-
-def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:
-    """The top trials by the (first) objective, among completed and stopped-early trials."""
-    metric = objective.metric
-    if runs.empty or metric not in runs:
-        return pd.DataFrame()
-    usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=objective.sort_ascending())
-    columns = ["trial_id", "status", "variant", "seed", *keys, *objective.metrics, "best_epoch",
-               "test/seg/iou", "test/clf/acc"]
-    present = [c for c in dict.fromkeys(columns) if c in usable and usable[c].notna().any()]
-    return usable[present].head(top).reset_index(drop=True)
 
 
 def _with_seed(config: dict, seed: int | None) -> dict:

@@ -13,7 +13,7 @@ from busray.ablation import AblationOutcome
 from busray.objective import Objective
 from busray.runfolder import RunOutcome
 from busray.sweep.console import INTERRUPT_NOTICE, ConsoleCallback
-from busray.sweep.runner import SweepOutcome
+from busray.sweep.outcome import SweepOutcome
 from busray.sweep.trial import RUN_KEY
 
 

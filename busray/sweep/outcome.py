@@ -1,0 +1,79 @@
+"""What a sweep (or a fixed-config run of an ablation) produced, as its driver tells the user.
+
+:class:`SweepOutcome` is read back from the results store once Tune is done: counts by status, the
+best trials by the sweep's objective, and, when Ctrl-C ended it, the trials it cut short. Its
+:meth:`~SweepOutcome.summary` is what ``busray sweep`` prints last: the result, then what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from busray.objective import Objective
+from busray.results import STATUSES, ResultsStore
+from busray.sweep.trial import TrialJob
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished sweep produced (the store holds the details)."""
+    sweep: str
+    sweep_id: str
+    storage: str
+    counts: dict[str, int]
+    best: pd.DataFrame = field(repr=False)
+    objective: Objective | None = None
+    journal: str | None = None
+    interrupted: bool = False          # Ctrl-C stopped the sweep
+    unfinished: tuple[str, ...] = ()   # the trials it cut short: not recorded, --resume continues them
+
+    @property
+    def num_trials(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self, command: str | None = None) -> str:
+        """What the sweep did and what to do next; ``command``: the one that ran it (for --resume)."""
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
+        done = f"{self.num_trials} trial{'' if self.num_trials == 1 else 's'} ({counts or 'none'})"
+        if self.interrupted:
+            cut = f", {len(self.unfinished)} unfinished ({', '.join(self.unfinished)})" if self.unfinished else ""
+            done = f"interrupted by Ctrl-C; {done} recorded{cut}"
+        lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
+        if not self.best.empty:
+            lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
+        lines.append("next:")
+        if self.interrupted:
+            lines.append(f"  {command or 'the same command'} --resume   # runs what is left")
+        lines += [f"  busray results show {self.sweep} --storage {self.storage}",
+                  f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
+        if self.journal:
+            lines.append(f"  optuna-dashboard {self.journal}")
+        lines.append(f"  pandas: pd.read_parquet(\"{ResultsStore(self.storage).runs_dir}\")   # one row per trial")
+        return "\n".join(lines)
+
+
+def sweep_outcome(job: TrialJob, display_keys: list[str], journal: str | None = None,
+                  interrupted: bool = False, unfinished: Sequence[str] = ()) -> SweepOutcome:
+    """Counts by status and the best trials of this sweep id, read back from the store."""
+    runs = ResultsStore(job.storage).runs()
+    runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
+    counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
+    return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
+                        best_trials(runs, job.objective, display_keys), job.objective, journal,
+                        interrupted or bool(unfinished), tuple(unfinished))
+
+
+def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:
+    """The top trials by the (first) objective, among completed and stopped-early trials."""
+    metric = objective.metric
+    if runs.empty or metric not in runs:
+        return pd.DataFrame()
+    usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=objective.sort_ascending())
+    columns = ["trial_id", "status", "variant", "seed", *keys, *objective.metrics, "best_epoch",
+               "test/seg/iou", "test/clf/acc"]
+    present = [c for c in dict.fromkeys(columns) if c in usable and usable[c].notna().any()]
+    return usable[present].head(top).reset_index(drop=True)
