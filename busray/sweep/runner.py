@@ -77,7 +77,7 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
         console = _console(job, total, list(spec.space), progress)
         callbacks, recorder = _callbacks(job, console, spec.tracking)
         try:
-            if resume:
+            if resume and not _never_started(job, state):
                 _restore(job, state, callbacks)
             else:
                 _search_tuner(spec, job, state, total, callbacks, verbose).fit()
@@ -148,6 +148,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
 
     from busray.sweep.searcher import BusrayOptunaSearch  # Ray Tune's OptunaSearch underneath
 
+    round_name = state.new_round()  # the sweep exists from here on (its folder holds the study)
     obj = spec.objective
     metric = list(obj.metrics) if obj.multi else obj.metric
     mode = list(obj.modes) if obj.multi else obj.mode
@@ -159,7 +160,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
                                   reuse_actors=True)
     return tune.Tuner(_trainable(job), tune_config=tune_config,
-                      run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
+                      run_config=_run_config(job, state.tune_dir, round_name, callbacks, verbose))
 
 
 def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurrent: int, callbacks: list,
@@ -169,6 +170,16 @@ def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurre
     return tune.Tuner(_trainable(job), param_space={RUN_KEY: tune.grid_search(names)},
                       tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
                       run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
+
+
+def _never_started(job: TrialJob, state: SweepState) -> bool:
+    """A sweep stopped while Tune started (no experiment saved yet) that recorded no trial: --resume
+    starts it afresh, under the same sweep id and study."""
+    from ray import tune
+
+    path = state.tune_dir / state.rounds[-1] if state.rounds else None
+    restorable = path is not None and tune.Tuner.can_restore(str(path))
+    return not restorable and state.sweep_id not in set(ResultsStore(job.storage).runs()["sweep_id"])
 
 
 def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:

@@ -5,6 +5,11 @@ experiment, restored) and ``--add-trials N`` (a new Tune *round* that continues 
 whose name is the sweep id). Results rows of all rounds share the id, so ``busray results show`` sees
 one sweep. Starting a sweep whose folder already exists without either flag is refused rather than
 silently mixing two experiments.
+
+``sweep.json`` is written by the first round (:meth:`SweepState.new_round`), just before Tune starts:
+a sweep refused earlier (a pre-flight check, Ctrl-C while Ray starts) leaves nothing behind, and the
+same command then runs as if it was never tried. A ``sweep.json`` without rounds (an older busray
+wrote it before its checks) counts as absent too.
 """
 
 from __future__ import annotations
@@ -46,20 +51,25 @@ def open_sweep(storage: str | Path, name: str, *, resume: bool, add_trials: int 
                kind: str = "sweep") -> SweepState:
     """Create (fresh run) or load (``resume`` / ``add_trials``) the state of sweep ``name``."""
     folder = (Path(storage).expanduser() / name).resolve()
-    path = folder / STATE_FILE
-    if path.is_file():
+    saved = _saved_state(folder)
+    if saved is not None:
         if not (resume or add_trials):
             raise ConfigError(f"{kind} '{name}' already exists in {folder}: use --resume to finish it"
                               + (" or --add-trials N to extend it" if kind == "sweep" else "")
                               + ", or another --storage")
-        data = json.loads(path.read_text())
-        return SweepState(**{**data, "folder": str(folder)})
+        return saved
     if resume and kind == "sweep":
         raise ConfigError(f"{kind} '{name}': nothing to resume in {folder}")
     if add_trials:
         raise ConfigError(f"{kind} '{name}': no study to add trials to in {folder}; run it first")
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    state = SweepState(name=name, sweep_id=f"{name}-{stamp}-{secrets.token_hex(2)}", folder=str(folder))
-    state.save()
-    return state
+    return SweepState(name=name, sweep_id=f"{name}-{stamp}-{secrets.token_hex(2)}", folder=str(folder))
+
+
+def _saved_state(folder: Path) -> SweepState | None:
+    """The sweep's saved state, or None when it never started a round."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return None
+    state = SweepState(**{**json.loads(path.read_text()), "folder": str(folder)})
+    return state if state.rounds else None

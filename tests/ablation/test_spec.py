@@ -49,6 +49,6 @@ def test_base_key_override_applies(spec_file):
 
 def test_existing_ablation_needs_resume(spec_file, tmp_path):
     storage = tmp_path / "store"
-    open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation")
+    open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
     with pytest.raises(ConfigError, match="ablation 'mini' already exists .*--resume"):
         run_ablation(spec_file, storage=str(storage), progress=False)

@@ -106,6 +106,7 @@ def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir
         run_configs("pre", [("a", {"train": {"epochs": 1}}, 0, "a")], resources=ResourcesSpec(**resources),
                     storage=short_dir, progress=False)
     assert ResultsStore(short_dir).runs().empty  # refused before any trial ran
+    assert not (Path(short_dir) / "pre").exists()  # and leaving no state: the fixed command just runs
 
 
 @pytest.mark.parametrize("message, shown", [

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
 import pytest
 
 from busray.configtools import ConfigError, flatten, load_yaml
+from busray.results import ResultsStore, RunIdentity, run_row
+from busray.runfolder import RunOutcome
 from busray.sweep import load_sweep_spec
+from busray.sweep.runner import _never_started, sweep_job
 from busray.sweep.space import DefineByRun, resolve_config
 from busray.sweep.spec import parse_sweep
 from busray.sweep.state import open_sweep
@@ -107,11 +111,24 @@ def test_resolve_config_builds_a_valid_nested_config():
 
 def test_sweep_state_refuses_a_silent_restart(tmp_path):
     first = open_sweep(tmp_path, "s", resume=False, add_trials=None)
+    assert not (tmp_path / "s").exists()  # nothing on disk until the first round starts
+    first.new_round()
     with pytest.raises(ConfigError, match="already exists .* --resume .* --add-trials"):
         open_sweep(tmp_path, "s", resume=False, add_trials=None)
     assert open_sweep(tmp_path, "s", resume=True, add_trials=None).sweep_id == first.sweep_id
     with pytest.raises(ConfigError, match="no study to add trials to"):
         open_sweep(tmp_path, "other", resume=False, add_trials=2)
+
+
+def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path):
+    """A refused start (or an older busray's, which saved sweep.json before its checks) is no sweep."""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps({"name": "s", "sweep_id": "s-old", "folder": "x",
+                                                          "rounds": []}))
+    fresh = open_sweep(tmp_path, "s", resume=False, add_trials=None)
+    assert fresh.sweep_id != "s-old" and fresh.rounds == []
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        open_sweep(tmp_path, "s", resume=True, add_trials=None)
 
 
 def test_worker_count_may_be_searched():
@@ -124,3 +141,16 @@ def test_worker_count_may_be_searched():
 def test_asha_needs_a_rung_before_the_last_epoch(overrides):
     with pytest.raises(ConfigError, match="scheduler.grace_period: 3 epochs leaves ASHA no rung"):
         load_sweep_spec(Path(__file__).parents[2] / "sweeps" / "smoke.yaml", overrides)
+
+
+@pytest.mark.parametrize("recorded, starts_afresh", [(False, True), (True, False)])
+def test_resume_of_a_sweep_tune_never_saved(tmp_path, recorded, starts_afresh):
+    """Stopped after its first round began but before Tune saved the experiment: --resume starts it
+    afresh, unless trials were recorded (then there is something to restore, and it must be found)."""
+    state = open_sweep(tmp_path, "tiny", resume=False, add_trials=None)
+    state.new_round()
+    if recorded:
+        identity = RunIdentity("tiny", state.sweep_id, "t0", None, 0, "val/score:max")
+        ResultsStore(tmp_path).record_run(run_row(identity, {}, RunOutcome(best_epoch=1).finish("completed")))
+    job = sweep_job(load_sweep_spec(TINY_SPEC), state, str(tmp_path))
+    assert _never_started(job, state) is starts_afresh
