@@ -32,8 +32,12 @@ $(STAMP): pyproject.toml
 	$(COMPILE) $(SITE) busray > /dev/null
 	touch $(STAMP)
 
+# Run again, the demo continues its Optuna study with 4 more trials (`rm -r demo` starts over).
 demo: $(STAMP)
-	$(VENV)/bin/busray sweep sweeps/smoke.yaml --storage $(STORAGE)
+	@if [ -f $(STORAGE)/smoke/sweep.json ]; then \
+	  echo "the smoke sweep exists in $(STORAGE)/: adding 4 trials to its study (rm -r $(STORAGE) starts over)"; \
+	  set -x; $(VENV)/bin/busray sweep sweeps/smoke.yaml --storage $(STORAGE) --add-trials 4; \
+	else set -x; $(VENV)/bin/busray sweep sweeps/smoke.yaml --storage $(STORAGE); fi
 
 # Two pytest workers: the Ray tests run in one of them, one after another on the session's local Ray
 # (tests/conftest.py groups them), while the other worker takes the rest of the suite.

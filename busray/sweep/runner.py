@@ -154,7 +154,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
     mode = list(obj.modes) if obj.multi else obj.mode
     searcher = BusrayOptunaSearch(
         space=DefineByRun(spec.space, flatten(spec.base), spec.seeds), metric=metric, mode=mode,
-        sampler=_sampler(spec), study_name=state.sweep_id, storage=optuna_storage(spec, state),
+        sampler=_sampler(spec, len(state.rounds) - 1), study_name=state.sweep_id, storage=optuna_storage(spec, state),
         runs_dir=str(Path(state.folder) / "runs"), metric_names=list(obj.metrics))
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
@@ -253,10 +253,13 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _sampler(spec: SweepSpec):
+def _sampler(spec: SweepSpec, round_index: int):
+    """The round's sampler. Round k of ``--add-trials`` is seeded ``search.seed + k``: with the seed
+    of round 0 it would draw round 0's points again (TPE samples at random for its first 10 trials)."""
+    seed = (spec.search.seed + round_index) % 2**32
     if spec.search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.search.seed)
-    return optuna.samplers.TPESampler(seed=spec.search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _scheduler(spec: SweepSpec, metric, mode):

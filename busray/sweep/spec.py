@@ -108,7 +108,8 @@ class ResourcesSpec:
 class SearchSpec:
     sampler: str = option("tpe", "Optuna sampler (TPE handles multi-objective too)",
                           choices=("tpe", "random"))
-    seed: int = option(0, "sampler seed (reproducible suggestions)", range=(0, 2**31 - 1))
+    seed: int = option(0, "sampler seed (reproducible suggestions; round k of --add-trials uses seed + k, "
+                          "so added trials do not repeat earlier ones)", range=(0, 2**31 - 1))
     optuna_storage: str | None = option(None, "Optuna storage: None = journal file "
                                         "<storage>/<name>/optuna.journal; or an RDB URL")
 

@@ -129,7 +129,10 @@ def test_add_trials_continues_the_study(sweep):
                      storage=storage, add_trials=2, progress=False)
     assert more.sweep_id == out.sweep_id
     assert len(_runs(storage, out.sweep_id)) == 6
-    assert [t.number for t in _study(storage, out.sweep_id).trials] == list(range(6))
+    trials = _study(storage, out.sweep_id).trials
+    assert [t.number for t in trials] == list(range(6))
+    points = [(t.params["loss.w_seg"], t.params["model.tau"]) for t in trials]
+    assert len(set(points)) == 6, points  # the new round draws new points, not round 0's again
     assert "best trials by val/loss:min" in more.summary()
 
 
