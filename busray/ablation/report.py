@@ -93,6 +93,10 @@ def _completed_unique(rows: pd.DataFrame, ablation: str) -> pd.DataFrame:
     if usable.empty:
         raise ReportError(f"ablation '{ablation}': no completed runs in the results store "
                           f"({len(rows)} row(s) of any status)")
+    if usable["variant"].isna().all():
+        raise ReportError(f"'{ablation}' is a sweep, not an ablation (its trials have no variant): "
+                          f"busray report compares the variants of a 'busray ablate' run; "
+                          f"'busray results show {ablation}' ranks a sweep's trials")
     if usable["seed"].isna().any():
         raise ReportError(f"ablation '{ablation}': completed run(s) without a seed in the results store")
     if "finished_at" in usable:

@@ -176,6 +176,7 @@ def test_ablation_without_diagnostics_skips_fig3(runs, tmp_path):
     (lambda r: r.assign(status="failed"), "ablation 'table2': no completed runs"),
     (lambda r: r.assign(sweep="other"), "no completed runs"),
     (lambda r: r[r["variant"] != "baseline"], "baseline variant 'baseline' has no completed runs"),
+    (lambda r: r.assign(variant=None), "'table2' is a sweep, not an ablation .* 'busray results show table2'"),
 ])
 def test_clear_errors(runs, tmp_path, change, message, text_only):
     with pytest.raises(ReportError, match=message):
