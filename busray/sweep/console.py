@@ -18,9 +18,9 @@ A tqdm bar (trials done / total, epoch of the running trials) is drawn on stderr
 is a terminal; event lines go through ``tqdm.write`` so the two never tear. No escape codes are
 written when output is not a terminal.
 
-Ctrl-C is Tune's to handle (it saves the experiment state and stops the running trials, so
-``--resume`` continues them); the console only says so the moment it happens, since the stop takes a
-few seconds: it wraps the SIGINT handler Tune installed, and puts it back when the sweep ends.
+Ctrl-C is Tune's to handle (it saves the experiment state and stops the running trials; ``--resume``
+takes up what is left); the console only says so the moment it happens, since the stop takes a few
+seconds: it wraps the SIGINT handler Tune installed, and puts it back when the sweep ends.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class ConsoleCallback(Callback):
         tty = sys.stderr.isatty() if show_bar is None else show_bar
         self.bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr, disable=not tty,
                         dynamic_ncols=True, leave=False)
-
         self._sigint = None  # (Tune's SIGINT handler, ours that wraps it) while a sweep runs
         self.interrupted = False  # the user pressed Ctrl-C
 
