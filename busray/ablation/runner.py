@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from busray.ablation.spec import AblationSpec, load_ablation_spec, variant_config
+from busray.sweep.outcome import resume_command, unfinished_text
 
 DEFAULT_STORAGE = "busray_storage"
 
@@ -36,11 +37,10 @@ class AblationOutcome:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
         head = f"ablation {self.name} ({self.sweep_id}): {self.planned} runs planned; recorded: {counts}"
         if self.interrupted:
-            cut = f", {len(self.unfinished)} unfinished ({', '.join(self.unfinished)})" if self.unfinished else ""
-            head += f"; interrupted by Ctrl-C{cut}"
+            head += f"; interrupted by Ctrl-C{unfinished_text(self.unfinished)}"
         lines = [head, f"storage: {self.storage}"]
         if self.interrupted:
-            lines.append(f"resume: {command or 'the same command'} --resume   # runs what is left")
+            lines.append(f"resume: {resume_command(command)}")
         lines.append(f"report: busray report {self.name} --storage {self.storage}")
         return "\n".join(lines)
 

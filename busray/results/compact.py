@@ -106,9 +106,10 @@ def upgrade_if_needed(root: Path, tables: Sequence[Table]) -> None:
 def _is_current(root: Path, tables: Sequence[Table]) -> bool:
     """The marker names this schema and no table has files in a legacy folder (a newer busray's
     store is left alone)."""
-    if not marker_is_current(root, STORE_FINGERPRINT):
-        return False
-    return marker_is_newer(root) or not any(t.legacy is not None and committed_files(t.legacy) for t in tables)
+    if marker_is_newer(root):
+        return True
+    return (marker_is_current(root, STORE_FINGERPRINT)
+            and not any(t.legacy is not None and committed_files(t.legacy) for t in tables))
 
 
 def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:

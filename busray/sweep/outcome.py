@@ -40,20 +40,29 @@ class SweepOutcome:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
         done = f"{self.num_trials} trial{'' if self.num_trials == 1 else 's'} ({counts or 'none'})"
         if self.interrupted:
-            cut = f", {len(self.unfinished)} unfinished ({', '.join(self.unfinished)})" if self.unfinished else ""
-            done = f"interrupted by Ctrl-C; {done} recorded{cut}"
+            done = f"interrupted by Ctrl-C; {done} recorded{unfinished_text(self.unfinished)}"
         lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
         if not self.best.empty:
             lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
         lines.append("next:")
         if self.interrupted:
-            lines.append(f"  {command or 'the same command'} --resume   # runs what is left")
+            lines.append(f"  {resume_command(command)}")
         lines += [f"  busray results show {self.sweep} --storage {self.storage}",
                   f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
         if self.journal:
             lines.append(f"  optuna-dashboard {self.journal}")
         lines.append(f"  pandas: pd.read_parquet(\"{ResultsStore(self.storage).runs_dir}\")   # one row per trial")
         return "\n".join(lines)
+
+
+def unfinished_text(unfinished: Sequence[str]) -> str:
+    """``", 2 unfinished (a1, c3)"`` for the trials Ctrl-C cut short; empty when there are none."""
+    return f", {len(unfinished)} unfinished ({', '.join(unfinished)})" if unfinished else ""
+
+
+def resume_command(command: str | None) -> str:
+    """The command that continues an interrupted sweep or ablation."""
+    return f"{command or 'the same command'} --resume   # runs what is left"
 
 
 def sweep_outcome(job: TrialJob, display_keys: list[str], journal: str | None = None,

@@ -39,7 +39,7 @@ from optuna.storages.journal import JournalFileBackend
 from busray.config import config_from_dict, config_to_dict, resolve_run_paths
 from busray.configtools import ConfigError, flatten
 from busray.objective import Objective
-from busray.results import ResultsStore, trial_key
+from busray.results import STATUSES, ResultsStore, trial_key
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
 from busray.sweep.space import DefineByRun
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
@@ -177,15 +177,19 @@ def _never_started(job: TrialJob, state: SweepState) -> bool:
     starts it afresh, under the same sweep id and study."""
     from ray import tune
 
-    path = state.tune_dir / state.rounds[-1] if state.rounds else None
+    path = _last_round(state)
     restorable = path is not None and tune.Tuner.can_restore(str(path))
-    return not restorable and state.sweep_id not in set(ResultsStore(job.storage).runs()["sweep_id"])
+    return not restorable and not ResultsStore(job.storage).trial_keys(state.sweep_id, STATUSES)
+
+
+def _last_round(state: SweepState) -> Path | None:
+    return state.tune_dir / state.rounds[-1] if state.rounds else None
 
 
 def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
     from ray import tune
 
-    path = state.tune_dir / state.rounds[-1] if state.rounds else None
+    path = _last_round(state)
     if path is None or not tune.Tuner.can_restore(str(path)):
         raise ConfigError(f"sweep '{state.name}': no Tune experiment to restore under {state.tune_dir}")
     tuner = tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
