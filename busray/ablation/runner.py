@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from busray.ablation.spec import AblationSpec, load_ablation_spec, variant_config
-from busray.sweep.outcome import resume_command, unfinished_text
+from busray.sweep.outcome import all_failed, resume_command, unfinished_text
 
 DEFAULT_STORAGE = "busray_storage"
 
@@ -31,6 +31,11 @@ class AblationOutcome:
     sweep_id: str
     interrupted: bool = False         # Ctrl-C stopped it
     unfinished: tuple[str, ...] = ()  # runs it cut short (not recorded; --resume runs them again)
+    errors: tuple[str, ...] = ()      # the failed runs' errors, most frequent first
+
+    def failure(self) -> str | None:
+        """The one-line error when every run this ablation recorded failed (the CLI exits non-zero)."""
+        return all_failed(f"ablation {self.name}", "run", self.counts, self.errors)
 
     def summary(self, command: str | None = None) -> str:
         """What was recorded and what to do next; ``command``: the one that ran it (for --resume)."""
@@ -63,7 +68,8 @@ def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: 
                       max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress,
                       verbose=verbose, tracking=spec.tracking)
     return AblationOutcome(name=spec.name, storage=storage, planned=len(runs), counts=out.counts,
-                           sweep_id=out.sweep_id, interrupted=out.interrupted, unfinished=out.unfinished)
+                           sweep_id=out.sweep_id, interrupted=out.interrupted, unfinished=out.unfinished,
+                           errors=out.errors)
 
 
 def planned_runs(spec: AblationSpec, fold_files: dict[int, str]) -> list[tuple[str, dict, int, str]]:

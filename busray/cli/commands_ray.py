@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 from busray.cli.argtypes import bounded_int
-from busray.cli.errors import EXIT_INTERRUPTED, writing_to
+from busray.cli.errors import EXIT_INTERRUPTED, CliError, writing_to
 
 DEFAULT_STORAGE = "busray_storage"
 STATUSES = ("completed", "failed", "stopped_early")
@@ -123,7 +123,16 @@ def cmd_sweep(args) -> int:
                             add_trials=args.add_trials, progress=args.progress,
                             verbose=getattr(args, "verbose", False))
     print(outcome.summary(command=_same_command("sweep", args, outcome.storage)))
-    return EXIT_INTERRUPTED if outcome.interrupted else 0
+    return _exit_status(outcome)
+
+
+def _exit_status(outcome) -> int:
+    """130 after Ctrl-C; a one-line error (exit 2) when every recorded trial failed; else 0."""
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    if failure := outcome.failure():
+        raise CliError(failure)
+    return 0
 
 
 def _same_command(name: str, args, storage: str) -> str:
@@ -143,7 +152,7 @@ def cmd_ablate(args) -> int:
                                resume=args.resume, progress=args.progress,
                                verbose=getattr(args, "verbose", False))
     print(outcome.summary(command=_same_command("ablate", args, outcome.storage)))
-    return EXIT_INTERRUPTED if outcome.interrupted else 0
+    return _exit_status(outcome)
 
 
 def cmd_report(args) -> int:

@@ -88,7 +88,12 @@ def _os_error(err: OSError) -> str:
 
 
 def _first_line(err: BaseException) -> str:
+    """The message's first line; for an error that carries a formatted traceback (Ray's ``TuneError``
+    and ``RayTaskError`` do), its last line: the exception that started it."""
     text = str(err).strip()
     if isinstance(err, KeyError) and err.args:
         text = f"missing key {err.args[0]!r}"
-    return text.splitlines()[0] if text else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1].strip()
+    return lines[0] if lines else ""

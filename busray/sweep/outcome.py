@@ -30,10 +30,15 @@ class SweepOutcome:
     journal: str | None = None
     interrupted: bool = False          # Ctrl-C stopped the sweep
     unfinished: tuple[str, ...] = ()   # the trials it cut short: not recorded, --resume continues them
+    errors: tuple[str, ...] = ()       # the failed trials' errors, most frequent first
 
     @property
     def num_trials(self) -> int:
         return sum(self.counts.values())
+
+    def failure(self) -> str | None:
+        """The one-line error when every trial this sweep recorded failed (the CLI exits non-zero)."""
+        return all_failed(f"sweep {self.sweep}", "trial", self.counts, self.errors)
 
     def summary(self, command: str | None = None) -> str:
         """What the sweep did and what to do next; ``command``: the one that ran it (for --resume)."""
@@ -60,6 +65,24 @@ def unfinished_text(unfinished: Sequence[str]) -> str:
     return f", {len(unfinished)} unfinished ({', '.join(unfinished)})" if unfinished else ""
 
 
+def all_failed(what: str, noun: str, counts: dict[str, int], errors: Sequence[str]) -> str | None:
+    """``"sweep x: all 3 trials failed (3× ConfigError: ...)"`` when every recorded run failed, else
+    None: a sweep that produced nothing must not look like a success to cron or a CI job."""
+    total = sum(counts.values())
+    if not total or counts.get("failed", 0) != total:
+        return None
+    first = errors[0] if errors else "no error recorded"
+    more = f"; {len(errors) - 1} other error{'s' if len(errors) > 2 else ''} in the store" if len(errors) > 1 else ""
+    return f"{what}: all {total} {noun}{'s' if total > 1 else ''} failed, e.g. {first}{more}"
+
+
+def failure_texts(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The distinct errors of the failed rows, most frequent first."""
+    if runs.empty or "error" not in runs:
+        return ()
+    return tuple(runs.loc[runs["status"] == "failed", "error"].dropna().value_counts().index)
+
+
 def resume_command(command: str | None) -> str:
     """The command that continues an interrupted sweep or ablation."""
     return f"{command or 'the same command'} --resume   # runs what is left"
@@ -73,7 +96,7 @@ def sweep_outcome(job: TrialJob, display_keys: list[str], journal: str | None = 
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
     return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
                         best_trials(runs, job.objective, display_keys), job.objective, journal,
-                        interrupted or bool(unfinished), tuple(unfinished))
+                        interrupted or bool(unfinished), tuple(unfinished), failure_texts(runs))
 
 
 def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:
@@ -85,4 +108,6 @@ def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: 
     columns = ["trial_id", "status", "variant", "seed", *keys, *objective.metrics, "best_epoch",
                "test/seg/iou", "test/clf/acc"]
     present = [c for c in dict.fromkeys(columns) if c in usable and usable[c].notna().any()]
-    return usable[present].head(top).reset_index(drop=True)
+    best = usable[present].head(top).reset_index(drop=True)
+    # a failed row's null best_epoch made the column float in pandas; the rows shown have one
+    return best.astype({c: "int64" for c in ("best_epoch", "seed") if c in best and best[c].notna().all()})

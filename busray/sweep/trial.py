@@ -23,6 +23,7 @@ sweep driver (:mod:`busray.sweep.recording`) writes the store row; nothing here 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,11 @@ SLOT_RESOURCE = "busray_trial_slot"
 RUN_KEY = "run"  # the Tune config key naming a fixed run (run_configs / ablations)
 FINAL_FLAG = "busray/final"
 STATUS_KEY = "busray/status"
+ERROR_KEY = "busray/error"
 FINISHED = ("completed", "failed")
+#: Errors a trial raises for its config or data (a bad ``model.encoder``, an unreadable weights file):
+#: when the sweep's first trials all fail with the same one, every trial would.
+INPUT_ERRORS = ("ConfigError", "DataError", "CheckpointError")
 
 
 @dataclass
@@ -161,11 +166,20 @@ def final_result(outcome: RunOutcome, objective: Objective) -> dict:
     """The last report of a trial: its best epoch's validation metrics, flagged final.
 
     ``epoch`` is the last epoch trained (ASHA's clock must not go backwards); the objective's
-    metrics are the best epoch's, so Optuna's value equals the store row's.
+    metrics are the best epoch's, so Optuna's value equals the store row's. A trial that failed
+    before its first validation (a model that cannot be built, out of memory in epoch 1) reports
+    its objective as NaN: Tune refuses a result without the metric its scheduler watches, which
+    would end the whole sweep instead of this trial.
     """
     metrics = {k: v for k, v in outcome.metric_columns().items() if k.startswith("val/") and v is not None}
-    return {**metrics, "epoch": int(outcome.epochs_run), FINAL_FLAG: 1.0,
-            STATUS_KEY: outcome.status, "best_epoch": int(outcome.best_epoch)}
+    metrics = {**{name: math.nan for name in objective.metrics}, **metrics}
+    return {**metrics, "epoch": int(outcome.epochs_run), FINAL_FLAG: 1.0, STATUS_KEY: outcome.status,
+            "best_epoch": int(outcome.best_epoch), ERROR_KEY: outcome.error or ""}
+
+
+def is_input_error(text: str | None) -> bool:
+    """Whether a failed trial's error (``"ConfigError: ..."``) is one of :data:`INPUT_ERRORS`."""
+    return bool(text) and text.split(":", 1)[0] in INPUT_ERRORS
 
 
 def is_final(result: dict | None) -> bool:

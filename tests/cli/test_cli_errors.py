@@ -152,6 +152,9 @@ def _parser_with_handler(handler):
     (RecursionError(), "input nested too deeply"),
     (ValueError("model.tau: bad\nsecond line"), "model.tau: bad"),
     (RuntimeError("x" * 1000), "unexpected RuntimeError: xxx"),
+    (type("TuneError", (Exception,), {})('Traceback (most recent call last):\n  File "t.py", line 1\n'
+                                         'ValueError: Trial returned no `val/score`\n'),
+     "unexpected TuneError: ValueError: Trial returned no `val/score` (rerun with busray --debug"),
 ])
 def test_one_line_messages(err, text):
     line = one_line(err)

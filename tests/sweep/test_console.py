@@ -13,7 +13,7 @@ from busray.ablation import AblationOutcome
 from busray.objective import Objective
 from busray.runfolder import RunOutcome
 from busray.sweep.console import INTERRUPT_NOTICE, ConsoleCallback
-from busray.sweep.outcome import SweepOutcome
+from busray.sweep.outcome import SweepOutcome, failure_texts
 from busray.sweep.trial import RUN_KEY
 
 
@@ -86,3 +86,30 @@ def test_summaries_of_an_interrupted_sweep_say_how_to_go_on():
         "report: busray report t2 --storage /st"]
     done = SweepOutcome("s", "s-1", "/st", {"completed": 4}, best, Objective.parse("val/score:max"))
     assert done.summary().splitlines()[0] == "sweep s (s-1): 4 trials (4 completed)" and "--resume" not in done.summary()
+
+
+ENC = "ConfigError: model.encoder: unknown timm model 'nope'"
+# counts by status, errors (most frequent first) -> the CLI's error line (None: exit 0)
+FAILURE_CASES = [
+    ({"completed": 0, "failed": 2}, (ENC,), f"sweep s: all 2 trials failed, e.g. {ENC}"),
+    ({"failed": 1}, (ENC,), f"sweep s: all 1 trial failed, e.g. {ENC}"),
+    ({"failed": 3}, (ENC, "NonFiniteLoss: x"), f"sweep s: all 3 trials failed, e.g. {ENC}; 1 other error in the store"),
+    ({"failed": 3}, (ENC, "a", "b"), f"sweep s: all 3 trials failed, e.g. {ENC}; 2 other errors in the store"),
+    ({"completed": 1, "failed": 3}, (ENC,), None),
+    ({"stopped_early": 1, "failed": 1}, (ENC,), None),
+    ({"completed": 0, "failed": 0}, (), None),  # nothing recorded (e.g. --resume of a finished sweep)
+]
+
+
+@pytest.mark.parametrize("counts, errors, line", FAILURE_CASES)
+def test_a_sweep_whose_every_trial_failed_is_an_error(counts, errors, line):
+    sweep = SweepOutcome("s", "s-1", "/st", counts, pd.DataFrame(), Objective.parse("val/score:max"), errors=errors)
+    assert sweep.failure() == line
+    ablation = AblationOutcome("s", "/st", 9, counts, "s-1", errors=errors)
+    assert ablation.failure() == (line and line.replace("sweep s", "ablation s").replace("trial", "run"))
+
+
+def test_failed_rows_give_their_errors_most_frequent_first():
+    runs = pd.DataFrame({"status": ["failed", "completed", "failed", "failed", "failed"],
+                         "error": ["b", None, "a", "a", None]})
+    assert failure_texts(runs) == ("a", "b") and failure_texts(runs.iloc[0:0]) == ()

@@ -6,10 +6,13 @@ in-actor; one DDP trial that takes both, one after the other)."""
 from __future__ import annotations
 
 import glob
+import json
 import re
 from pathlib import Path
+from wsgiref.util import setup_testing_defaults
 
 import optuna
+import optuna_dashboard
 import pandas as pd
 import pytest
 from optuna.storages import JournalStorage
@@ -18,6 +21,8 @@ from optuna.trial import TrialState
 from ray.util.state import list_actors
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from busray.cli import main
+from busray.cli.errors import EXIT_ERROR
 from busray.configtools import ConfigError
 from busray.results import ResultsStore
 from busray.runfolder import RunFolder
@@ -87,11 +92,38 @@ def test_store_folder_and_optuna_tell_one_story(sweep):
         assert sorted(ot.intermediate_values) == epochs == list(range(1, len(epochs) + 1))
         best = min(history, key=lambda r: r["val/loss"])
         assert row["best_epoch"] == best["epoch"] and row["val/loss"] == pytest.approx(best["val/loss"])
+        assert ot.value == pytest.approx(row["val/loss"])  # a stopped trial's too: its best epoch's
         if row["status"] == "stopped_early":
             assert ot.state == TrialState.PRUNED and len(epochs) < 4
         else:
-            assert ot.state == TrialState.COMPLETE and ot.value == pytest.approx(row["val/loss"])
-            assert len(epochs) == 4
+            assert ot.state == TrialState.COMPLETE and len(epochs) == 4
+
+
+def _get_json(app, path: str):
+    environ = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = path
+    status = []
+    body = b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
+    assert status == ["200 OK"], (path, status, body[:300])
+    return json.loads(body)
+
+
+def test_optuna_dashboard_shows_what_the_store_says(sweep):
+    """The journal the summary names, served by optuna-dashboard (its WSGI app, as the browser asks)."""
+    storage, _, out = sweep
+    runs = _runs(storage, out.sweep_id)
+    app = optuna_dashboard.wsgi(f"{storage}/tiny/optuna.journal")
+    (summary,) = _get_json(app, "/api/studies")["study_summaries"]
+    assert summary["study_name"] == out.sweep_id and summary["directions"] == ["minimize"]
+    study = _get_json(app, f"/api/studies/{summary['study_id']}")
+    assert study["objective_names"] == ["val/loss"]
+    shown = {next(a["value"] for a in t["user_attrs"] if a["key"] == "busray_trial_id"): t for t in study["trials"]}
+    assert set(shown) == set(runs.index)
+    state = {"completed": "Complete", "stopped_early": "Pruned"}
+    for trial_id, row in runs.iterrows():
+        assert shown[trial_id]["state"] == state[row["status"]]
+        assert shown[trial_id]["values"] == [pytest.approx(row["val/loss"])]
 
 
 def test_tensorboard_one_run_per_trial_with_its_hparams(sweep):
@@ -178,3 +210,21 @@ def test_ddp_worker_crash_resumes_then_nan_fails(local_ray, synth_root, short_di
 def _epochs(storage: str, trial_id: str) -> list[int]:
     epochs = ResultsStore(storage).epochs()
     return epochs[epochs["trial_id"] == trial_id]["epoch"].tolist()
+
+
+def test_an_input_error_of_every_trial_ends_the_sweep_in_one_line(local_ray, synth_root, short_dir, capsys):
+    """An unknown encoder passes the driver's checks (they do not import timm); the first two trials
+    fail with it, no more are started, and the CLI keeps the one-line-error promise."""
+    args = ["sweep", str(TINY_SPEC), "--storage", short_dir, "--no-progress"]
+    for override in (f"base.data.root={synth_root}", SERIAL, "num_trials=8", "base.model.encoder=nope_net"):
+        args += ["--set", override]
+    assert main(args) == EXIT_ERROR
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "busray: error: sweep tiny: all 2 trials failed, e.g. ConfigError: model.encoder: unknown timm model 'nope_net'"]
+    assert "sweep tiny (" in out and "2 trials (2 failed)" in out
+    runs = ResultsStore(short_dir).runs()
+    assert list(runs["status"]) == ["failed", "failed"] and runs["error"].str.contains("nope_net").all()
+    assert sorted(p.name for p in (Path(short_dir) / "tiny" / "runs").iterdir()) == sorted(runs["trial_id"])
+    study = _study(short_dir, runs["sweep_id"].iloc[0])
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
