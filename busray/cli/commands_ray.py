@@ -161,7 +161,7 @@ def cmd_report(args) -> int:
     from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
 
-    storage = existing_store(args.storage)
+    storage = existing_store(args.storage, name=args.ablation)
     out = Path(args.out or f"{storage}/reports/{args.ablation}")
     check_writable_folder(out, "--out")
     with writing_to(out):
@@ -185,7 +185,7 @@ def cmd_results_show(args) -> int:
     from busray.results import ResultsStore
     from busray.results.query import format_show
 
-    store = ResultsStore(existing_store(args.storage))
+    store = ResultsStore(existing_store(args.storage, name=args.sweep))
     print(format_show(store, args.sweep, metric=args.metric, mode=args.mode, top=args.top,
                       where=args.where or None, status=args.status))
     return 0
@@ -196,7 +196,7 @@ def cmd_results_export(args) -> int:
     from busray.results import ResultsStore
     from busray.results.query import export
 
-    store = ResultsStore(existing_store(args.storage))
+    store = ResultsStore(existing_store(args.storage, name=args.sweep))
     out, fmt = export_target(args.out, args.format, args.sweep)
     with writing_to(out):
         path = export(store, args.sweep, fmt, out, where=args.where or None, status=args.status)

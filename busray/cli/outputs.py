@@ -94,9 +94,13 @@ def spec_storage(spec: str, storage: str | None) -> str | None:
     return writable_storage(storage)
 
 
-def existing_store(text: str, flag: str = "--storage") -> str:
-    """For commands that read a store: the folder must exist and hold ``results/``."""
+def existing_store(text: str, flag: str = "--storage", name: str | None = None) -> str:
+    """For commands that read a store: the folder must exist and hold ``results/``. ``name``: the
+    sweep/ablation argument, which a user may have given the store's folder instead."""
     path = storage_path(text, flag)
+    if name and Path(name, "results").is_dir() and not (path / "results").is_dir():
+        raise CliError(f"{name} is a results store, not a sweep or ablation name: pass --storage {name} "
+                       f"and a name (busray results list --storage {name} lists them)")
     if not path.exists():
         raise CliError(f"{flag}: {path} not found (no results store there)")
     if not path.is_dir():

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
@@ -49,7 +50,9 @@ class BusrayOptunaSearch(OptunaSearch):
 
     def _setup_study(self, mode) -> None:
         super()._setup_study(mode)
-        self._ot_study.set_metric_names(list(self._metric_names))
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard reads
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            self._ot_study.set_metric_names(list(self._metric_names))
 
     def suggest(self, trial_id: str):
         if self._doomed():

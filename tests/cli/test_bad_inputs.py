@@ -246,6 +246,8 @@ RUN_AND_STORE_CASES = [
     ("export-readonly", lambda w, t, mp: (_erofs(mp), ["results", "export", "s", "--storage", str(w.store),
                                                       "--out", str(t / "x.csv")])[1:] + ("--out",)),
     ("report-missing", lambda w, t, mp: (["report", "a", "--storage", str(t / "nostore")], "nostore")),
+    ("report-store-as-name", lambda w, t, mp: (["report", str(w.store)], f"pass --storage {w.store}")),
+    ("show-store-as-name", lambda w, t, mp: (["results", "show", str(w.store)], f"pass --storage {w.store}")),
     ("sweep-uri", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", "s3://bucket/x"], "s3://bucket/x")),
     ("sweep-readonly", lambda w, t, mp: (_erofs(mp), ["sweep", str(_spec(t)), "--storage", str(w.store)])[1:] + ("--storage",)),
     ("sweep-add-trials", lambda w, t, mp: (["sweep", str(_spec(t)), "--add-trials", "-1"], "--add-trials")),
