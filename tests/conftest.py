@@ -6,9 +6,10 @@ pytest's long ``tmp_path``. ``RAY_AUTH_MODE=disabled`` keeps Ray 2.60 from enabl
 writing ``~/.ray/auth_token`` for every test cluster.
 Ray workers started later inherit the cache variable.
 
-Under pytest-xdist (``make test`` runs two workers) the Ray tests all run in one worker
-(:class:`RayTestsTogether`), so a test session still starts one local Ray. The Ray tests are the
-suite's critical path, so two things keep the other worker from starving them on 2 cores: each worker
+Under pytest-xdist (``make test`` runs two workers) the Ray tests run in one worker
+(:class:`RayTestsTogether`) on one local Ray, except the last two modules (:data:`OWN_UNIT_RAY_MODULES`),
+which the worker that is free by then takes (a second local Ray at most; tests name their cluster by
+address, never by Ray's "the one running here" autodetection). The Ray tests are the suite's critical path, so two things keep the other worker from starving them on 2 cores: each worker
 process (and what it starts) uses one torch thread, and the session Ray's workers run at normal
 priority (Ray's default niceness, 15, is meant to keep a driver responsive on a busy node).
 """
@@ -30,14 +31,16 @@ if "PYTEST_XDIST_WORKER" in os.environ:  # before anything imports torch, which 
 
 class RayTestsTogether(LoadScopeScheduling):
     """xdist scheduling (``make test``: ``-n 2 --dist loadscope``): every test module that uses the
-    ``ray`` marker is one work unit, so all Ray tests run in one worker on its single session Ray (two
-    local clusters would contend for ports and for the 2 CPUs), while the other worker takes the rest
-    of the suite module by module. By path, since xdist's controller sees node ids, not markers (and
+    ``ray`` marker is one work unit, so the Ray tests run in one worker on its single session Ray (two
+    local clusters from the start would contend for the 2 CPUs), while the other worker takes the rest
+    of the suite module by module, then the :data:`OWN_UNIT_RAY_MODULES`. By path, since xdist's controller sees node ids, not markers (and
     ``--dist loadgroup`` does not group on pytest 9: it rewrites a node attribute pytest 9 no longer
     reads)."""
 
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
+        if Path(module).name in OWN_UNIT_RAY_MODULES:
+            return module
         return "ray" if _uses_ray(str(self.config.rootpath / module)) else module
 
 
@@ -51,6 +54,12 @@ def _uses_ray(path: str) -> bool:
 #: last, when the other xdist worker has usually finished: earlier, three busy processes would share the
 #: two cores. (The order of tests only; every test runs.)
 BUSY_RAY_MODULES = ("test_sweep_ray.py", "test_sweep_resume.py", "test_job_submit.py")
+#: Ray modules that are work units of their own, not part of the one "ray" unit: the Ray unit is the
+#: suite's critical path (≈ 6 of its 7 minutes on 2 cores) while the other worker idles for its last
+#: 3 minutes, so the last units in the queue -- these, sorted last -- go to whichever worker is free.
+#: ``test_job_submit`` runs its own ``ray start`` head anyway; ``test_sweep_resume`` starts that
+#: worker's session Ray if it has none (a second local cluster, on its own ports).
+OWN_UNIT_RAY_MODULES = ("test_job_submit.py", "test_sweep_resume.py")
 
 
 def pytest_collection_modifyitems(items):

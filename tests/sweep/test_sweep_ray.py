@@ -15,6 +15,7 @@ import optuna
 import optuna_dashboard
 import pandas as pd
 import pytest
+import ray
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -203,7 +204,8 @@ def test_ddp_worker_crash_resumes_then_nan_fails(local_ray, synth_root, short_di
     assert RunFolder(row["run_dir"]).read_outcome().status == "failed"
     assert glob.glob(f"{short_dir}/ddpfaults/runs/*/checkpoints/last.pt")
     # a local cluster runs Ray Train without its preemption watcher (busray.sweep.cluster)
-    started = {actor.class_name for actor in list_actors(limit=10_000)}
+    # the session cluster by address: another worker may run a second local Ray at the same time
+    started = {a.class_name for a in list_actors(address=ray.get_runtime_context().gcs_address, limit=10_000)}
     assert "TrainController" in started and "PreemptionWatcher" not in started, sorted(started)
 
 
