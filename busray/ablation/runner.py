@@ -29,7 +29,7 @@ class AblationOutcome:
     planned: int
     counts: dict[str, int]
     sweep_id: str
-    interrupted: bool = False         # Ctrl-C stopped it
+    interrupted: str = ""             # what stopped it early: "Ctrl-C", "SIGTERM" ("": nothing)
     unfinished: tuple[str, ...] = ()  # runs it cut short (not recorded; --resume runs them again)
     errors: tuple[str, ...] = ()      # the failed runs' errors, most frequent first
 
@@ -42,7 +42,7 @@ class AblationOutcome:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
         head = f"ablation {self.name} ({self.sweep_id}): {self.planned} runs planned; recorded: {counts}"
         if self.interrupted:
-            head += f"; interrupted by Ctrl-C{unfinished_text(self.unfinished)}"
+            head += f"; interrupted by {self.interrupted}{unfinished_text(self.unfinished)}"
         lines = [head, f"storage: {self.storage}"]
         if self.interrupted:
             lines.append(f"resume: {resume_command(command)}")

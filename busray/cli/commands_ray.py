@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 from busray.cli.argtypes import bounded_int
-from busray.cli.errors import EXIT_INTERRUPTED, CliError, writing_to
+from busray.cli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, CliError, writing_to
 
 DEFAULT_STORAGE = "busray_storage"
 STATUSES = ("completed", "failed", "stopped_early")
@@ -127,9 +127,10 @@ def cmd_sweep(args) -> int:
 
 
 def _exit_status(outcome) -> int:
-    """130 after Ctrl-C; a one-line error (exit 2) when every recorded trial failed; else 0."""
+    """130 after Ctrl-C, 143 after SIGTERM; a one-line error (exit 2) when every recorded trial
+    failed; else 0."""
     if outcome.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if outcome.interrupted == "SIGTERM" else EXIT_INTERRUPTED
     if failure := outcome.failure():
         raise CliError(failure)
     return 0

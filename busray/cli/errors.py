@@ -4,8 +4,8 @@ busray's layers raise ``ValueError`` subclasses (``ConfigError``, ``DataError``,
 ``ResultsError``, :class:`CliError`) whose message already names the dotted key or the file. Anything
 else that reaches the CLI -- a full or read-only disk, a missing device, memory exhaustion, a bug --
 is translated here by :func:`one_line`, so ``busray`` never prints a traceback unless ``--debug``
-asks for one. Exit codes: :data:`EXIT_ERROR` (2) for every failure, 130 for Ctrl-C, 141 when the
-reader of our output went away (``busray config --keys | head -1``).
+asks for one. Exit codes: :data:`EXIT_ERROR` (2) for every failure, 130 for Ctrl-C (143 for a sweep
+that SIGTERM stopped), 141 when the reader of our output went away (``busray config --keys | head -1``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143           # 128 + SIGTERM: a sweep that SIGTERM stopped cleanly
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, what a Unix tool reports when its reader closed
 MAX_CHARS = 400                 # a message longer than this is cut (a huge repr must not flood stderr)
 

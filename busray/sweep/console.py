@@ -20,7 +20,9 @@ written when output is not a terminal.
 
 Ctrl-C is Tune's to handle (it saves the experiment state and stops the running trials; ``--resume``
 takes up what is left); the console only says so the moment it happens, since the stop takes a few
-seconds: it wraps the SIGINT handler Tune installed, and puts it back when the sweep ends.
+seconds: it wraps the SIGINT handler Tune installed, and puts it back when the sweep ends. SIGTERM
+(``timeout``, systemd, a batch scheduler) gets the same treatment -- Tune itself leaves SIGTERM
+fatal, which skips the summary and Tune's last save -- and a second one quits at once.
 """
 
 from __future__ import annotations
@@ -37,8 +39,17 @@ from busray.runfolder import RunOutcome
 from busray.sweep.trial import FINAL_FLAG, RUN_KEY
 
 WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed"}
-INTERRUPT_NOTICE = ("Ctrl-C: stopping the running trials, not recording them; --resume takes up what is "
-                    "left (Ctrl-C again quits at once)")
+#: The signals that stop a sweep cleanly, by the name the console and the summary give them.
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
+def interrupt_notice(name: str) -> str:
+    """What the console prints the moment ``name`` (``Ctrl-C``, ``SIGTERM``) arrives."""
+    return (f"{name}: stopping the running trials, not recording them; --resume takes up what is "
+            f"left ({name} again quits at once)")
+
+
+INTERRUPT_NOTICE = interrupt_notice("Ctrl-C")
 
 
 class ConsoleCallback(Callback):
@@ -54,36 +65,38 @@ class ConsoleCallback(Callback):
         tty = sys.stderr.isatty() if show_bar is None else show_bar
         self.bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr, disable=not tty,
                         dynamic_ncols=True, leave=False)
-        self._sigint = None  # (Tune's SIGINT handler, ours that wraps it) while a sweep runs
-        self.interrupted = False  # the user pressed Ctrl-C
+        self._handlers: dict = {}  # signal -> (the handler before ours, ours) while a sweep runs
+        self.interrupted = ""  # the STOP_SIGNALS name of the signal that stopped the sweep, if any
 
     def __getstate__(self) -> dict:
         """Tune pickles its run config (callbacks included) into the experiment folder: drop the bar
         and the signal handler."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("bar", "_sigint")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("bar", "_handlers")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.bar = tqdm(disable=True)
-        self._sigint = None
+        self._handlers = {}
 
     # ------------------------------------------------------------------ Tune hooks
     def setup(self, **info) -> None:
-        """Tune calls this after installing its SIGINT handler: announce an interrupt, then pass it on."""
+        """Tune calls this after installing its SIGINT handler: on SIGINT or SIGTERM, announce the
+        stop, then hand it to Tune's handler."""
         tune_handler = signal.getsignal(signal.SIGINT)
         if not callable(tune_handler):
             return
 
         def announce_then_stop(signum, frame):
-            self.interrupted = True
-            self.write(INTERRUPT_NOTICE)
-            tune_handler(signum, frame)  # Tune's: stop the experiment, restore the handler before it
+            self.interrupted = STOP_SIGNALS.get(signum, "Ctrl-C")
+            self.write(interrupt_notice(self.interrupted))
+            self._restore(signal.SIGTERM)  # a second SIGTERM quits at once, as a second Ctrl-C does
+            tune_handler(signal.SIGINT, frame)  # Tune's: stop the experiment, restore SIGINT's handler
 
         try:
-            signal.signal(signal.SIGINT, announce_then_stop)
+            for signum in STOP_SIGNALS:
+                self._handlers[signum] = (signal.signal(signum, announce_then_stop), announce_then_stop)
         except ValueError:  # not the main thread: Tune's handler stays as it is
-            return
-        self._sigint = (tune_handler, announce_then_stop)
+            self._handlers = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         if trial.trial_id not in self.started:
@@ -126,9 +139,13 @@ class ConsoleCallback(Callback):
 
     def close(self) -> None:
         self.bar.close()
-        if self._sigint is not None and signal.getsignal(signal.SIGINT) is self._sigint[1]:
-            signal.signal(signal.SIGINT, self._sigint[0])  # no interrupt came: Tune's handler back
-        self._sigint = None
+        for signum in list(self._handlers):
+            self._restore(signum)  # the handlers from before the sweep (Tune's, for SIGINT) back
+
+    def _restore(self, signum) -> None:
+        previous, ours = self._handlers.pop(signum, (None, None))
+        if ours is not None and signal.getsignal(signum) is ours:
+            signal.signal(signum, previous)
 
 
 def format_params(tune_config: dict, swept: list[str]) -> str:

@@ -28,7 +28,7 @@ class SweepOutcome:
     best: pd.DataFrame = field(repr=False)
     objective: Objective | None = None
     journal: str | None = None
-    interrupted: bool = False          # Ctrl-C stopped the sweep
+    interrupted: str = ""              # what stopped the sweep early: "Ctrl-C", "SIGTERM" ("": nothing)
     unfinished: tuple[str, ...] = ()   # the trials it cut short: not recorded, --resume continues them
     errors: tuple[str, ...] = ()       # the failed trials' errors, most frequent first
 
@@ -45,7 +45,7 @@ class SweepOutcome:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
         done = f"{self.num_trials} trial{'' if self.num_trials == 1 else 's'} ({counts or 'none'})"
         if self.interrupted:
-            done = f"interrupted by Ctrl-C; {done} recorded{unfinished_text(self.unfinished)}"
+            done = f"interrupted by {self.interrupted}; {done} recorded{unfinished_text(self.unfinished)}"
         lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
         if not self.best.empty:
             lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
@@ -89,14 +89,15 @@ def resume_command(command: str | None) -> str:
 
 
 def sweep_outcome(job: TrialJob, display_keys: list[str], journal: str | None = None,
-                  interrupted: bool = False, unfinished: Sequence[str] = ()) -> SweepOutcome:
+                  interrupted: str = "", unfinished: Sequence[str] = ()) -> SweepOutcome:
     """Counts by status and the best trials of this sweep id, read back from the store."""
     runs = ResultsStore(job.storage).runs()
     runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
     return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
                         best_trials(runs, job.objective, display_keys), job.objective, journal,
-                        interrupted or bool(unfinished), tuple(unfinished), failure_texts(runs))
+                        interrupted or ("Ctrl-C" if unfinished else ""), tuple(unfinished),
+                        failure_texts(runs))
 
 
 def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:

@@ -111,7 +111,7 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
     job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
     done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
     todo = [n for n in fixed if trial_key(*_keyed(job, n)) not in done]
-    interrupted, unfinished = False, []
+    interrupted, unfinished = "", []
     if todo:
         with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
             check_resources(job, [job.workers])

@@ -1,5 +1,10 @@
 """Checkpoints: weights + optimiser/scheduler state + resolved config, loadable with ``weights_only=True``.
 
+``last.pt`` also holds the random streams an epoch draws from (torch's global generator -- dropout,
+drop-path --, the CUDA generators, and the augmentation generator): a run killed after epoch k and
+resumed trains epoch k+1 on exactly what the uninterrupted run would have (batch order is seeded per
+epoch anyway), so ``--resume`` and a re-launched trial give the uninterrupted run's numbers.
+
 A checkpoint holds only tensors and plain Python values (no pickled classes), so it loads with
 ``torch.load(..., weights_only=True)`` — safe for files from elsewhere. ``last.pt`` is rewritten every
 epoch (resume point); ``best.pt`` whenever the monitored validation metric improves. Saving goes
@@ -44,13 +49,15 @@ class TrainingState:
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict, state: TrainingState,
-                    optimizer=None, scheduler=None) -> None:
+                    optimizer=None, scheduler=None, rng: dict | None = None) -> None:
     """Write atomically (temp + rename): a crash mid-save never leaves a truncated checkpoint."""
     payload = {"model": model.state_dict(), "config": config, "state": state.as_dict()}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         payload["scheduler"] = scheduler.state_dict()
+    if rng is not None:
+        payload["rng"] = rng
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write(path, buf.getvalue())
@@ -105,3 +112,27 @@ def restore_training_state(payload: dict, model: nn.Module, optimizer=None, sche
     if scheduler is not None and "scheduler" in payload:
         scheduler.load_state_dict(payload["scheduler"])
     return TrainingState(**payload["state"])
+
+
+def rng_state(augment: torch.Generator | None) -> dict:
+    """The random streams of this process that training draws from (all CPU byte tensors)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if augment is not None:
+        state["augment"] = augment.get_state()
+    return state
+
+
+def restore_rng(payload: dict, augment: torch.Generator | None) -> bool:
+    """Put back what :func:`rng_state` saved; False for a checkpoint without it (an older busray)."""
+    state = payload.get("rng")
+    if not isinstance(state, dict) or "torch" not in state:
+        return False
+    torch.set_rng_state(state["torch"].cpu())  # (the checkpoint may have been loaded onto a GPU)
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
+    if augment is not None and "augment" in state:
+        augment.set_state(state["augment"].cpu())
+    return True

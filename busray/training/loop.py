@@ -25,7 +25,8 @@ from busray.config import Config, config_to_dict, save_config
 from busray.objective import Objective
 from busray.runfolder import BEST, LAST, RunFolder, RunOutcome, best_val
 from busray.training.batches import epoch_batches
-from busray.training.checkpoint import TrainingState, load_checkpoint, restore_training_state, save_checkpoint
+from busray.training.checkpoint import (TrainingState, load_checkpoint, restore_rng, restore_training_state,
+                                       rng_state, save_checkpoint)
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
 from busray.training.reporter import NullReporter, Reporter
 from busray.training.setup import TrainingSetup, build_setup, finish_with_test
@@ -107,6 +108,8 @@ def _resume_if_asked(setup: TrainingSetup, reporter: Reporter) -> tuple[Training
         return TrainingState(), False
     payload = load_checkpoint(Path(ckpt_dir) / LAST, map_location=setup.device)
     state = restore_training_state(payload, setup.raw_model, setup.ctx.optimizer, setup.scheduler)
+    if setup.world == 1:  # rank 0 saved only its own streams; DDP ranks keep their fresh seeds
+        restore_rng(payload, setup.ctx.generator)
     own = RunFolder(setup.run_dir).checkpoints if setup.run_dir is not None else None
     if own is not None and (Path(ckpt_dir) / BEST).is_file() and Path(ckpt_dir).resolve() != own.resolve():
         atomic_write(own / BEST, (Path(ckpt_dir) / BEST).read_bytes())
@@ -182,6 +185,6 @@ def _save(setup: TrainingSetup, state: TrainingState, improved: bool, cfg: Confi
     if improved:
         save_checkpoint(folder.checkpoints / BEST, setup.raw_model, cfg_dict, state)
     save_checkpoint(folder.checkpoints / LAST, setup.raw_model, cfg_dict, state, setup.ctx.optimizer,
-                    setup.scheduler)
+                    setup.scheduler, rng=rng_state(setup.ctx.generator))
     folder.write_history(state.history)
     return str(folder.checkpoints)

@@ -12,7 +12,7 @@ import pytest
 from busray.ablation import AblationOutcome
 from busray.objective import Objective
 from busray.runfolder import RunOutcome
-from busray.sweep.console import INTERRUPT_NOTICE, ConsoleCallback
+from busray.sweep.console import INTERRUPT_NOTICE, ConsoleCallback, interrupt_notice
 from busray.sweep.outcome import SweepOutcome, failure_texts
 from busray.sweep.trial import RUN_KEY
 
@@ -51,37 +51,44 @@ def test_pickled_console_keeps_its_state_but_not_the_bar():
     assert copy.started == {"t1": 1} and copy.total == 3 and copy.bar.disable
 
 
-@pytest.mark.parametrize("interrupt", [False, True])
-def test_ctrl_c_is_announced_then_passed_to_tunes_handler(capsys, interrupt):
+@pytest.mark.parametrize("signum, name", [(None, ""), (signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_a_stop_signal_is_announced_then_passed_to_tunes_handler(capsys, signum, name):
     calls = []
 
-    def tune_handler(signum, frame):  # what Tune installs before calling its callbacks' setup()
-        calls.append(signum)
+    def tune_handler(sig, frame):  # what Tune installs for SIGINT before calling its callbacks' setup()
+        calls.append(sig)
 
-    previous = signal.signal(signal.SIGINT, tune_handler)
+    def before_term(sig, frame):  # SIGTERM's handler before the sweep (stands in for "terminate")
+        calls.append(("before", sig))
+
+    previous = signal.signal(signal.SIGINT, tune_handler), signal.signal(signal.SIGTERM, before_term)
     try:
         console = ConsoleCallback(2, Objective.parse("val/score:max"), [], show_bar=False)
         console.setup()
-        if interrupt:
-            signal.raise_signal(signal.SIGINT)
+        if signum is not None:
+            signal.raise_signal(signum)
+            assert signal.getsignal(signal.SIGTERM) is before_term  # a second SIGTERM is not ours
         console.close()
         assert signal.getsignal(signal.SIGINT) is tune_handler  # put back when the sweep ends
+        assert signal.getsignal(signal.SIGTERM) is before_term
     finally:
-        signal.signal(signal.SIGINT, previous)
-    assert calls == ([signal.SIGINT] if interrupt else []) and console.interrupted is interrupt
-    assert capsys.readouterr().out.splitlines() == ([INTERRUPT_NOTICE] if interrupt else [])
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    assert calls == ([signal.SIGINT] if signum else []) and console.interrupted == name
+    assert capsys.readouterr().out.splitlines() == ([interrupt_notice(name)] if signum else [])
+    assert interrupt_notice("Ctrl-C") == INTERRUPT_NOTICE
 
 
 def test_summaries_of_an_interrupted_sweep_say_how_to_go_on():
     best = pd.DataFrame({"trial_id": ["b2"], "status": ["completed"], "val/score": [0.5]})
     sweep = SweepOutcome("s", "s-1", "/st", {"completed": 1, "failed": 0}, best, Objective.parse("val/score:max"),
-                         interrupted=True, unfinished=("a1", "c3"))
+                         interrupted="Ctrl-C", unfinished=("a1", "c3"))
     lines = sweep.summary(command="busray sweep s.yaml --storage /st").splitlines()
     assert lines[0] == "sweep s (s-1): interrupted by Ctrl-C; 1 trial (1 completed) recorded, 2 unfinished (a1, c3)"
     assert lines[lines.index("next:") + 1] == "  busray sweep s.yaml --storage /st --resume   # runs what is left"
-    ablation = AblationOutcome("t2", "/st", 10, {"completed": 3}, "t2-1", interrupted=True, unfinished=("x_0",))
+    ablation = AblationOutcome("t2", "/st", 10, {"completed": 3}, "t2-1", interrupted="SIGTERM", unfinished=("x_0",))
     assert ablation.summary(command="busray ablate t2.yaml --storage /st").splitlines() == [
-        "ablation t2 (t2-1): 10 runs planned; recorded: 3 completed; interrupted by Ctrl-C, 1 unfinished (x_0)",
+        "ablation t2 (t2-1): 10 runs planned; recorded: 3 completed; interrupted by SIGTERM, 1 unfinished (x_0)",
         "storage: /st", "resume: busray ablate t2.yaml --storage /st --resume   # runs what is left",
         "report: busray report t2 --storage /st"]
     done = SweepOutcome("s", "s-1", "/st", {"completed": 4}, best, Objective.parse("val/score:max"))

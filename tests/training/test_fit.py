@@ -126,6 +126,49 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     assert len(pd.read_csv(run / "history.csv")) == 3
 
 
+class CtrlCAfter(NullReporter):
+    """Raises KeyboardInterrupt after epoch ``k`` was saved (as ``busray train`` sees a Ctrl-C)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def report(self, epoch, metrics, checkpoint_dir):
+        if epoch == self.k:
+            raise KeyboardInterrupt
+
+
+def _without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in history]
+
+
+def test_a_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    """last.pt carries the random streams (dropout, augmentation): resuming after epoch 2 trains
+    epochs 3-4 on exactly what the uninterrupted run drew, so the numbers are the same."""
+    cfg = load_config(None, tiny("train.epochs=4"))
+    whole = fit(cfg, run_dir=tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, reporter=CtrlCAfter(2), run_dir=tmp_path / "cut")
+    payload = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert {"torch", "augment"} <= set(payload["rng"])
+    torch.manual_seed(12345)  # whatever this process drew since: the checkpoint's streams win
+    resumed = fit(cfg, reporter=ResumeFromDir(str(tmp_path / "cut" / "checkpoints")), run_dir=tmp_path / "cut")
+    assert _without_timing(resumed.history) == _without_timing(whole.history)
+    assert resumed.test == whole.test and resumed.best_epoch == whole.best_epoch
+
+
+def test_a_checkpoint_without_random_streams_still_resumes(tmp_path):
+    """An older busray's last.pt has no 'rng' entry: the run resumes (from fresh streams)."""
+    cfg = load_config(None, tiny("train.epochs=2"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, reporter=CtrlCAfter(1), run_dir=tmp_path / "old")
+    last = tmp_path / "old" / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["rng"]
+    torch.save(payload, last)
+    resumed = fit(cfg, reporter=ResumeFromDir(str(last.parent)), run_dir=tmp_path / "old")
+    assert resumed.status == "completed" and [row["epoch"] for row in resumed.history] == [1, 2]
+
+
 def test_nan_loss_fails_with_reason(tmp_path):
     cfg = load_config(None, tiny("train.epochs=3", "train.debug_nan_at_epoch=2"))
     result = fit(cfg, run_dir=tmp_path / "nan")
