@@ -169,6 +169,18 @@ def test_a_checkpoint_without_random_streams_still_resumes(tmp_path):
     assert resumed.status == "completed" and [row["epoch"] for row in resumed.history] == [1, 2]
 
 
+def test_more_epochs_on_resume_follow_the_longer_schedule(tmp_path):
+    """A 2-epoch run resumed with train.epochs=4 trains epochs 3-4 at the 4-epoch schedule's rates,
+    not at the 2-epoch schedule's floor."""
+    short, longer = (load_config(None, tiny(f"train.epochs={n}", "train.lr=0.001")) for n in (2, 4))
+    fit(short, run_dir=tmp_path / "r")
+    resumed = fit(longer, reporter=ResumeFromDir(str(tmp_path / "r" / "checkpoints")), run_dir=tmp_path / "r")
+    factor = build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.001), longer).lr_lambdas[0]
+    planned = [0.001 * factor(epoch) for epoch in range(4)]  # the LR of epochs 1..4
+    assert [row["lr"] for row in resumed.history[2:]] == pytest.approx(planned[2:])
+    assert planned[2] > 10 * planned[3]  # (epoch 3 of 4 is well above the floor)
+
+
 def test_nan_loss_fails_with_reason(tmp_path):
     cfg = load_config(None, tiny("train.epochs=3", "train.debug_nan_at_epoch=2"))
     result = fit(cfg, run_dir=tmp_path / "nan")
