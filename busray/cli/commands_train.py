@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from busray.cli.argtypes import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE, bounded_int
-from busray.cli.errors import writing_to
+from busray.cli.errors import sigterm_as_interrupt, writing_to
 
 
 def register(sub) -> None:
@@ -169,8 +169,9 @@ def cmd_train(args) -> int:
     from busray.training import ResumeFromDir, fit  # lazy: torch, after the config was refused or not
     reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else None
     try:
-        result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         if plan.backup is None and (plan.folder.checkpoints / LAST).is_file():
             print(f"interrupted; the run keeps its last checkpoint: busray train --out {plan.folder.path} "
                   f"--resume continues it", file=sys.stderr)

@@ -4,14 +4,16 @@ busray's layers raise ``ValueError`` subclasses (``ConfigError``, ``DataError``,
 ``ResultsError``, :class:`CliError`) whose message already names the dotted key or the file. Anything
 else that reaches the CLI -- a full or read-only disk, a missing device, memory exhaustion, a bug --
 is translated here by :func:`one_line`, so ``busray`` never prints a traceback unless ``--debug``
-asks for one. Exit codes: :data:`EXIT_ERROR` (2) for every failure, 130 for Ctrl-C (143 for a sweep
-that SIGTERM stopped), 141 when the reader of our output went away (``busray config --keys | head -1``).
+asks for one. Exit codes: :data:`EXIT_ERROR` (2) for every failure, 130 for Ctrl-C, 143 for a train
+run or sweep that SIGTERM stopped cleanly, 141 when the reader of our output went away (``busray
+config --keys | head -1``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +34,28 @@ _OS_HINTS = {
     errno.ENAMETOOLONG: "name too long",
     errno.ENOENT: "no such file or folder",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, systemd, a batch scheduler), raised where Ctrl-C raises KeyboardInterrupt,
+    so a run stops the same clean way (its folder says ``interrupted``); the CLI exits 143."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` instead of killing the process."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class CliError(ValueError):

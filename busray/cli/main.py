@@ -17,7 +17,8 @@ import traceback
 
 from busray import __version__
 from busray.cli import commands_ray, commands_train
-from busray.cli.errors import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, UsageError, one_line
+from busray.cli.errors import (EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated,
+                               UsageError, one_line)
 
 DESCRIPTION = """\
 Train, sweep and ablate a multi-task breast-ultrasound model (segmentation + classification with
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except Terminated:
+        print("busray: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("busray: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
