@@ -19,7 +19,7 @@ from pathlib import Path
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143           # 128 + SIGTERM: a sweep that SIGTERM stopped cleanly
+EXIT_TERMINATED = 143           # 128 + SIGTERM: a train run or sweep that SIGTERM stopped cleanly
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, what a Unix tool reports when its reader closed
 MAX_CHARS = 400                 # a message longer than this is cut (a huge repr must not flood stderr)
 

@@ -1,8 +1,9 @@
 """What a sweep (or a fixed-config run of an ablation) produced, as its driver tells the user.
 
 :class:`SweepOutcome` is read back from the results store once Tune is done: counts by status, the
-best trials by the sweep's objective, and, when Ctrl-C ended it, the trials it cut short. Its
-:meth:`~SweepOutcome.summary` is what ``busray sweep`` prints last: the result, then what to do next.
+best trials by the sweep's objective, the failed trials' errors, and, when Ctrl-C or SIGTERM ended
+it, the trials it cut short. Its :meth:`~SweepOutcome.summary` is what ``busray sweep`` prints last:
+the result, then what to do next.
 """
 
 from __future__ import annotations
@@ -61,12 +62,12 @@ class SweepOutcome:
 
 
 def unfinished_text(unfinished: Sequence[str]) -> str:
-    """``", 2 unfinished (a1, c3)"`` for the trials Ctrl-C cut short; empty when there are none."""
+    """``", 2 unfinished (a1, c3)"`` for the trials Ctrl-C or SIGTERM cut short; empty when none."""
     return f", {len(unfinished)} unfinished ({', '.join(unfinished)})" if unfinished else ""
 
 
 def all_failed(what: str, noun: str, counts: dict[str, int], errors: Sequence[str]) -> str | None:
-    """``"sweep x: all 3 trials failed (3× ConfigError: ...)"`` when every recorded run failed, else
+    """``"sweep x: all 3 trials failed, e.g. ConfigError: ..."`` when every recorded run failed, else
     None: a sweep that produced nothing must not look like a success to cron or a CI job."""
     total = sum(counts.values())
     if not total or counts.get("failed", 0) != total:

@@ -111,7 +111,18 @@ def restore_training_state(payload: dict, model: nn.Module, optimizer=None, sche
         optimizer.load_state_dict(payload["optimizer"])
     if scheduler is not None and "scheduler" in payload:
         scheduler.load_state_dict(payload["scheduler"])
+        _lr_from_this_schedule(scheduler)
     return TrainingState(**payload["state"])
+
+
+def _lr_from_this_schedule(scheduler) -> None:
+    """The next epoch's learning rate from this config's schedule (a ``LambdaLR``). The saved
+    optimiser holds the LR the saved run's schedule set; when ``train.epochs`` grew on resume
+    (``--set train.epochs=10`` after 5), that was the old schedule's floor, and the first new epoch
+    would train at it. Without a change both are the same number."""
+    epoch = scheduler.last_epoch
+    for group, fn, base in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs):
+        group["lr"] = base * fn(epoch)
 
 
 def rng_state(augment: torch.Generator | None) -> dict:
@@ -124,15 +135,14 @@ def rng_state(augment: torch.Generator | None) -> dict:
     return state
 
 
-def restore_rng(payload: dict, augment: torch.Generator | None) -> bool:
-    """Put back what :func:`rng_state` saved; False for a checkpoint without it (an older busray)."""
+def restore_rng(payload: dict, augment: torch.Generator | None) -> None:
+    """Put back what :func:`rng_state` saved (nothing for an older busray's checkpoint without it)."""
     state = payload.get("rng")
     if not isinstance(state, dict) or "torch" not in state:
-        return False
+        return
     torch.set_rng_state(state["torch"].cpu())  # (the checkpoint may have been loaded onto a GPU)
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
     if augment is not None and "augment" in state:
         augment.set_state(state["augment"].cpu())
-    return True

@@ -110,21 +110,10 @@ def _resume_if_asked(setup: TrainingSetup, reporter: Reporter) -> tuple[Training
     state = restore_training_state(payload, setup.raw_model, setup.ctx.optimizer, setup.scheduler)
     if setup.world == 1:  # rank 0 saved only its own streams; DDP ranks keep their fresh seeds
         restore_rng(payload, setup.ctx.generator)
-    _lr_from_this_schedule(setup.scheduler)
     own = RunFolder(setup.run_dir).checkpoints if setup.run_dir is not None else None
     if own is not None and (Path(ckpt_dir) / BEST).is_file() and Path(ckpt_dir).resolve() != own.resolve():
         atomic_write(own / BEST, (Path(ckpt_dir) / BEST).read_bytes())
     return state, True
-
-
-def _lr_from_this_schedule(scheduler) -> None:
-    """The next epoch's learning rate from this config's schedule. The saved optimiser holds the LR
-    the saved run's schedule set; when ``train.epochs`` grew on resume (``--set train.epochs=10``
-    after 5), that was the old schedule's floor, and the first new epoch would train at it. Without a
-    change both are the same number."""
-    epoch = scheduler.last_epoch
-    for group, fn, base in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs):
-        group["lr"] = base * fn(epoch)
 
 
 def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, reporter: Reporter,
