@@ -4,7 +4,9 @@ The runs go through :func:`busray.sweep.run_configs` — the same Tune trainable
 packing and results-store recording as sweeps — with the variant name and seed in each row. Like a
 sweep, an ablation that already exists in the storage is refused unless ``resume`` is set (so two
 experiments are never mixed by accident); ``resume`` finishes or grows it (``--seeds 5`` after
-``--seeds 3``): every (variant, replicate) already recorded as completed is skipped, the others run.
+``--seeds 3``): every (variant, replicate) already recorded as completed is skipped, the others run --
+one cut short continues from its ``last.pt``, a failed one starts again in its folder (each run's
+folder and row are named ``<variant>-s<seed>-<key>``, :meth:`busray.sweep.trial.TrialJob.run_id`).
 With ``cv_folds = k`` the driver makes the k folds once (fixed test split, k-fold on
 train+val), saves them under ``<storage>/<name>/splits/`` and points each run's ``data.split_file`` at
 its fold; replicate i is fold i.

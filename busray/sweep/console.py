@@ -10,9 +10,9 @@ not forwarded (``log_to_driver=False``) unless ``--verbose``. What a researcher 
     [2/4] 01f970e5 completed val/score 0.459 (best epoch 7), test seg/iou 0.41 clf/acc 0.80
     [3/4] 9c7d1e2a failed    NonFiniteLoss: non-finite loss at epoch 2
 
-Trial ids are printed whole: they are the store's ``trial_id`` and the run folder's name. (A sweep's
-ids are 8 hex digits; the fixed runs of an ablation are ``<5 hex>_<index>``, e.g. ``a8c6e_00003``,
-which share their first characters, so a prefix would not tell them apart.)
+Run ids are printed whole: they are the store's ``trial_id`` and the run folder's name. A sweep's are
+Tune's 8-hex-digit trial ids; an ablation's name the variant and seed, ``full-s0-3fa2b1c4``
+(:meth:`busray.sweep.trial.TrialJob.run_id`).
 
 A tqdm bar (trials done / total, epoch of the running trials) is drawn on stderr only when stderr
 is a terminal; event lines go through ``tqdm.write`` so the two never tear. No escape codes are
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 from tqdm import tqdm
@@ -55,10 +55,12 @@ INTERRUPT_NOTICE = interrupt_notice("Ctrl-C")
 class ConsoleCallback(Callback):
     """Prints trial events; :meth:`recorded` is given to the recording callback (row written)."""
 
-    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None) -> None:
+    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None,
+                 run_id: Callable[[str, dict], str] | None = None) -> None:
         self.total = max(1, total)
         self.objective = objective
         self.swept = swept
+        self.name_run = run_id  # (Tune trial id, its config) -> the run id (TrialJob.run_id)
         self.done = 0
         self.started: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
@@ -99,22 +101,28 @@ class ConsoleCallback(Callback):
             self._handlers = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        if trial.trial_id not in self.started:
-            self.started[trial.trial_id] = len(self.started) + 1
-        self.say(trial.trial_id, "started", format_params(trial.config, self.swept))
+        run_id = self.run_id(trial)
+        if run_id not in self.started:
+            self.started[run_id] = len(self.started) + 1
+        self.say(run_id, "started", format_params(trial.config, self.swept))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if not result.get(FINAL_FLAG):
-            self.epochs[trial.trial_id] = int(result.get("epoch", 0))
-            running = ", ".join(f"{t.split('_')[-1]}@{e}" for t, e in self.epochs.items())
+            self.epochs[self.run_id(trial)] = int(result.get("epoch", 0))
+            running = ", ".join(f"{t}@{e}" for t, e in self.epochs.items())
             self.bar.set_postfix_str(f"epoch {running}", refresh=True)
 
     def recorded(self, trial, outcome: RunOutcome) -> None:
         """Called by the recording callback once a trial's row is written."""
-        self.epochs.pop(trial.trial_id, None)
+        run_id = self.run_id(trial)
+        self.epochs.pop(run_id, None)
         self.done += 1
         self.bar.update(1)
-        self.say(trial.trial_id, WORDS.get(outcome.status, outcome.status), self.describe(outcome))
+        self.say(run_id, WORDS.get(outcome.status, outcome.status), self.describe(outcome))
+
+    def run_id(self, trial) -> str:
+        """The id the store and the run folder give a Tune trial."""
+        return self.name_run(trial.trial_id, trial.config) if self.name_run else trial.trial_id
 
     # ------------------------------------------------------------------ text
     def describe(self, outcome: RunOutcome) -> str:
@@ -149,9 +157,10 @@ class ConsoleCallback(Callback):
 
 
 def format_params(tune_config: dict, swept: list[str]) -> str:
-    """The sampled parameters of a trial (or its fixed run name) as ``key=value`` pairs."""
+    """The sampled parameters of a trial as ``key=value`` pairs (none for a fixed run: its run id
+    names it)."""
     if RUN_KEY in tune_config:
-        return f"run {tune_config[RUN_KEY]}"
+        return ""
     return "  ".join(f"{k}={_short(tune_config[k])}" for k in swept if k in tune_config)
 
 

@@ -55,21 +55,21 @@ def train_worker(payload: dict) -> None:
     fit(config_from_dict(payload["config"]), RayTrainReporter(folder), folder.path, tb_dir=payload["tb_dir"])
 
 
-def fit_with_ray_train(job: TrialJob, trial_id: str, config: dict, workers: int) -> RunOutcome:
+def fit_with_ray_train(job: TrialJob, run_id: str, config: dict, workers: int) -> RunOutcome:
     """Run the trial on ``workers`` Ray Train workers; the outcome is what rank 0 wrote."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    folder = job.run_folder(trial_id)
-    payload = {"config": config, "run_dir": str(folder.path), "tb_dir": str(job.tb_dir(trial_id)),
+    folder = job.run_folder(run_id)
+    payload = {"config": config, "run_dir": str(folder.path), "tb_dir": str(job.tb_dir(run_id)),
                "threads": max(1, int(job.cpus_per_worker))}
     resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})}
     trainer = TorchTrainer(
         train_worker, train_loop_config=payload,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.gpus_per_worker > 0,
                                      resources_per_worker=resources),
-        run_config=RunConfig(storage_path=str(Path(job.sweep_dir) / "train"), name=trial_id,
+        run_config=RunConfig(storage_path=str(Path(job.sweep_dir) / "train"), name=run_id,
                              callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=job.max_failures)))
     trainer.fit()

@@ -18,7 +18,8 @@ end was cut short by Ctrl-C: Tune's clean-up marks it ``TERMINATED``, but the ex
 just before says ``RUNNING``, so ``--resume`` continues it from its last checkpoint. It is not
 recorded (no row, no ``PRUNED``; its run folder still says ``running``): the callback lists it in
 ``unfinished`` instead, and the sweep says so. The store names each row by ``(sweep_id,
-trial_id)``, so recording a trial twice replaces its row. Each row also gets its TensorBoard HParams
+trial_id)``, the trial's run id (:meth:`~busray.sweep.trial.TrialJob.run_id`), so recording a run twice
+replaces its row. Each row also gets its TensorBoard HParams
 entry, in the trial's own TensorBoard run (:mod:`busray.sweep.hparams`).
 """
 
@@ -35,27 +36,27 @@ from busray.sweep.hparams import hparam_value, write_hparams
 from busray.sweep.trial import TrialJob, is_final
 
 
-def record_trial(job: TrialJob, trial_id: str, tune_config: dict, last_result: dict | None,
+def record_trial(job: TrialJob, run_id: str, tune_config: dict, last_result: dict | None,
                  error: str | None = None) -> RunOutcome:
-    """Write the trial's outcome (run folder + store row + HParams) and return it."""
-    folder = job.run_folder(trial_id)
-    outcome = trial_outcome(job, trial_id, last_result, error)
+    """Write the outcome of the run ``run_id`` (run folder + store row + HParams) and return it."""
+    folder = job.run_folder(run_id)
+    outcome = trial_outcome(job, run_id, last_result, error)
     if outcome.status == "stopped_early" or error:
         folder.write_outcome(outcome)
     config, seed, variant = job.resolve(tune_config)
     config = job.recorded_config(config, tune_config)
-    identity = RunIdentity(sweep=job.sweep, sweep_id=job.sweep_id, trial_id=trial_id, variant=variant,
+    identity = RunIdentity(sweep=job.sweep, sweep_id=job.sweep_id, trial_id=run_id, variant=variant,
                            seed=seed, objective=job.objective.label())
     row = run_row(identity, config, outcome)
     ResultsStore(job.storage).record_run(row, outcome.history)
-    write_hparams(job.tb_dir(trial_id), _hparams(job, config, seed, variant),
+    write_hparams(job.tb_dir(run_id), _hparams(job, config, seed, variant),
                   outcome.metric_columns(), step=outcome.epochs_run)
     return outcome
 
 
-def trial_outcome(job: TrialJob, trial_id: str, last_result: dict | None, error: str | None) -> RunOutcome:
+def trial_outcome(job: TrialJob, run_id: str, last_result: dict | None, error: str | None) -> RunOutcome:
     """The outcome of a trial that ended (see the module docstring for the three cases)."""
-    folder = job.run_folder(trial_id)
+    folder = job.run_folder(run_id)
     history = folder.read_history()
     written = folder.read_outcome()
     if error is None and is_final(last_result) and written is not None:
@@ -76,40 +77,41 @@ def trial_outcome(job: TrialJob, trial_id: str, last_result: dict | None, error:
     return outcome.finish("failed" if error else "stopped_early", error)
 
 
-def is_recorded(job: TrialJob, trial_id: str) -> bool:
-    return ResultsStore(job.storage).is_recorded(job.sweep_id, trial_id)
-
-
 class RecordingCallback(Callback):
     """Sweep-driver hook: records every trial when Tune ends it (and any missed one at the end)."""
 
     def __init__(self, job: TrialJob, on_recorded=None) -> None:
         self.job = job
         self.on_recorded = on_recorded  # called with (trial, outcome): the console prints it
-        self.live: set[str] = set()     # trials this driver started and Tune has not ended yet
-        self.unfinished: list[str] = []  # trials still live when the experiment ended (Ctrl-C)
+        self.live: set[str] = set()     # run ids this driver started and Tune has not ended yet
+        self.unfinished: list[str] = []  # run ids still live when the experiment ended (Ctrl-C)
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self.live.add(trial.trial_id)
+        self.live.add(self._run_id(trial))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self.live.discard(trial.trial_id)
+        self.live.discard(self._run_id(trial))
         self._record(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.live.discard(trial.trial_id)
+        self.live.discard(self._run_id(trial))
         self._record(trial, error_text(trial) or "the trial's process died")
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self.unfinished = [t.trial_id for t in trials if t.trial_id in self.live]
+        self.unfinished = [self._run_id(t) for t in trials if self._run_id(t) in self.live]
+        store = ResultsStore(self.job.storage)
         for trial in trials:
-            if trial.trial_id in self.live:
+            run_id = self._run_id(trial)
+            if run_id in self.live or trial.status not in ("TERMINATED", "ERROR"):
                 continue
-            if trial.status in ("TERMINATED", "ERROR") and not is_recorded(self.job, trial.trial_id):
+            if not store.is_recorded(self.job.sweep_id, run_id):
                 self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
 
+    def _run_id(self, trial) -> str:
+        return self.job.run_id(trial.trial_id, trial.config)
+
     def _record(self, trial, error: str | None) -> None:
-        outcome = record_trial(self.job, trial.trial_id, trial.config, trial.last_result, error)
+        outcome = record_trial(self.job, self._run_id(trial), trial.config, trial.last_result, error)
         if self.on_recorded is not None:
             self.on_recorded(trial, outcome)
 

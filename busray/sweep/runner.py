@@ -109,8 +109,10 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
         fixed[run_name] = FixedRun(config=full, seed=seed, variant=variant)
     state = open_sweep(storage, name, resume=resume, add_trials=None, kind="ablation")
     job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
+    for run_name, run in fixed.items():
+        run.key = trial_key(*_keyed(job, run_name))
     done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
-    todo = [n for n in fixed if trial_key(*_keyed(job, n)) not in done]
+    todo = [n for n in fixed if fixed[n].key not in done]
     interrupted, unfinished = "", []
     if todo:
         with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
@@ -226,9 +228,11 @@ def _callbacks(job: TrialJob, console, tracking: TrackingSpec) -> tuple[list, Re
 def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
     from busray.sweep.console import ConsoleCallback
 
-    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
-    console.write(f"{'sweep' if not job.fixed else 'runs'} {job.sweep} ({job.sweep_id}): {total} trials, "
-                  f"objective {job.objective.label()}, storage {job.storage}")
+    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False,
+                              run_id=job.run_id)
+    what = f"sweep {job.sweep} ({job.sweep_id}): {total} trials" if not job.fixed else \
+        f"ablation {job.sweep} ({job.sweep_id}): {total} runs"
+    console.write(f"{what}, objective {job.objective.label()}, storage {job.storage}")
     url = dashboard_url()
     if url:
         console.write(f"Ray dashboard: {url}")

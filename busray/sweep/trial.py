@@ -11,10 +11,17 @@ Two paths, one contract (the run folder, :mod:`busray.runfolder`):
 - **multi-worker (DDP) trials** run Ray Train's ``TorchTrainer`` from the same function
   (:mod:`busray.sweep.ddp`), its rank 0 writing the same run folder.
 
-Checkpoints live once, in the run folder (``runs/<trial_id>/checkpoints``); nothing is reported to
+Checkpoints live once, in the run folder (``runs/<run_id>/checkpoints``); nothing is reported to
 Tune's or Train's storage. A re-launched trial (worker crash under ``resources.max_failures``, or a
 resumed sweep) finds ``last.pt`` there and continues; a trial whose run folder already holds a final
 outcome (it finished while the driver was down) re-reports it instead of training again.
+
+The run id (:meth:`TrialJob.run_id`) names the run folder, the TensorBoard run and the store row. A
+searched trial's is its Tune trial id. A fixed run's (an ablation's ``<variant>-s<seed>``) is its
+name plus the first 8 hex digits of its trial key, ``full-s0-3fa2b1c4``: the same run gets the same
+folder in every Tune round, so a resumed ablation continues a run it cut short from its ``last.pt``
+(a new round means new Tune trial ids), and re-running a failed one replaces its folder and its row;
+an edited variant is another config, so another key, folder and row.
 
 After ``fit`` returns, the trial makes one *final* report (:func:`final_result`: the best epoch's
 validation metrics and ``busray/final = 1``), which is what Optuna records as the trial's value. The
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +54,11 @@ INPUT_ERRORS = ("ConfigError", "DataError", "CheckpointError")
 
 @dataclass
 class FixedRun:
-    """One fixed config of ``run_configs``: a named variant at a seed."""
+    """One fixed config of ``run_configs``: a named variant at a seed (``key``: its trial key)."""
     config: dict
     seed: int | None = None
     variant: str | None = None
+    key: str = ""
 
 
 @dataclass
@@ -95,12 +104,19 @@ class TrialJob:
                      "gpus_per_worker": self.gpus_per_worker}
         return {**config, "resources": resources}
 
-    def run_folder(self, trial_id: str) -> RunFolder:
-        return RunFolder(Path(self.sweep_dir) / "runs" / trial_id)
+    def run_id(self, trial_id: str, tune_config: dict) -> str:
+        """The store's ``trial_id`` of a Tune trial, and its folder's name (module docstring)."""
+        if RUN_KEY not in tune_config:
+            return trial_id
+        name = tune_config[RUN_KEY]
+        return f"{name}-{self.fixed[name].key[:8]}"
 
-    def tb_dir(self, trial_id: str) -> Path:
-        """The trial's TensorBoard run: ``<storage>/tb/<sweep>/<trial_id>``."""
-        return Path(self.storage) / "tb" / self.sweep / trial_id
+    def run_folder(self, run_id: str) -> RunFolder:
+        return RunFolder(Path(self.sweep_dir) / "runs" / run_id)
+
+    def tb_dir(self, run_id: str) -> Path:
+        """The run's TensorBoard run: ``<storage>/tb/<sweep>/<run_id>``."""
+        return Path(self.storage) / "tb" / self.sweep / run_id
 
 
 class TuneReporter:
@@ -125,32 +141,41 @@ def run_trial(tune_config: dict, job: TrialJob) -> None:
     """The Tune trainable: fit the trial's config (or re-report a finished one), then report final."""
     from ray import tune
 
-    trial_id = tune.get_context().get_trial_id()
-    folder = job.run_folder(trial_id)
-    done = folder.read_outcome()
+    run_id = job.run_id(tune.get_context().get_trial_id(), tune_config)
+    done = job.run_folder(run_id).read_outcome()
+    if done is not None and done.status == "failed" and RUN_KEY in tune_config:
+        _clear_failed_run(job, run_id)  # a resumed ablation runs its failed runs again, from scratch
+        done = None
     if done is None or done.status not in FINISHED:
         config, _, _ = job.resolve(tune_config)
-        done = _fit(job, trial_id, config, job.worker_count(tune_config))
+        done = _fit(job, run_id, config, job.worker_count(tune_config))
     tune.report(final_result(done, job.objective))
 
 
-def _fit(job: TrialJob, trial_id: str, config: dict, workers: int) -> RunOutcome:
+def _clear_failed_run(job: TrialJob, run_id: str) -> None:
+    """Empty the folder and TensorBoard run of a failed fixed run before its new attempt (whose row
+    will replace the failed one's): one attempt per folder, no checkpoint of the failed one resumed."""
+    shutil.rmtree(job.run_folder(run_id).path)
+    shutil.rmtree(job.tb_dir(run_id), ignore_errors=True)
+
+
+def _fit(job: TrialJob, run_id: str, config: dict, workers: int) -> RunOutcome:
     """Train; an exception is a failed trial (fit wrote why), not a Tune error to retry: only a dead
     process (the trial's outcome still ``running``) is retried, up to ``resources.max_failures``."""
     try:
         if workers > 1:
             from busray.sweep.ddp import fit_with_ray_train  # Ray Train only for DDP trials
-            return fit_with_ray_train(job, trial_id, config, workers)
-        return _fit_here(job, trial_id, config)
+            return fit_with_ray_train(job, run_id, config, workers)
+        return _fit_here(job, run_id, config)
     except Exception as err:
-        outcome = job.run_folder(trial_id).read_outcome()
+        outcome = job.run_folder(run_id).read_outcome()
         if outcome is None or outcome.status not in FINISHED:
-            outcome = RunOutcome(run_dir=str(job.run_folder(trial_id).path))
+            outcome = RunOutcome(run_dir=str(job.run_folder(run_id).path))
             outcome.finish("failed", f"{type(err).__name__}: {err}".splitlines()[0])
         return outcome
 
 
-def _fit_here(job: TrialJob, trial_id: str, config: dict) -> RunOutcome:
+def _fit_here(job: TrialJob, run_id: str, config: dict) -> RunOutcome:
     import torch
 
     from busray.config import config_from_dict
@@ -158,8 +183,8 @@ def _fit_here(job: TrialJob, trial_id: str, config: dict) -> RunOutcome:
 
     torch.set_num_threads(max(1, int(job.cpus_per_worker)))
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    folder = job.run_folder(trial_id)
-    return fit(config_from_dict(config), TuneReporter(folder), folder.path, tb_dir=job.tb_dir(trial_id))
+    folder = job.run_folder(run_id)
+    return fit(config_from_dict(config), TuneReporter(folder), folder.path, tb_dir=job.tb_dir(run_id))
 
 
 def final_result(outcome: RunOutcome, objective: Objective) -> dict:

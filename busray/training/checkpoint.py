@@ -16,7 +16,7 @@ mapping) and names the file in a one-line :class:`CheckpointError` when it is an
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -42,10 +42,13 @@ class TrainingState:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the monitor last improved (early stopping)
     history: list[dict] = field(default_factory=list)
+    started_at: str = ""  # when the run's first process started (UTC ISO): a resumed run keeps it
+    wall_s: float = 0.0   # seconds the run has trained up to this state, over all its processes
 
     def as_dict(self) -> dict:
         return {"epoch": self.epoch, "best_value": self.best_value, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "history": self.history}
+                "bad_epochs": self.bad_epochs, "history": self.history, "started_at": self.started_at,
+                "wall_s": self.wall_s}
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict, state: TrainingState,
@@ -112,7 +115,8 @@ def restore_training_state(payload: dict, model: nn.Module, optimizer=None, sche
     if scheduler is not None and "scheduler" in payload:
         scheduler.load_state_dict(payload["scheduler"])
         _lr_from_this_schedule(scheduler)
-    return TrainingState(**payload["state"])
+    known = {f.name for f in fields(TrainingState)}  # a newer version's extra keys are not ours
+    return TrainingState(**{k: v for k, v in payload["state"].items() if k in known})
 
 
 def _lr_from_this_schedule(scheduler) -> None:

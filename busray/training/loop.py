@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -46,30 +47,48 @@ def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | Non
     TensorBoard events elsewhere than ``<run>/tb`` (a sweep gathers its trials under one log dir).
     """
     reporter = reporter or NullReporter()
-    start = time.time()
+    clock = RunClock()
     folder = _prepare_run_dir(cfg, run_dir, reporter.is_main())
     outcome = RunOutcome(run_dir=str(folder.path) if folder else None)
     try:
-        _fit_into(cfg, reporter, folder, outcome, tb_dir)
+        _fit_into(cfg, reporter, folder, outcome, tb_dir, clock)
     except Exception as err:
-        _finish(folder, outcome, start, "failed", f"{type(err).__name__}: {err}".splitlines()[0])
+        _finish(folder, outcome, clock, "failed", f"{type(err).__name__}: {err}".splitlines()[0])
         raise
     except KeyboardInterrupt:
-        _finish(folder, outcome, start, "failed", "interrupted")
+        _finish(folder, outcome, clock, "failed", "interrupted")
         raise
-    return _finish(folder, outcome, start, outcome.status, outcome.error)
+    return _finish(folder, outcome, clock, outcome.status, outcome.error)
+
+
+@dataclass
+class RunClock:
+    """A run's wall time over every process that trained it: a resumed run's ``started_at`` and
+    ``wall_time_s`` include its earlier processes' (up to the checkpoint it resumed from)."""
+    start: float = field(default_factory=time.time)
+    before: float = 0.0  # seconds earlier processes trained, as saved in the checkpoint resumed from
+
+    def seconds(self) -> float:
+        return self.before + time.time() - self.start
+
+    def resume(self, state: TrainingState, outcome: RunOutcome) -> None:
+        self.before = state.wall_s
+        outcome.started_at = state.started_at or outcome.started_at
 
 
 def _fit_into(cfg: Config, reporter: Reporter, folder: RunFolder | None, outcome: RunOutcome,
-              tb_dir) -> None:
+              tb_dir, clock: RunClock) -> None:
     setup = build_setup(cfg, folder.path if folder else None)
     outcome.device, outcome.dataset, outcome.split_hash = setup.device_name, setup.dataset_name, setup.split_hash
+    state, resumed = _resume_if_asked(setup, reporter)
+    if resumed:
+        clock.resume(state, outcome)
+    state.started_at = outcome.started_at
     if folder:
         folder.write_outcome(outcome)
-    state, resumed = _resume_if_asked(setup, reporter)
     tb = TensorBoardLogger(Path(tb_dir or folder.tensorboard) if folder else None)
     try:
-        outcome.early_stopped = _train_epochs(cfg, setup, state, reporter, tb, resumed)
+        outcome.early_stopped = _train_epochs(cfg, setup, state, reporter, tb, resumed, clock)
         outcome.status = "completed"
     except NonFiniteLoss as err:
         outcome.status, outcome.error = "failed", str(err)
@@ -83,9 +102,9 @@ def _fit_into(cfg: Config, reporter: Reporter, folder: RunFolder | None, outcome
         outcome.test = finish_with_test(setup, folder.path, state)
 
 
-def _finish(folder: RunFolder | None, outcome: RunOutcome, start: float, status: str,
+def _finish(folder: RunFolder | None, outcome: RunOutcome, clock: RunClock, status: str,
             error: str | None) -> RunOutcome:
-    outcome.wall_time_s = time.time() - start
+    outcome.wall_time_s = clock.seconds()
     outcome.finish(status, error)
     if folder:
         folder.write_outcome(outcome)
@@ -117,7 +136,7 @@ def _resume_if_asked(setup: TrainingSetup, reporter: Reporter) -> tuple[Training
 
 
 def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, reporter: Reporter,
-                  tb: TensorBoardLogger, resumed: bool) -> bool:
+                  tb: TensorBoardLogger, resumed: bool, clock: RunClock) -> bool:
     """Run the remaining epochs; True when early stopping ended them."""
     tcfg = cfg.train
     objective = Objective.parse(f"{tcfg.monitor}:{tcfg.monitor_mode}", "train.monitor")
@@ -128,6 +147,7 @@ def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, repor
             os._exit(17)  # test-only: a worker dying mid-trial (see TrainConfig.debug_crash_at_epoch)
         metrics = _one_epoch(cfg, setup, epoch)
         improved = _update_state(state, metrics, objective)
+        state.wall_s = clock.seconds()
         ckpt_dir = _save(setup, state, improved, cfg)
         tb.scalars(metrics, epoch)
         if setup.run_dir is not None and setup.val_samples is not None:

@@ -14,7 +14,12 @@ from busray.objective import Objective
 from busray.runfolder import RunOutcome
 from busray.sweep.console import INTERRUPT_NOTICE, ConsoleCallback, interrupt_notice
 from busray.sweep.outcome import SweepOutcome, failure_texts
-from busray.sweep.trial import RUN_KEY
+from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob
+
+
+#: An ablation's job with one fixed run (its trial key abbreviated in the run id).
+_JOB = TrialJob(sweep="abl", sweep_id="abl-1", sweep_dir="/tmp/abl", storage="/tmp",
+                base={}, fixed={"full-s3": FixedRun(config={}, seed=3, variant="full", key="3fa2b1c4d5e6f708")})
 
 
 def _outcome(status: str, error: str | None = None, epochs: int = 4) -> RunOutcome:
@@ -27,15 +32,16 @@ def _outcome(status: str, error: str | None = None, epochs: int = 4) -> RunOutco
     ("a08529ac", {"loss.w_seg": 0.712345, "model.tau": 0.85}, _outcome("completed"),
      "[1/2] a08529ac started   loss.w_seg=0.7123  model.tau=0.85",
      "[1/2] a08529ac completed val/score 0.457 (best epoch 2), test seg/iou 0.410 clf/acc 0.800"),
-    ("a8c6e_00003", {RUN_KEY: "full-s3"}, _outcome("stopped_early", epochs=3),
-     "[1/2] a8c6e_00003 started   run full-s3",
-     "[1/2] a8c6e_00003 stopped   by ASHA after epoch 3: val/score 0.457 (best epoch 2)"),
+    ("a8c6e_00003", {RUN_KEY: "full-s3"}, _outcome("stopped_early", epochs=3),  # an ablation's run
+     "[1/2] full-s3-3fa2b1c4 started",
+     "[1/2] full-s3-3fa2b1c4 stopped   by ASHA after epoch 3: val/score 0.457 (best epoch 2)"),
     ("9c7d1e2a", {"loss.w_seg": 0.6, "model.tau": 1.0}, _outcome("failed", "NonFiniteLoss: epoch 2"),
      "[1/2] 9c7d1e2a started   loss.w_seg=0.6  model.tau=1",
      "[1/2] 9c7d1e2a failed    NonFiniteLoss: epoch 2"),
 ])
-def test_one_line_per_event_with_the_whole_trial_id(capsys, trial_id, config, outcome, started, ended):
-    console = ConsoleCallback(2, Objective.parse("val/score:max"), ["loss.w_seg", "model.tau"], show_bar=False)
+def test_one_line_per_event_with_the_whole_run_id(capsys, trial_id, config, outcome, started, ended):
+    console = ConsoleCallback(2, Objective.parse("val/score:max"), ["loss.w_seg", "model.tau"], show_bar=False,
+                              run_id=_JOB.run_id)
     trial = SimpleNamespace(trial_id=trial_id, config=config)
     console.on_trial_start(0, [trial], trial)
     console.on_trial_result(0, [trial], trial, {"epoch": 1})
@@ -45,10 +51,11 @@ def test_one_line_per_event_with_the_whole_trial_id(capsys, trial_id, config, ou
 
 
 def test_pickled_console_keeps_its_state_but_not_the_bar():
-    console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False)
+    console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False, run_id=_JOB.run_id)
     console.started["t1"] = 1
     copy = pickle.loads(pickle.dumps(console))
     assert copy.started == {"t1": 1} and copy.total == 3 and copy.bar.disable
+    assert copy.run_id(SimpleNamespace(trial_id="a8c6e_00003", config={RUN_KEY: "full-s3"})) == "full-s3-3fa2b1c4"
 
 
 @pytest.mark.parametrize("signum, name", [(None, ""), (signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])

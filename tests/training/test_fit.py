@@ -7,6 +7,7 @@ import math
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -154,6 +155,22 @@ def test_a_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path):
     resumed = fit(cfg, reporter=ResumeFromDir(str(tmp_path / "cut" / "checkpoints")), run_dir=tmp_path / "cut")
     assert _without_timing(resumed.history) == _without_timing(whole.history)
     assert resumed.test == whole.test and resumed.best_epoch == whole.best_epoch
+
+
+def test_a_resumed_run_counts_the_time_of_its_earlier_process(tmp_path):
+    """started_at is the first process's; wall_time_s adds what it trained up to last.pt."""
+    cfg = load_config(None, tiny("train.epochs=3"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, reporter=CtrlCAfter(2), run_dir=tmp_path / "cut")
+    first = RunFolder(tmp_path / "cut").read_outcome()
+    before = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["state"]["wall_s"]
+    assert before > 0 and first.started_at
+    t0 = time.time()
+    resumed = fit(cfg, reporter=ResumeFromDir(str(tmp_path / "cut" / "checkpoints")), run_dir=tmp_path / "cut")
+    this_process = time.time() - t0
+    assert resumed.started_at == first.started_at
+    assert before < resumed.wall_time_s <= before + this_process
+    assert RunFolder(tmp_path / "cut").read_outcome().wall_time_s == resumed.wall_time_s
 
 
 def test_a_checkpoint_without_random_streams_still_resumes(tmp_path):
