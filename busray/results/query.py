@@ -52,8 +52,9 @@ def format_show(store: ResultsStore, sweep: str, metric: str | Sequence[str] | N
     ranked_by = ", ".join(f"{c} ({m})" for c, m in metrics) or "finish time (no metrics)"
     ids = runs["sweep_id"].unique()
     id_text = ids[0] if len(ids) == 1 else f"{len(ids)} sweep ids"
-    header = (f"sweep {runs['sweep'].iloc[0]} ({id_text}): "
-              f"best {len(table)} of {len(runs)} trials by {ranked_by}")
+    kind, unit = ("ablation", "runs") if runs["variant"].notna().all() else ("sweep", "trials")
+    header = (f"{kind} {runs['sweep'].iloc[0]} ({id_text}): "
+              f"best {len(table)} of {len(runs)} {unit} by {ranked_by}")
     return header + "\n" + format_table(table)
 
 

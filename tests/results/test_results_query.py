@@ -61,6 +61,14 @@ def test_format_show_ranks_by_the_sweep_objective(filled):
     assert body[0] == ["t2", "completed", "0.6", "0.7", "3"]
 
 
+def test_format_show_calls_an_ablation_by_its_name(store, make_row):
+    for variant in ("baseline", "full"):
+        store.record_run(make_row(sweep="abl", sweep_id="abl-1", trial_id=f"{variant}-s0-0123abcd",
+                                  variant=variant, seed=0, val={"seg/iou": 0.5}))
+    header = format_show(store, "abl", metric="seg/iou").splitlines()[0]
+    assert header == "ablation abl (abl-1): best 2 of 2 runs by val/seg/iou (max)"
+
+
 @pytest.mark.parametrize("kwargs, order", [
     ({"metric": "clf/acc"}, ["t1", "t2", "t0", "t3", "t4"]),
     ({"metric": "clf/acc", "mode": "min"}, ["t3", "t0", "t2", "t1", "t4"]),
