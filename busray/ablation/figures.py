@@ -125,11 +125,13 @@ def plot_training_curves(histories: Mapping[str, Sequence[pd.DataFrame]], path: 
 
 def _draw_curve(ax, curve: pd.DataFrame, label: str, marker: str) -> None:
     x, mean, std = curve.index.to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
+    # ±1 std, clipped to the metrics' range (percent): over two or three seeds it often passes 0 or 100
+    low, high = np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100)
     if len(x) == 1:
-        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=4, label=label)
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker=marker, capsize=4, label=label)
         return
     line, = ax.plot(x, mean, marker=marker, markersize=4, label=label)
-    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
 def _mean_curve(frames: Sequence[pd.DataFrame], metric: str) -> pd.DataFrame | None:

@@ -96,6 +96,17 @@ def test_training_curves_have_markers_and_integer_epochs(tmp_path, drawn, epochs
         assert len(ax.get_legend().get_texts()) == 2
 
 
+@pytest.mark.parametrize("epochs", [1, 5])
+def test_the_std_band_stays_within_0_and_100_percent(tmp_path, drawn, epochs):
+    """Two seeds far apart (IoU 0 and 0.3, accuracy 0.2 and 1.0): mean ± std would pass 0 and 100."""
+    low, high = (pd.DataFrame({"epoch": np.arange(1, epochs + 1), "val/seg/iou": iou, "val/clf/acc": acc})
+                 for iou, acc in ((0.0, 0.2), (0.3, 1.0)))
+    plot_training_curves({"v": [low, high]}, tmp_path / "curves.png")
+    for ax in drawn[0].axes:
+        drawn_y = np.concatenate([np.asarray(path.vertices)[:, 1] for c in ax.collections for path in c.get_paths()])
+        assert drawn_y.min() >= 0 and drawn_y.max() <= 100 and np.ptp(drawn_y) > 0
+
+
 def _samples(names: list[str], seed: int, size: int = 32, normal: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """``names`` with a round lesion each, except the images at ``normal`` (empty masks)."""
     rng = np.random.default_rng(seed)
