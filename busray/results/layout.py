@@ -86,7 +86,7 @@ class StoreFile:
 def loose_name(sweep_id: str, trial_id: str) -> str:
     """A file name unique to ``(sweep_id, trial_id)`` that is safe on every filesystem."""
     digest = hashlib.sha1(f"{sweep_id}\0{trial_id}".encode()).hexdigest()[:10]
-    return f"{_slug(sweep_id)}__{_slug(str(trial_id))}__{digest}.parquet"
+    return f"{file_safe(sweep_id)}__{file_safe(str(trial_id))}__{digest}.parquet"
 
 
 def part_seq(path: Path) -> int | None:
@@ -265,5 +265,7 @@ def content_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _slug(text: str) -> str:
+def file_safe(text: str) -> str:
+    """``text`` as a file name part: runs of other characters than letters, digits, ``.``, ``_``
+    and ``-`` become one ``_`` (at most 60 characters)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "x"

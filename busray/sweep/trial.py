@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from busray.objective import DEFAULT_OBJECTIVE, Objective
+from busray.results.layout import file_safe
 from busray.runfolder import LAST, RunFolder, RunOutcome
 from busray.sweep.space import resolve_config
 from busray.sweep.spec import SWEPT_RESOURCES
@@ -108,8 +109,8 @@ class TrialJob:
         """The store's ``trial_id`` of a Tune trial, and its folder's name (module docstring)."""
         if RUN_KEY not in tune_config:
             return trial_id
-        name = tune_config[RUN_KEY]
-        return f"{name}-{self.fixed[name].key[:8]}"
+        name = tune_config[RUN_KEY]  # a variant may be called "w/o TIM": its folder w_o_TIM-s0-...
+        return f"{file_safe(name)}-{self.fixed[name].key[:8]}"
 
     def run_folder(self, run_id: str) -> RunFolder:
         return RunFolder(Path(self.sweep_dir) / "runs" / run_id)
