@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -16,3 +21,56 @@ def tiny_run_config(root: str, **train) -> dict:
     base["data"]["root"] = root
     base["train"].update(train)
     return base
+
+
+# ---------------------------------------------------------------- the CLI as a subprocess driver
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli_env() -> dict:
+    """The environment of a ``python -m busray`` subprocess that drives this session's local Ray
+    (``RAY_ADDRESS``, as a driver of a running cluster does)."""
+    import ray
+
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def interrupt_once_training(cmd: list[str], runs: Path) -> str:
+    """Run ``cmd``, SIGINT it once a run under ``runs`` has trained an epoch; return its stdout
+    (after checking it exited 130)."""
+    driver = subprocess.Popen(cmd, env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not a_run_is_training(runs) and time.time() < deadline:
+            assert driver.poll() is None, "it ended before it could be interrupted"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        kill_group(driver.pid)
+    assert driver.returncode == 130, err[-3000:]
+    return out
+
+
+def a_run_is_training(runs: Path) -> bool:
+    """Whether a run folder under ``runs`` says ``running`` and has an epoch in its history."""
+    from busray.runfolder import RunFolder
+
+    for folder in runs.glob("*"):
+        try:
+            status = json.loads((folder / "metrics.json").read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if status == "running" and len(RunFolder(folder).read_history()) >= 1:
+            return True
+    return False
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group of ``pid`` (whatever a killed driver had started)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
