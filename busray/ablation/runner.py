@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from busray.ablation.spec import AblationSpec, load_ablation_spec, variant_config
-from busray.sweep.outcome import all_failed, resume_command, unfinished_text
+from busray.sweep.outcome import all_failed, count_of, resume_command, unfinished_text
 
 DEFAULT_STORAGE = "busray_storage"
 
@@ -42,7 +42,7 @@ class AblationOutcome:
     def summary(self, command: str | None = None) -> str:
         """What was recorded and what to do next; ``command``: the one that ran it (for --resume)."""
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
-        head = f"ablation {self.name} ({self.sweep_id}): {self.planned} runs planned; recorded: {counts}"
+        head = f"ablation {self.name} ({self.sweep_id}): {count_of(self.planned, 'run')} planned; recorded: {counts}"
         if self.interrupted:
             head += f"; interrupted by {self.interrupted}{unfinished_text(self.unfinished)}"
         lines = [head, f"storage: {self.storage}"]

@@ -44,7 +44,7 @@ class SweepOutcome:
     def summary(self, command: str | None = None) -> str:
         """What the sweep did and what to do next; ``command``: the one that ran it (for --resume)."""
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
-        done = f"{self.num_trials} trial{'' if self.num_trials == 1 else 's'} ({counts or 'none'})"
+        done = f"{count_of(self.num_trials, 'trial')} ({counts or 'none'})"
         if self.interrupted:
             done = f"interrupted by {self.interrupted}; {done} recorded{unfinished_text(self.unfinished)}"
         lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
@@ -66,6 +66,11 @@ def unfinished_text(unfinished: Sequence[str]) -> str:
     return f", {len(unfinished)} unfinished ({', '.join(unfinished)})" if unfinished else ""
 
 
+def count_of(n: int, noun: str) -> str:
+    """``"1 trial"``, ``"4 trials"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def all_failed(what: str, noun: str, counts: dict[str, int], errors: Sequence[str]) -> str | None:
     """``"sweep x: all 3 trials failed, e.g. ConfigError: ..."`` when every recorded run failed, else
     None: a sweep that produced nothing must not look like a success to cron or a CI job."""
@@ -74,7 +79,7 @@ def all_failed(what: str, noun: str, counts: dict[str, int], errors: Sequence[st
         return None
     first = errors[0] if errors else "no error recorded"
     more = f"; {len(errors) - 1} other error{'s' if len(errors) > 2 else ''} in the store" if len(errors) > 1 else ""
-    return f"{what}: all {total} {noun}{'s' if total > 1 else ''} failed, e.g. {first}{more}"
+    return f"{what}: all {count_of(total, noun)} failed, e.g. {first}{more}"
 
 
 def failure_texts(runs: pd.DataFrame) -> tuple[str, ...]:

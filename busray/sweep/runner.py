@@ -46,7 +46,7 @@ from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import SweepState, open_sweep
 from busray.sweep.storage import resolve_storage
 from busray.sweep.tracking import TrackingSpec, tracker_callbacks
-from busray.sweep.outcome import SweepOutcome, sweep_outcome
+from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
 from busray.training.config import TrainConfig
 
@@ -230,8 +230,8 @@ def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
 
     console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False,
                               run_id=job.run_id)
-    what = f"sweep {job.sweep} ({job.sweep_id}): {total} trials" if not job.fixed else \
-        f"ablation {job.sweep} ({job.sweep_id}): {total} runs"
+    what = f"sweep {job.sweep} ({job.sweep_id}): {count_of(total, 'trial')}" if not job.fixed else \
+        f"ablation {job.sweep} ({job.sweep_id}): {count_of(total, 'run')}"
     console.write(f"{what}, objective {job.objective.label()}, storage {job.storage}")
     url = dashboard_url()
     if url:

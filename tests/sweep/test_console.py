@@ -93,13 +93,17 @@ def test_summaries_of_an_interrupted_sweep_say_how_to_go_on():
     lines = sweep.summary(command="busray sweep s.yaml --storage /st").splitlines()
     assert lines[0] == "sweep s (s-1): interrupted by Ctrl-C; 1 trial (1 completed) recorded, 2 unfinished (a1, c3)"
     assert lines[lines.index("next:") + 1] == "  busray sweep s.yaml --storage /st --resume   # runs what is left"
-    ablation = AblationOutcome("t2", "/st", 10, {"completed": 3}, "t2-1", interrupted="SIGTERM", unfinished=("x_0",))
+    ablation = AblationOutcome("t2", "/st", 10, {"completed": 3}, "t2-1", interrupted="SIGTERM",
+                               unfinished=("full-s0-3fa2b1c4",))
     assert ablation.summary(command="busray ablate t2.yaml --storage /st").splitlines() == [
-        "ablation t2 (t2-1): 10 runs planned; recorded: 3 completed; interrupted by SIGTERM, 1 unfinished (x_0)",
+        "ablation t2 (t2-1): 10 runs planned; recorded: 3 completed; interrupted by SIGTERM, "
+        "1 unfinished (full-s0-3fa2b1c4)",
         "storage: /st", "resume: busray ablate t2.yaml --storage /st --resume   # runs what is left",
         "report: busray report t2 --storage /st"]
     done = SweepOutcome("s", "s-1", "/st", {"completed": 4}, best, Objective.parse("val/score:max"))
     assert done.summary().splitlines()[0] == "sweep s (s-1): 4 trials (4 completed)" and "--resume" not in done.summary()
+    one = AblationOutcome("t1", "/st", 1, {"completed": 1}, "t1-1")
+    assert one.summary().splitlines()[0] == "ablation t1 (t1-1): 1 run planned; recorded: 1 completed"
 
 
 ENC = "ConfigError: model.encoder: unknown timm model 'nope'"
