@@ -1,7 +1,7 @@
 """TensorBoard HParams for a sweep trial, written by the sweep driver without importing torch.
 
 The trial's scalars (written by ``fit``) and its HParams entry live in one TensorBoard run,
-``<storage>/tb/<sweep>/<trial_id>``, so ``tensorboard --logdir <storage>/tb`` shows one run per trial and
+``<storage>/tb/<sweep>/<run_id>``, so ``tensorboard --logdir <storage>/tb`` shows one run per trial and
 the HParams tab one row per trial (config against its recorded metrics). The three summaries the HParams
 plugin reads (experiment, session start, session end) are built from TensorBoard's own protobufs, as
 ``torch.utils.tensorboard`` does, so the driver stays torch-free (importing torch costs it ~3 s of CPU
