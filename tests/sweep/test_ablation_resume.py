@@ -3,7 +3,8 @@
 The cut is the real CLI (``python -m busray ablate``) in a subprocess on the session's local Ray,
 SIGINTed once its run has trained an epoch; the resume runs in this process (``run_ablation``, as
 ``busray ablate --resume`` calls it), on the same Ray. Its Tune round is a new one (new Tune trial
-ids), so the run finds its folder only through its run id (``<variant>-s<seed>-<key>``).
+ids), so the run finds its folder only through its run id (``<variant>-s<seed>-<key>``). A run that
+failed before the cut (NaN) runs again, from scratch, and its new row replaces the failed one.
 """
 
 from __future__ import annotations
@@ -31,21 +32,26 @@ def test_an_interrupted_ablation_continues_its_cut_run_in_the_same_folder(local_
     storage, runs_dir = f"{short_dir}/abl", Path(short_dir) / "abl" / "cut" / "runs"
     out = interrupt_once_training([sys.executable, "-m", "busray", "ablate", str(spec), "--storage", storage,
                                    "--no-progress"], runs_dir)
-    (folder,) = runs_dir.iterdir()
-    assert re.fullmatch(r"only-s0-[0-9a-f]{8}", folder.name) and f"1 unfinished ({folder.name})" in out
+    folders = sorted(p.name for p in runs_dir.iterdir())
+    assert [re.sub(r"[0-9a-f]{8}$", "KEY", name) for name in folders] == ["nan-s0-KEY", "only-s0-KEY"]
+    failed, folder = folders[0], runs_dir / folders[1]
+    assert f"1 unfinished ({folder.name})" in out  # the NaN run failed first, then this one was cut
     cut = RunFolder(folder)
     before, cut_started = cut.read_history(), cut.read_outcome().started_at
-    assert ResultsStore(storage).runs().empty  # a cut run is not recorded
+    first = ResultsStore(storage).runs(sweep="cut")
+    assert list(first["trial_id"]) == [failed]  # a cut run is not recorded
 
     outcome = run_ablation(spec, storage=storage, resume=True, progress=False)
-    assert outcome.counts.get("completed") == 1 and not outcome.interrupted
-    assert [p.name for p in runs_dir.iterdir()] == [folder.name]  # no second folder for the same run
+    assert (outcome.counts["completed"], outcome.counts["failed"]) == (1, 1) and not outcome.interrupted
+    assert sorted(p.name for p in runs_dir.iterdir()) == folders  # no second folder for either run
     history = cut.read_history()
     assert [int(row["epoch"]) for row in history] == list(range(1, EPOCHS + 1))
     assert history[:len(before)] == before  # the epochs trained before the cut were not trained again
-    runs = ResultsStore(storage).runs(sweep="cut")
-    assert list(runs["trial_id"]) == [folder.name] and list(runs["status"]) == ["completed"]
-    assert runs["started_at"].iloc[0] == pd.Timestamp(cut_started)  # the run began in the first process
+    runs = ResultsStore(storage).runs(sweep="cut").set_index("trial_id")
+    assert sorted(runs.index) == folders and runs.loc[folder.name, "status"] == "completed"
+    assert runs.loc[folder.name, "started_at"] == pd.Timestamp(cut_started)  # it began in the first process
+    assert runs.loc[failed, "status"] == "failed"  # ran again (and failed again): its row was replaced
+    assert runs.loc[failed, "finished_at"] > first["finished_at"].iloc[0]
 
 
 def _one_run_ablation(folder: Path, root: str) -> Path:
@@ -53,6 +59,7 @@ def _one_run_ablation(folder: Path, root: str) -> Path:
     base["data"]["root"] = root
     base["train"]["epochs"] = EPOCHS
     spec = folder / "cut.yaml"
-    spec.write_text(yaml.safe_dump({"kind": "ablation", "name": "cut", "base": base, "variants": {"only": {}},
-                                    "seeds": 1, "max_concurrent": 1}))
+    variants = {"nan": {"train.debug_nan_at_epoch": 1}, "only": {}}  # in this order: NaN first
+    spec.write_text(yaml.safe_dump({"kind": "ablation", "name": "cut", "base": base, "variants": variants,
+                                    "seeds": 1, "max_concurrent": 1}, sort_keys=False))
     return spec
