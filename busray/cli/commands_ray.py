@@ -40,11 +40,13 @@ def register(sub) -> None:
         description="Train every variant of an ablation with several seeds on Ray and record them; "
                     "`busray report` then builds the Table-2-style comparison.",
         epilog="examples:\n  busray ablate sweeps/table2.yaml --storage store --seeds 3\n"
-               "  busray ablate sweeps/table2.yaml --storage store --resume   # skip recorded runs")
+               "  busray ablate sweeps/table2.yaml --storage store --resume   # run what is left")
     p.add_argument("spec", metavar="ABLATION_YAML", help="ablation file (see sweeps/)")
     _common(p)
     p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="number of seeds (overrides the file)")
-    p.add_argument("--resume", action="store_true", help="skip (variant, seed) runs already recorded")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the ablation: skip (variant, seed) runs recorded as completed, continue cut "
+                        "ones from their last checkpoint, rerun failed ones")
     p.set_defaults(handler=cmd_ablate)
 
     p = sub.add_parser(
