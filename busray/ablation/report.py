@@ -39,6 +39,7 @@ from busray.ablation.table import COLUMNS, Column, build_table
 from busray.runfolder import RunFolder
 
 USABLE_STATUS = "completed"
+PROVENANCE = "provenance.json"
 PREDICTION_COLUMNS = ("name", "label", "pred")
 POOLED_NOTE = ("Seg IoU and Dice are pooled over each run's lesion test images (pixel counts summed, then one "
                "ratio), the paper's convention; the means of per-image scores are listed as IoU/Dice "
@@ -59,7 +60,7 @@ class AblationRuns:
     order: tuple[str, ...]
     baseline: str
     excluded: dict[str, int]  # status -> number of rows left out
-    missing: tuple[str, ...]  # variants of the given order without a completed run
+    missing: dict[str, str]  # variant without a completed run -> why ("2 failed, e.g. NonFiniteLoss: ...")
     run_root: Path
 
     def rows(self, variant: str) -> pd.DataFrame:
@@ -84,7 +85,22 @@ def select_runs(runs: pd.DataFrame, ablation: str, baseline: str | None = None,
     excluded = rows[rows["status"] != USABLE_STATUS]["status"].value_counts()
     return AblationRuns(ablation, usable[usable["variant"].isin(ordered)], tuple(ordered), baseline,
                         {str(k): int(v) for k, v in excluded.items()},
-                        tuple(v for v in order or () if v not in present), Path(run_root or "."))
+                        _without_runs(rows, present, order), Path(run_root or "."))
+
+
+def _without_runs(rows: pd.DataFrame, present: list[str], order: Sequence[str] | None) -> dict[str, str]:
+    """The variants (of ``order``, or recorded) without a completed run, and why: every run of a
+    variant can fail (a NaN loss), and a report must not drop it without a word."""
+    why = {}
+    for variant in dict.fromkeys([*(order or ()), *rows["variant"].dropna()]):
+        if variant in present:
+            continue
+        own = rows[rows["variant"] == variant]
+        counts = ", ".join(f"{n} {s}" for s, n in own["status"].value_counts().items())
+        errors = own["error"].dropna() if "error" in own else pd.Series(dtype=object)
+        example = f", e.g. {errors.iloc[0]}" if len(errors) else ""
+        why[variant] = f"{counts}{example}" if counts else "no runs recorded"
+    return why
 
 
 def _completed_unique(rows: pd.DataFrame, ablation: str) -> pd.DataFrame:
@@ -198,7 +214,7 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     figure_notes = _write_figures(ablation, variants, out)
     provenance = _provenance(ablation, boot) | {"setting": setting,
                                                  "figures": [dataclasses.asdict(n) for n in figure_notes]}
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
+    (out / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
     path = out / f"report.{fmt}"
     path.write_text(documents.write(fmt, table, provenance, figure_notes), encoding="utf-8")
     return path
@@ -277,7 +293,7 @@ def _provenance(ablation: AblationRuns, boot: BootstrapConfig) -> dict[str, Any]
         "n_runs": len(runs), "excluded_runs": ablation.excluded,
         "datasets": distinct("dataset"), "split_hashes": distinct("split_hash"),
         "baseline": ablation.baseline, "variants": list(ablation.order),
-        "variants_without_runs": list(ablation.missing),
+        "variants_without_runs": dict(ablation.missing),
         "seeds": {v: sorted(int(s) for s in runs.loc[runs["variant"] == v, "seed"]) for v in ablation.order},
         "busray_versions": distinct("busray_version"), "git_revs": distinct("git_rev"),
         "bootstrap": dataclasses.asdict(boot), "runs": run_list,
@@ -289,3 +305,8 @@ def _run_id(row: pd.Series) -> str:
         if isinstance(row.get(column), str) and row.get(column):
             return row[column]
     return Path(str(row["run_dir"])).name
+
+
+def read_provenance(report_path: str | Path) -> dict[str, Any]:
+    """The ``provenance.json`` written beside ``report_path``."""
+    return json.loads((Path(report_path).parent / PROVENANCE).read_text(encoding="utf-8"))

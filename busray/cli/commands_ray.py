@@ -159,7 +159,8 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from busray.ablation.report import build_report
+    from busray.ablation.documents import without_runs_line
+    from busray.ablation.report import build_report, read_provenance
     from busray.cli.guard import check_writable_folder
     from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
@@ -171,6 +172,9 @@ def cmd_report(args) -> int:
         path = build_report(ResultsStore(storage), args.ablation, args.format, str(out),
                             baseline=args.baseline)
     print(f"report written to {path}")
+    missing = without_runs_line(read_provenance(path))
+    if missing:  # a variant whose every run failed is not in the tables: say so here too
+        print(missing)
     return 0
 
 

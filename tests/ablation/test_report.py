@@ -164,6 +164,22 @@ def test_relative_run_dirs_store_object_and_duplicates(runs, tmp_path, text_only
     assert "Runs: 4 completed" in text and "paper, Table 2" not in text
 
 
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_variant_whose_every_run_failed_is_named_under_the_table(runs, tmp_path, text_only, fmt):
+    nan = runs[runs["variant"] == "full"].assign(variant="nan", status="failed", trial_id=["n0", "n1", "n9"],
+                                                 error="NonFiniteLoss: loss is NaN at epoch 2")
+    path = build_report(pd.concat([runs, nan]), "table2", fmt, tmp_path / fmt, boot=BOOT,
+                        order=["baseline", "full", "nan", "later"])
+    results = path.read_text().split("Figures")[0]
+    assert "Not in the tables (no completed run): nan (3 failed, e.g. NonFiniteLoss: loss is NaN at epoch 2); " \
+           "later (no runs recorded)" in results
+    assert "| nan |" not in results and "<td>nan</td>" not in results
+    assert report_module.read_provenance(path)["variants_without_runs"] == {
+        "nan": "3 failed, e.g. NonFiniteLoss: loss is NaN at epoch 2", "later": "no runs recorded"}
+    every = build_report(runs, "table2", fmt, tmp_path / f"{fmt}-all", boot=BOOT).read_text()
+    assert "Not in the tables" not in every  # (the failed run of 'full' is one of several seeds)
+
+
 def test_ablation_without_diagnostics_skips_fig3(runs, tmp_path):
     out = tmp_path / "r"
     text = build_report(runs[runs["variant"] == "baseline"], "table2", "md", out, boot=BOOT).read_text()
