@@ -147,8 +147,9 @@ class ResultsStore:
         return trial_key in self.trial_keys(sweep_id, statuses)
 
     def sweeps(self) -> pd.DataFrame:
-        """One row per sweep id: name, trial counts by status, objective and its best value
-        (over completed and stopped-early trials: a failed trial's metrics are not a result)."""
+        """One row per sweep id: name, kind (``ablation`` when every row names its variant, else
+        ``sweep``), trial counts by status, objective and its best value (over completed and
+        stopped-early trials: a failed trial's metrics are not a result)."""
         table = self.run_table()  # config columns are not needed here: skip converting them
         runs = table.drop_columns(list(CONFIG_COLUMNS)).to_pandas()
         rows = []
@@ -157,14 +158,15 @@ class ResultsStore:
             metrics = _metrics_or_none(group)
             usable = group[group["status"] != "failed"]
             rows.append({
-                "sweep": name, "sweep_id": sweep_id, "trials": len(group),
+                "sweep": name, "kind": "ablation" if group["variant"].notna().all() else "sweep",
+                "sweep_id": sweep_id, "trials": len(group),
                 **{s: int(counts.get(s, 0)) for s in STATUSES},
                 "objective": f"{metrics[0][0]}:{metrics[0][1]}" if metrics else None,
                 "best": best_value(usable, *metrics[0]) if metrics else None,
                 "started_at": group["started_at"].dropna().min(),
                 "finished_at": group["finished_at"].dropna().max(),
             })
-        columns = ["sweep", "sweep_id", "trials", *STATUSES, "objective", "best",
+        columns = ["sweep", "kind", "sweep_id", "trials", *STATUSES, "objective", "best",
                    "started_at", "finished_at"]
         return pd.DataFrame(rows, columns=columns).sort_values("started_at", ignore_index=True)
 

@@ -36,14 +36,16 @@ def _body(text: str) -> list[list[str]]:
     return [line.split() for line in lines[start + 1:]]
 
 
-def test_format_list_shows_one_line_per_sweep(filled):
+def test_format_list_shows_one_line_per_sweep(filled, make_row):
+    filled.record_run(make_row(sweep="abl", sweep_id="abl-1", trial_id="full-s0-0123abcd", variant="full", seed=0))
     text = format_list(filled)
     rows = {cells[0]: cells for cells in _body(text)}
-    assert set(rows) == {"demo", "other"}
-    assert rows["demo"][1:7] == ["demo-1", "5", "3", "1", "1", "val/seg/iou:max"]
-    assert rows["demo"][7] == "0.7"
+    assert set(rows) == {"demo", "other", "abl"}
+    assert rows["demo"][1:8] == ["sweep", "demo-1", "5", "3", "1", "1", "val/seg/iou:max"]
+    assert rows["demo"][8] == "0.7"
+    assert rows["abl"][1:3] == ["ablation", "abl-1"]  # its rows name their variants
     started = filled.runs(sweep="demo")["started_at"].min().tz_convert("UTC")
-    assert rows["demo"][8:10] == started.strftime("%Y-%m-%d %H:%M:%SZ").split()  # to the second, in UTC
+    assert rows["demo"][9:11] == started.strftime("%Y-%m-%d %H:%M:%SZ").split()  # to the second, in UTC
 
 
 def test_format_list_of_an_empty_store(store):
