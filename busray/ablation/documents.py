@@ -58,8 +58,8 @@ def summary_lines(p: dict[str, Any]) -> list[str]:
              f"Bootstrap: {p['bootstrap']['n_boot']} replicates, {p['bootstrap']['ci']:.0%} CI, "
              f"RNG seed {p['bootstrap']['seed']}",
              f"busray: {', '.join(p['busray_versions']) or 'n/a'}; git: {', '.join(p['git_revs']) or 'n/a'}"]
-    if p["variants_without_runs"]:
-        lines.append(without_runs_line(p))
+    if missing := without_runs_line(p):
+        lines.append(missing)
     if len(p["split_hashes"]) > 1:
         lines.append("Warning: runs used different test splits; "
                      "paired comparisons use the common image names only")
@@ -83,8 +83,9 @@ def _numbered(notes: list[FigureNote]) -> list[tuple[str, FigureNote]]:
 
 
 def _markdown(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
+    missing = without_runs_line(p)
     parts = [f"# Ablation report: {p['ablation']}", "## Results", render_table(table, "md").strip(),
-             *([f"> **{without_runs_line(p)}**"] if p["variants_without_runs"] else []), "## Figures"]
+             *([f"> **{missing}**"] if missing else []), "## Figures"]
     parts += [f"![{n.caption}]({n.file})\n\n*{text}*" if n.file else f"*{text}*" for text, n in _numbered(notes)]
     parts += ["## Provenance", "\n".join(f"- {line}" for line in summary_lines(p)),
               "| Variant | Seed | Run id | Run folder |\n|---|--:|---|---|\n" + "\n".join(
@@ -94,6 +95,7 @@ def _markdown(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) 
 
 def _html(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> str:
     esc = html.escape
+    missing = without_runs_line(p)
     figs = "\n".join(f'<figure><img src="{esc(n.file)}" alt="{esc(n.caption)}">'
                      f"<figcaption>{esc(text)}</figcaption></figure>" if n.file
                      else f"<p><em>{esc(text)}</em></p>" for text, n in _numbered(notes))
@@ -103,7 +105,7 @@ def _html(table: AblationTable, p: dict[str, Any], notes: list[FigureNote]) -> s
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Ablation report: {esc(p['ablation'])}</title><style>{_STYLE}</style></head><body>\n"
             f"<h1>Ablation report: {esc(p['ablation'])}</h1>\n<h2>Results</h2>\n{render_table(table, 'html')}"
-            f"{f'<p><strong>{esc(without_runs_line(p))}</strong></p>' if p['variants_without_runs'] else ''}"
+            f"{f'<p><strong>{esc(missing)}</strong></p>' if missing else ''}"
             f"<h2>Figures</h2>\n{figs}\n<h2>Provenance</h2>\n<ul>\n{items}\n</ul>\n"
             f"<table><thead><tr><th>Variant</th><th>Seed</th><th>Run id</th><th>Run folder</th></tr></thead>"
             f"<tbody>\n{runs}\n</tbody></table>\n</body></html>\n")

@@ -25,7 +25,7 @@ from busray.results.filters import plain_cell
 from busray.results.layout import write_table
 from busray.results.ranking import choose_metrics, pareto_mask, rank
 from busray.results.schema import ResultsError, config_columns
-from busray.results.store import ResultsStore, Where
+from busray.results.store import ResultsStore, Where, kind_of
 
 EXPORT_FORMATS = ("csv", "md", "parquet")
 
@@ -52,9 +52,9 @@ def format_show(store: ResultsStore, sweep: str, metric: str | Sequence[str] | N
     ranked_by = ", ".join(f"{c} ({m})" for c, m in metrics) or "finish time (no metrics)"
     ids = runs["sweep_id"].unique()
     id_text = ids[0] if len(ids) == 1 else f"{len(ids)} sweep ids"
-    kind, unit = ("ablation", "runs") if runs["variant"].notna().all() else ("sweep", "trials")
+    kind = kind_of(runs)
     header = (f"{kind} {runs['sweep'].iloc[0]} ({id_text}): "
-              f"best {len(table)} of {len(runs)} {unit} by {ranked_by}")
+              f"best {len(table)} of {len(runs)} {'runs' if kind == 'ablation' else 'trials'} by {ranked_by}")
     return header + "\n" + format_table(table)
 
 

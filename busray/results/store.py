@@ -158,7 +158,7 @@ class ResultsStore:
             metrics = _metrics_or_none(group)
             usable = group[group["status"] != "failed"]
             rows.append({
-                "sweep": name, "kind": "ablation" if group["variant"].notna().all() else "sweep",
+                "sweep": name, "kind": kind_of(group),
                 "sweep_id": sweep_id, "trials": len(group),
                 **{s: int(counts.get(s, 0)) for s in STATUSES},
                 "objective": f"{metrics[0][0]}:{metrics[0][1]}" if metrics else None,
@@ -169,6 +169,11 @@ class ResultsStore:
         columns = ["sweep", "kind", "sweep_id", "trials", *STATUSES, "objective", "best",
                    "started_at", "finished_at"]
         return pd.DataFrame(rows, columns=columns).sort_values("started_at", ignore_index=True)
+
+
+def kind_of(runs: pd.DataFrame) -> str:
+    """``ablation`` when every row of one sweep id names its variant (``busray ablate``), else ``sweep``."""
+    return "ablation" if runs["variant"].notna().all() else "sweep"
 
 
 def epoch_rows_table(row: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -56,11 +56,11 @@ class ConsoleCallback(Callback):
     """Prints trial events; :meth:`recorded` is given to the recording callback (row written)."""
 
     def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None,
-                 run_id: Callable[[str, dict], str] | None = None) -> None:
+                 run_id: Callable[[Any], str] | None = None) -> None:
         self.total = max(1, total)
         self.objective = objective
         self.swept = swept
-        self.name_run = run_id  # (Tune trial id, its config) -> the run id (TrialJob.run_id)
+        self.name_run = run_id  # a Tune trial -> its run id (TrialJob.run_id_of); else its trial id
         self.done = 0
         self.started: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
@@ -122,7 +122,7 @@ class ConsoleCallback(Callback):
 
     def run_id(self, trial) -> str:
         """The id the store and the run folder give a Tune trial."""
-        return self.name_run(trial.trial_id, trial.config) if self.name_run else trial.trial_id
+        return self.name_run(trial) if self.name_run else trial.trial_id
 
     # ------------------------------------------------------------------ text
     def describe(self, outcome: RunOutcome) -> str:

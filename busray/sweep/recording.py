@@ -87,31 +87,28 @@ class RecordingCallback(Callback):
         self.unfinished: list[str] = []  # run ids still live when the experiment ended (Ctrl-C)
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self.live.add(self._run_id(trial))
+        self.live.add(self.job.run_id_of(trial))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self.live.discard(self._run_id(trial))
+        self.live.discard(self.job.run_id_of(trial))
         self._record(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.live.discard(self._run_id(trial))
+        self.live.discard(self.job.run_id_of(trial))
         self._record(trial, error_text(trial) or "the trial's process died")
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self.unfinished = [self._run_id(t) for t in trials if self._run_id(t) in self.live]
+        self.unfinished = [self.job.run_id_of(t) for t in trials if self.job.run_id_of(t) in self.live]
         store = ResultsStore(self.job.storage)
         for trial in trials:
-            run_id = self._run_id(trial)
+            run_id = self.job.run_id_of(trial)
             if run_id in self.live or trial.status not in ("TERMINATED", "ERROR"):
                 continue
             if not store.is_recorded(self.job.sweep_id, run_id):
                 self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
 
-    def _run_id(self, trial) -> str:
-        return self.job.run_id(trial.trial_id, trial.config)
-
     def _record(self, trial, error: str | None) -> None:
-        outcome = record_trial(self.job, self._run_id(trial), trial.config, trial.last_result, error)
+        outcome = record_trial(self.job, self.job.run_id_of(trial), trial.config, trial.last_result, error)
         if self.on_recorded is not None:
             self.on_recorded(trial, outcome)
 

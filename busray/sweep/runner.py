@@ -229,7 +229,7 @@ def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
     from busray.sweep.console import ConsoleCallback
 
     console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False,
-                              run_id=job.run_id)
+                              run_id=job.run_id_of)
     what = f"sweep {job.sweep} ({job.sweep_id}): {count_of(total, 'trial')}" if not job.fixed else \
         f"ablation {job.sweep} ({job.sweep_id}): {count_of(total, 'run')}"
     console.write(f"{what}, objective {job.objective.label()}, storage {job.storage}")

@@ -112,6 +112,10 @@ class TrialJob:
         name = tune_config[RUN_KEY]  # a variant may be called "w/o TIM": its folder w_o_TIM-s0-...
         return f"{file_safe(name)}-{self.fixed[name].key[:8]}"
 
+    def run_id_of(self, trial) -> str:
+        """:meth:`run_id` of a Tune ``Trial`` (what the driver's callbacks are given)."""
+        return self.run_id(trial.trial_id, trial.config)
+
     def run_folder(self, run_id: str) -> RunFolder:
         return RunFolder(Path(self.sweep_dir) / "runs" / run_id)
 

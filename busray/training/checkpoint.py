@@ -16,7 +16,7 @@ mapping) and names the file in a one-line :class:`CheckpointError` when it is an
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -46,9 +46,7 @@ class TrainingState:
     wall_s: float = 0.0   # seconds the run has trained up to this state, over all its processes
 
     def as_dict(self) -> dict:
-        return {"epoch": self.epoch, "best_value": self.best_value, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "history": self.history, "started_at": self.started_at,
-                "wall_s": self.wall_s}
+        return asdict(self)
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict, state: TrainingState,

@@ -63,17 +63,13 @@ def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | Non
 
 @dataclass
 class RunClock:
-    """A run's wall time over every process that trained it: a resumed run's ``started_at`` and
-    ``wall_time_s`` include its earlier processes' (up to the checkpoint it resumed from)."""
+    """A run's wall time over every process that trained it: a resumed run's ``wall_time_s``
+    includes its earlier processes' (up to the checkpoint it resumed from)."""
     start: float = field(default_factory=time.time)
     before: float = 0.0  # seconds earlier processes trained, as saved in the checkpoint resumed from
 
     def seconds(self) -> float:
         return self.before + time.time() - self.start
-
-    def resume(self, state: TrainingState, outcome: RunOutcome) -> None:
-        self.before = state.wall_s
-        outcome.started_at = state.started_at or outcome.started_at
 
 
 def _fit_into(cfg: Config, reporter: Reporter, folder: RunFolder | None, outcome: RunOutcome,
@@ -81,8 +77,9 @@ def _fit_into(cfg: Config, reporter: Reporter, folder: RunFolder | None, outcome
     setup = build_setup(cfg, folder.path if folder else None)
     outcome.device, outcome.dataset, outcome.split_hash = setup.device_name, setup.dataset_name, setup.split_hash
     state, resumed = _resume_if_asked(setup, reporter)
-    if resumed:
-        clock.resume(state, outcome)
+    if resumed:  # the run began, and trained, in earlier processes too
+        clock.before = state.wall_s
+        outcome.started_at = state.started_at or outcome.started_at
     state.started_at = outcome.started_at
     if folder:
         folder.write_outcome(outcome)

@@ -41,7 +41,7 @@ def _outcome(status: str, error: str | None = None, epochs: int = 4) -> RunOutco
 ])
 def test_one_line_per_event_with_the_whole_run_id(capsys, trial_id, config, outcome, started, ended):
     console = ConsoleCallback(2, Objective.parse("val/score:max"), ["loss.w_seg", "model.tau"], show_bar=False,
-                              run_id=_JOB.run_id)
+                              run_id=_JOB.run_id_of)
     trial = SimpleNamespace(trial_id=trial_id, config=config)
     console.on_trial_start(0, [trial], trial)
     console.on_trial_result(0, [trial], trial, {"epoch": 1})
@@ -51,7 +51,7 @@ def test_one_line_per_event_with_the_whole_run_id(capsys, trial_id, config, outc
 
 
 def test_pickled_console_keeps_its_state_but_not_the_bar():
-    console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False, run_id=_JOB.run_id)
+    console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False, run_id=_JOB.run_id_of)
     console.started["t1"] = 1
     copy = pickle.loads(pickle.dumps(console))
     assert copy.started == {"t1": 1} and copy.total == 3 and copy.bar.disable
