@@ -17,7 +17,6 @@ default); :mod:`busray.sweep.cluster` lowers it for local clusters so an epoch i
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from busray.runfolder import LAST, RunFolder, RunOutcome
 from busray.sweep.trial import TrialJob
@@ -69,7 +68,7 @@ def fit_with_ray_train(job: TrialJob, run_id: str, config: dict, workers: int) -
         train_worker, train_loop_config=payload,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.gpus_per_worker > 0,
                                      resources_per_worker=resources),
-        run_config=RunConfig(storage_path=str(Path(job.sweep_dir) / "train"), name=run_id,
+        run_config=RunConfig(storage_path=str(job.ray_train_dir(run_id).parent), name=run_id,
                              callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=job.max_failures)))
     trainer.fit()

@@ -123,6 +123,10 @@ class TrialJob:
         """The run's TensorBoard run: ``<storage>/tb/<sweep>/<run_id>``."""
         return Path(self.storage) / "tb" / self.sweep / run_id
 
+    def ray_train_dir(self, run_id: str) -> Path:
+        """Ray Train's own folder of a DDP run (its controller state; busray reads nothing there)."""
+        return Path(self.sweep_dir) / "train" / run_id
+
 
 class TuneReporter:
     """The training layer's ``Reporter`` for a single-process trial: epochs go to ``tune.report``."""
@@ -158,10 +162,12 @@ def run_trial(tune_config: dict, job: TrialJob) -> None:
 
 
 def _clear_failed_run(job: TrialJob, run_id: str) -> None:
-    """Empty the folder and TensorBoard run of a failed fixed run before its new attempt (whose row
-    will replace the failed one's): one attempt per folder, no checkpoint of the failed one resumed."""
+    """Empty the folder, TensorBoard run and (DDP) Ray Train folder of a failed fixed run before its new
+    attempt (whose row will replace the failed one's): one attempt per folder, nothing of the failed
+    one resumed."""
     shutil.rmtree(job.run_folder(run_id).path)
     shutil.rmtree(job.tb_dir(run_id), ignore_errors=True)
+    shutil.rmtree(job.ray_train_dir(run_id), ignore_errors=True)
 
 
 def _fit(job: TrialJob, run_id: str, config: dict, workers: int) -> RunOutcome:
