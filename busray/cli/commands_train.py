@@ -222,6 +222,7 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(ev.metrics, indent=2))
     else:
         info, prefix = ev.info, f"{args.split}/"
+        print(scored_line(info))
         if info["dataset_classes"] != info["model_classes"]:
             print(f"classes of {info['data']} ({', '.join(info['dataset_classes'])}) mapped by name "
                   f"onto the model's ({', '.join(info['model_classes'])})")
@@ -229,6 +230,13 @@ def cmd_evaluate(args) -> int:
         if out is not None:
             print(f"wrote {out / EVALUATION_CSV}")
     return 0
+
+
+def scored_line(info: dict) -> str:
+    """What ``busray evaluate`` scored: which checkpoint, on which images."""
+    split = "every image" if info["split"] == "all" else f"the {info['split']} split"
+    return (f"scored {info['checkpoint']} on {split} of {info['data']} ({info['dataset']}): "
+            f"{info['images']} image{'' if info['images'] == 1 else 's'}, batches of {info['batch_size']}")
 
 
 def cmd_predict(args) -> int:

@@ -67,8 +67,8 @@ def evaluate_checkpoint(path: str | Path, data_root: str | None = None, split_na
         scores = binary_metrics(torch.from_numpy(res.per_image["prob"]),
                                 torch.from_numpy(res.per_image["label"]), *pair)
         metrics.update({f"{split_name}/{k}": v for k, v in scores.items()})
-    info = {"checkpoint": str(path), "data": ds.root, "dataset": ds.source, "split": split_name,
-            "images": len(indices), "batch_size": size, "upa_norm": cfg.model.upa_norm,
+    info = {"checkpoint": str(resolve_checkpoint(path)), "data": ds.root, "dataset": ds.source,
+            "split": split_name, "images": len(indices), "batch_size": size, "upa_norm": cfg.model.upa_norm,
             "model_classes": list(classes), "dataset_classes": list(ds.class_names)}
     table = predictions_frame(part.names, classes, res.per_image, res.diagnostics)
     return Evaluation(metrics=metrics, table=table, info=info)

@@ -103,3 +103,11 @@ def test_out_is_not_overwritten_without_asking(run, tmp_path, capsys):
     assert main(["evaluate", str(run), "--out", str(tmp_path)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--out", str(tmp_path), "--overwrite"]) == 0
+
+
+def test_the_console_says_what_was_scored(run, capsys):
+    images = json.loads((run / "split.json").read_text())["sizes"]["val"]
+    assert main(["evaluate", str(run), "--split", "val", "--batch-size", "5"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"scored {run / 'checkpoints' / 'best.pt'} on the val split of ")
+    assert first.endswith(f"(synthetic): {images} images, batches of 5"), first
