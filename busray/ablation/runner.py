@@ -42,7 +42,9 @@ class AblationOutcome:
     def summary(self, command: str | None = None) -> str:
         """What was recorded and what to do next; ``command``: the one that ran it (for --resume)."""
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
-        head = f"ablation {self.name} ({self.sweep_id}): {count_of(self.planned, 'run')} planned; recorded: {counts}"
+        earlier = " (including earlier rounds)" if sum(self.counts.values()) > self.planned else ""
+        head = (f"ablation {self.name} ({self.sweep_id}): {count_of(self.planned, 'run')} planned; "
+                f"recorded: {counts}{earlier}")
         if self.interrupted:
             head += f"; interrupted by {self.interrupted}{unfinished_text(self.unfinished)}"
         lines = [head, f"storage: {self.storage}"]

@@ -104,6 +104,9 @@ def test_summaries_of_an_interrupted_sweep_say_how_to_go_on():
     assert done.summary().splitlines()[0] == "sweep s (s-1): 4 trials (4 completed)" and "--resume" not in done.summary()
     one = AblationOutcome("t1", "/st", 1, {"completed": 1}, "t1-1")
     assert one.summary().splitlines()[0] == "ablation t1 (t1-1): 1 run planned; recorded: 1 completed"
+    fewer_seeds = AblationOutcome("t3", "/st", 2, {"completed": 6}, "t3-1")  # --resume --seeds 1 of a 3-seed one
+    assert fewer_seeds.summary().splitlines()[0] == \
+        "ablation t3 (t3-1): 2 runs planned; recorded: 6 completed (including earlier rounds)"
 
 
 ENC = "ConfigError: model.encoder: unknown timm model 'nope'"
