@@ -55,11 +55,17 @@ def format_show(store: ResultsStore, sweep: str, metric: str | Sequence[str] | N
     kind = kind_of(runs)
     header = (f"{kind} {runs['sweep'].iloc[0]} ({id_text}): "
               f"best {len(table)} of {len(runs)} {'runs' if kind == 'ablation' else 'trials'} by {ranked_by}")
-    return header + "\n" + format_table(table)
+    return header + pareto_note(table) + "\n" + format_table(table)
 
 
-def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFrame:
-    """The ranked rows with the columns ``show`` prints."""
+def pareto_note(table: pd.DataFrame) -> str:
+    """What the ``pareto`` column's mark means, for the line above a table that has one."""
+    return " (* pareto: no other trial is at least as good on every metric)" if "pareto" in table else ""
+
+
+def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]], also: Sequence[str] = ()) -> pd.DataFrame:
+    """The ranked rows with the columns ``show`` prints; ``also``: metric columns shown after
+    ``best_epoch`` where any row has them (a sweep's summary adds two test metrics)."""
     ranked = rank(runs, metrics)
     failed = ranked["status"] == "failed"  # failed trials last: their metrics are not results
     ranked = ranked.iloc[failed.to_numpy().argsort(kind="stable")]
@@ -70,6 +76,7 @@ def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFra
     metric_columns = [c for c, _ in metrics]
     columns = ["trial_id", "status", *extra, *varying, *metric_columns]
     columns += ["best_epoch"] if "best_epoch" in runs.columns else []
+    columns += [c for c in also if c in runs.columns and c not in columns and runs[c].notna().any()]
     table = ranked[columns].copy()
     if len(metrics) > 1:
         usable = ranked[ranked["status"] != "failed"]

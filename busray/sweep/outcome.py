@@ -16,7 +16,11 @@ import pandas as pd
 
 from busray.objective import Objective
 from busray.results import STATUSES, ResultsStore
+from busray.results.query import format_table, pareto_note, show_table
 from busray.sweep.trial import TrialJob
+
+#: Shown beside the objective in a sweep's summary: how its best trials do on the held-out split.
+SUMMARY_TEST_METRICS = ("test/seg/iou", "test/clf/acc")
 
 
 @dataclass
@@ -49,7 +53,7 @@ class SweepOutcome:
             done = f"interrupted by {self.interrupted}; {done} recorded{unfinished_text(self.unfinished)}"
         lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]
         if not self.best.empty:
-            lines += [f"best trials by {self.objective.label()}:", self.best.to_string(index=False)]
+            lines += [f"best trials by {self.objective.label()}{pareto_note(self.best)}:", format_table(self.best)]
         lines.append("next:")
         if self.interrupted:
             lines.append(f"  {resume_command(command)}")
@@ -94,27 +98,22 @@ def resume_command(command: str | None) -> str:
     return f"{command or 'the same command'} --resume   # runs what is left"
 
 
-def sweep_outcome(job: TrialJob, display_keys: list[str], journal: str | None = None,
-                  interrupted: str = "", unfinished: Sequence[str] = ()) -> SweepOutcome:
+def sweep_outcome(job: TrialJob, journal: str | None = None, interrupted: str = "",
+                  unfinished: Sequence[str] = ()) -> SweepOutcome:
     """Counts by status and the best trials of this sweep id, read back from the store."""
     runs = ResultsStore(job.storage).runs()
     runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
-    return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts,
-                        best_trials(runs, job.objective, display_keys), job.objective, journal,
-                        interrupted or ("Ctrl-C" if unfinished else ""), tuple(unfinished),
-                        failure_texts(runs))
+    return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts, best_trials(runs, job.objective),
+                        job.objective, journal, interrupted or ("Ctrl-C" if unfinished else ""),
+                        tuple(unfinished), failure_texts(runs))
 
 
-def best_trials(runs: pd.DataFrame, objective: Objective, keys: list[str], top: int = 5) -> pd.DataFrame:
-    """The top trials by the (first) objective, among completed and stopped-early trials."""
-    metric = objective.metric
-    if runs.empty or metric not in runs:
+def best_trials(runs: pd.DataFrame, objective: Objective, top: int = 5) -> pd.DataFrame:
+    """The top completed and stopped-early trials, as ``busray results show`` ranks and lays them out
+    (the config keys that vary in the sweep, a ``pareto`` mark for several metrics), with two test
+    metrics beside the objective."""
+    if runs.empty or objective.metric not in runs:
         return pd.DataFrame()
-    usable = runs[runs["status"] != "failed"].sort_values(metric, ascending=objective.sort_ascending())
-    columns = ["trial_id", "status", "variant", "seed", *keys, *objective.metrics, "best_epoch",
-               "test/seg/iou", "test/clf/acc"]
-    present = [c for c in dict.fromkeys(columns) if c in usable and usable[c].notna().any()]
-    best = usable[present].head(top).reset_index(drop=True)
-    # a failed row's null best_epoch made the column float in pandas; the rows shown have one
-    return best.astype({c: "int64" for c in ("best_epoch", "seed") if c in best and best[c].notna().all()})
+    table = show_table(runs, list(zip(objective.metrics, objective.modes)), also=SUMMARY_TEST_METRICS)
+    return table[table["status"] != "failed"].head(top).reset_index(drop=True)

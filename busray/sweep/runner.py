@@ -83,8 +83,8 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
                 _search_tuner(spec, job, state, total, callbacks, verbose).fit()
         finally:
             console.close()
-    return sweep_outcome(job, list(spec.space), journal=_journal(spec, state), interrupted=console.interrupted,
-                   unfinished=recorder.unfinished)
+    return sweep_outcome(job, journal=_journal(spec, state), interrupted=console.interrupted,
+                         unfinished=recorder.unfinished)
 
 
 def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | None]],
@@ -124,7 +124,7 @@ def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | 
             finally:
                 console.close()
             interrupted, unfinished = console.interrupted, recorder.unfinished
-    return sweep_outcome(job, [], interrupted=interrupted, unfinished=unfinished)
+    return sweep_outcome(job, interrupted=interrupted, unfinished=unfinished)
 
 
 def sweep_job(spec: SweepSpec, state: SweepState, storage: str) -> TrialJob:

@@ -83,7 +83,9 @@ def test_format_show_options(filled, kwargs, order):
 
 
 def test_format_show_marks_the_pareto_front_for_several_metrics(filled):
-    body = _body(format_show(filled, "demo", metric="seg/iou,clf/acc"))
+    text = format_show(filled, "demo", metric="seg/iou,clf/acc")
+    assert text.splitlines()[0].endswith("(* pareto: no other trial is at least as good on every metric)")
+    body = _body(text)
     front = {r[0] for r in body if r[2] == "*"}
     assert front == {"t2", "t1"}    # t4 beats both but failed; t0, t3 are dominated
 
