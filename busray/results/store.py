@@ -148,8 +148,9 @@ class ResultsStore:
 
     def sweeps(self) -> pd.DataFrame:
         """One row per sweep id: name, kind (``ablation`` when every row names its variant, else
-        ``sweep``), trial counts by status, objective and its best value (over completed and
-        stopped-early trials: a failed trial's metrics are not a result)."""
+        ``sweep``), trial counts by status, the objective (every metric of a multi-objective one) and
+        the best value of its first metric, the one that ranks (over completed and stopped-early
+        trials: a failed trial's metrics are not a result)."""
         table = self.run_table()  # config columns are not needed here: skip converting them
         runs = table.drop_columns(list(CONFIG_COLUMNS)).to_pandas()
         rows = []
@@ -161,7 +162,7 @@ class ResultsStore:
                 "sweep": name, "kind": kind_of(group),
                 "sweep_id": sweep_id, "trials": len(group),
                 **{s: int(counts.get(s, 0)) for s in STATUSES},
-                "objective": f"{metrics[0][0]}:{metrics[0][1]}" if metrics else None,
+                "objective": ",".join(f"{metric}:{mode}" for metric, mode in metrics) or None,
                 "best": best_value(usable, *metrics[0]) if metrics else None,
                 "started_at": group["started_at"].dropna().min(),
                 "finished_at": group["finished_at"].dropna().max(),

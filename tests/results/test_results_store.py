@@ -194,6 +194,8 @@ def test_sweeps_summarises_counts_and_best_objective(store, make_row):
                                   objective="val/clf/acc:min",
                                   val={"seg/iou": 0.5, "clf/acc": 0.9 - 0.1 * i}))
     store.record_run(make_row(sweep="other", sweep_id="o-1", val={"score": 0.4}))
+    store.record_run(make_row(sweep="pareto", sweep_id="p-1", objective="val/seg/iou:max,val/clf/acc:min",
+                              val={"seg/iou": 0.3, "clf/acc": 0.6}))
     summary = store.sweeps().set_index("sweep")
     assert summary.loc["demo", ["trials", "completed", "failed", "stopped_early"]].tolist() \
         == [4, 2, 1, 1]
@@ -201,3 +203,5 @@ def test_sweeps_summarises_counts_and_best_objective(store, make_row):
     assert summary.loc["demo", "best"] == pytest.approx(0.7)       # the failed 0.6 is ignored
     assert summary.loc["other", "objective"] == "val/score:max"    # the default objective
     assert summary.loc["other", "best"] == pytest.approx(0.4)
+    assert summary.loc["pareto", "objective"] == "val/seg/iou:max,val/clf/acc:min"  # every metric
+    assert summary.loc["pareto", "best"] == pytest.approx(0.3)                     # of the first
