@@ -52,7 +52,8 @@ class TrainConfig:
                                  "memory layout: faster convolutions with bf16 on recent GPUs.")
     tb_images: int = option(4, "Validation overlays logged to TensorBoard per epoch (0 = none).",
                             range=(0, 64))
-    progress: bool = option(True, "Show a progress bar.")
+    progress: bool = option(True, "Show a progress bar of the epochs (on a terminal, also of the "
+                                  "running epoch's steps).")
     steps_per_epoch: int = option(0, "Cap on optimisation steps per epoch (0 = one pass; for smoke runs).",
                                   range=(0, 10_000_000))
     debug_crash_at_epoch: int | None = option(

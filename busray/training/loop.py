@@ -14,6 +14,7 @@ decision without extra communication; only the main rank (``reporter.is_main()``
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,10 +140,13 @@ def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, repor
     objective = Objective.parse(f"{tcfg.monitor}:{tcfg.monitor_mode}", "train.monitor")
     bar = tqdm(total=tcfg.epochs, initial=state.epoch, desc="epochs", unit="ep", dynamic_ncols=True,
                disable=not (tcfg.progress and setup.run_dir is not None))
+    # the steps of the running epoch under it (a CPU epoch can take minutes); a terminal only, since
+    # in a log file each refresh of a bar is another line
+    show_steps = not bar.disable and sys.stderr.isatty()
     for epoch in range(state.epoch + 1, tcfg.epochs + 1):
         if tcfg.debug_crash_at_epoch == epoch and not resumed:
             os._exit(17)  # test-only: a worker dying mid-trial (see TrainConfig.debug_crash_at_epoch)
-        metrics = _one_epoch(cfg, setup, epoch)
+        metrics = _one_epoch(cfg, setup, epoch, show_steps)
         improved = _update_state(state, metrics, objective)
         state.wall_s = clock.seconds()
         ckpt_dir = _save(setup, state, improved, cfg)
@@ -161,7 +165,7 @@ def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, repor
     return False
 
 
-def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int) -> dict[str, float]:
+def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int, show_steps: bool = False) -> dict[str, float]:
     t0 = time.time()
     gen = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
     train = setup.splits["train"]
@@ -169,7 +173,9 @@ def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int) -> dict[str, float
                             cfg.train.steps_per_epoch)
     lr = setup.ctx.optimizer.param_groups[0]["lr"]
     metrics = {"epoch": epoch, "lr": lr}
-    metrics.update(train_epoch(setup.ctx, train, batches, epoch))
+    with tqdm(total=len(batches), desc=f"epoch {epoch}", unit="step", leave=False, dynamic_ncols=True,
+              disable=not show_steps) as steps:
+        metrics.update(train_epoch(setup.ctx, train, batches, epoch, progress=steps))
     setup.scheduler.step()
     picks = setup.val_picks if setup.run_dir is not None else []
     val = evaluate(setup.ctx, setup.splits["val"], cfg.train.eval_batch_size, cfg.model.num_classes,

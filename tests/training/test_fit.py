@@ -273,3 +273,34 @@ def test_real_busi_subset_writes_run_folder(tmp_path):
         assert (tmp_path / "busi" / name).is_file(), name
     split = json.loads((tmp_path / "busi" / "split.json").read_text())
     assert split["split_hash"] == result.split_hash
+
+
+class _Terminal:
+    """A stand-in for a terminal's stderr (what tqdm writes to)."""
+
+    def __init__(self, tty: bool) -> None:
+        self.text, self.tty = "", tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_terminal_sees_the_steps_of_each_epoch(tmp_path, monkeypatch, tty):
+    """Under the epochs bar a terminal gets the running epoch's steps (cleared when it ends); a log
+    file only the epochs bar."""
+    stderr = _Terminal(tty)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    cfg = load_config(None, tiny("train.epochs=1", "train.progress=true", "data.root=synthetic:n=24,size=64"))
+    fit(cfg, run_dir=tmp_path / "r")
+    train_images = json.loads((tmp_path / "r" / "split.json").read_text())["sizes"]["train"]
+    steps = math.ceil(train_images / cfg.train.batch_size)
+    assert "epochs: 100%" in stderr.text  # the epochs bar, either way
+    assert ("epoch 1: 100%" in stderr.text and f"{steps}/{steps} [" in stderr.text and "step/s" in stderr.text) == tty
