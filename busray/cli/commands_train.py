@@ -241,7 +241,7 @@ def scored_line(info: dict) -> str:
 
 def cmd_predict(args) -> int:
     from busray.cli.guard import check_device
-    from busray.cli.outputs import check_images, staged_predictions
+    from busray.cli.outputs import check_images, predictions_text, staged_predictions
     from busray.training.checkpoint import load_checkpoint
     from busray.training.inference import predict_images
 
@@ -252,6 +252,7 @@ def cmd_predict(args) -> int:
         files, csv_path = staged_predictions(
             Path(args.out), args.overwrite,
             lambda tmp: predict_images(args.checkpoint, args.images, tmp, args.device))
+    print(predictions_text(csv_path))
     print(f"wrote {len(files) - 1} mask(s) and {csv_path}")
     return 0
 

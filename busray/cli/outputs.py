@@ -6,6 +6,7 @@
   ``--overwrite``; two images with one file stem (whose masks would overwrite each other) are refused.
 - ``--storage`` is a local or mounted folder: a URI other than ``file://`` is refused (it would
   otherwise become a local folder named ``s3:``); reading commands need an existing store.
+- ``predict`` then prints what it predicted, one line per image (the first ``SHOWN_PREDICTIONS``).
 - ``results export`` infers ``--format`` from ``--out``'s extension, else writes ``<out>.csv``.
 """
 
@@ -22,6 +23,8 @@ from busray.cli.errors import CliError, writing_to
 from busray.cli.guard import check_folder_target, check_writable_folder
 
 PREDICTIONS_CSV = "predictions.csv"
+#: How many images ``predict`` lists on the console; the CSV has every one.
+SHOWN_PREDICTIONS = 20
 EXPORT_FORMATS = {".csv": "csv", ".md": "md", ".parquet": "parquet"}
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -60,6 +63,23 @@ def staged_predictions(out: Path, overwrite: bool,
         return [out / p.name for p in files], out / PREDICTIONS_CSV
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def predictions_text(csv_path: Path, limit: int = SHOWN_PREDICTIONS) -> str:
+    """An aligned table of the predictions in ``csv_path``: image file, class and its probability,
+    predicted lesion area; at most ``limit`` images, then how many more the CSV holds."""
+    import pandas as pd  # lazy, like every heavy import of the CLI: `busray --help` stays fast
+
+    from busray.results.query import format_table
+
+    rows = pd.read_csv(csv_path)
+    table = pd.DataFrame({
+        "image": [Path(p).name for p in rows["image"]], "class": rows["class"],
+        "probability": [row[f"prob_{row['class']}"] for _, row in rows.iterrows()],
+        "lesion % of image": (100 * rows["lesion_pixels_fraction"]).round(1)})
+    text = format_table(table.head(limit))
+    more = len(table) - limit
+    return text + (f"\n... and {more} more in {csv_path}" if more > 0 else "")
 
 
 def storage_path(text: str, flag: str = "--storage") -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from busray.config import Config, config_from_dict
 from busray.data.images import fit_square, read_gray
@@ -64,7 +65,7 @@ def predict_images(path: str | Path, images: list[str | Path], out_dir: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     class_names = list(model_classes(path, cfg))
     rows = []
-    for image_path in images:
+    for image_path in tqdm(images, desc="predict", unit="img", leave=False, disable=None):  # None: a terminal only
         gray = read_gray(Path(image_path))
         square = fit_square(gray, cfg.data.image_size, cfg.data.resize_mode, is_mask=False)
         x = torch.from_numpy(square)[None, None].to(dev)

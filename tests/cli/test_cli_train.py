@@ -14,6 +14,7 @@ from PIL import Image
 
 from busray.cli import main
 from busray.cli.commands_train import train_summary
+from busray.cli.outputs import predictions_text
 from busray.runfolder import RunOutcome
 
 from tinyrun import tiny
@@ -80,6 +81,19 @@ def test_predict_writes_masks_and_csv(trained, tmp_path, capsys):
     assert sum(probs) == pytest.approx(1.0, abs=1e-5)
     for lvl in range(1, 5):
         assert float(rows[0][f"upa_w_seg_{lvl}"]) + float(rows[0][f"upa_w_clf_{lvl}"]) == pytest.approx(1.0, abs=1e-5)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["image", "class", "probability", "lesion", "%", "of", "image"]
+    assert out[2].split()[:2] == ["scan.png", rows[0]["class"]]
+    assert float(out[2].split()[2]) == pytest.approx(max(probs), abs=1e-3)
+    assert out[-1] == f"wrote 1 mask(s) and {tmp_path / 'p' / 'predictions.csv'}"
+
+
+def test_predict_lists_the_first_images_and_counts_the_rest(tmp_path):
+    (tmp_path / "predictions.csv").write_text("image,class,lesion_pixels_fraction,prob_benign,prob_malignant\n" + "".join(
+        f"/x/{i}.png,benign,0.{i},0.9,0.1\n" for i in range(3)))
+    lines = predictions_text(tmp_path / "predictions.csv", limit=2).splitlines()
+    assert [line.split() for line in lines[2:4]] == [["0.png", "benign", "0.9", "0"], ["1.png", "benign", "0.9", "10"]]
+    assert lines[4:] == [f"... and 1 more in {tmp_path / 'predictions.csv'}"]
 
 
 def test_data_synth_then_inspect(tmp_path, capsys):
