@@ -253,6 +253,9 @@ def _read_csv(path: Path, columns: tuple[str, ...]):
     except csv.Error as err:
         raise DataError(f"{path}: not a readable CSV table ({err})") from None
     missing = [c for c in columns if c not in fieldnames]
+    if len(missing) == len(columns):  # e.g. a README passed as the dataset
+        raise DataError(f"{path}: not a CSV table with columns {', '.join(columns)} (its first line "
+                        f"names none of them)")
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
                         f"(expected {', '.join(columns)})")

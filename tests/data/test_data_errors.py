@@ -149,6 +149,14 @@ def test_missing_dataset_folder(tmp_path):
     _assert_one_line(err, "nowhere", "not found")
 
 
+def test_a_file_that_is_no_manifest(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my scans\nsee the folder beside\n")
+    with pytest.raises(DataError) as err:
+        load_dataset(make_cfg(), notes)
+    _assert_one_line(err, "notes.md", "not a CSV table with columns image, mask, label")
+
+
 def test_no_root_given():
     with pytest.raises(DataError, match="data.root"):
         load_dataset(make_cfg(root=None))
