@@ -17,7 +17,6 @@ default); :mod:`busray.sweep.cluster` lowers it for local clusters so an epoch i
 
 from __future__ import annotations
 
-
 from busray.runfolder import LAST, RunFolder, RunOutcome
 from busray.sweep.trial import TrialJob
 
