@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -30,8 +31,15 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def check_images(paths: list[str]) -> None:
-    """Decode every image now (one-line DataError naming a bad one) and refuse clashing names."""
+    """Decode every image now (one-line DataError naming a bad one) and refuse clashing names; say on
+    stderr when some are named like BUSI masks (a glob over a BUSI class folder takes them too)."""
     from busray.data.images import read_gray  # lazy: PIL/numpy only for commands that read images
+    from busray.data.readers import is_mask_name
+
+    masks = [Path(path).name for path in paths if is_mask_name(Path(path))]
+    if masks:
+        print(f"note: {len(masks)} of the {len(paths)} images are named like BUSI masks ({masks[0]}"
+              f"{', ...' if len(masks) > 1 else ''}); predict expects scans", file=sys.stderr)
 
     stems: dict[str, str] = {}
     for path in paths:

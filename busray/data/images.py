@@ -173,7 +173,7 @@ def _resize(arr: np.ndarray, width: int, height: int, is_mask: bool) -> np.ndarr
         img = Image.fromarray(arr * np.uint8(255)).resize((width, height), Image.BILINEAR)
         return (np.asarray(img) >= 128).astype(np.uint8)
     # Pillow's BICUBIC filter widens its support when shrinking, so it antialiases as well
-    return np.asarray(Image.fromarray(arr).resize((width, height), Image.BICUBIC))
+    return np.array(Image.fromarray(arr).resize((width, height), Image.BICUBIC))  # writable, unlike asarray
 
 
 def load_pair(image_path: Path, mask_paths: list[Path], size: int,

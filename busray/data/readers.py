@@ -57,6 +57,11 @@ class Listing:
     root: Path
 
 
+def is_mask_name(path: Path) -> bool:
+    """Whether ``path`` is named like a BUSI mask (``name_mask.png``, ``name_mask_1.png``)."""
+    return _MASK_STEM.match(path.stem) is not None
+
+
 def natural_key(text: str) -> list:
     """'benign (2)' sorts before 'benign (10)'."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]

@@ -88,6 +88,16 @@ def test_predict_writes_masks_and_csv(trained, tmp_path, capsys):
     assert out[-1] == f"wrote 1 mask(s) and {tmp_path / 'p' / 'predictions.csv'}"
 
 
+def test_predict_says_when_images_are_named_like_masks(trained, tmp_path, capsys):
+    """A glob over a BUSI class folder takes its masks too: predicted, and said."""
+    for name in ("case1.png", "case1_mask.png", "case1_mask_1.png"):
+        Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(tmp_path / name)
+    images = sorted(str(p) for p in tmp_path.glob("case1*.png"))
+    assert main(["predict", str(trained), *images, "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert "note: 2 of the 3 images are named like BUSI masks (case1_mask.png, ...); predict expects scans" in err
+
+
 def test_predict_lists_the_first_images_and_counts_the_rest(tmp_path):
     (tmp_path / "predictions.csv").write_text("image,class,lesion_pixels_fraction,prob_benign,prob_malignant\n" + "".join(
         f"/x/{i}.png,benign,0.{i},0.9,0.1\n" for i in range(3)))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from busray.data import load_dataset
+from busray.data.images import fit_square
 from databuild import REAL_BUSI, build_busi, lesion_pair, make_cfg, write_png
 
 
@@ -74,6 +75,14 @@ def test_resize_modes_scale_mask_area(tmp_path, mode, expect):
 
 
 @pytest.mark.skipif(not REAL_BUSI.is_dir(), reason="real BUSI copy not present")
+@pytest.mark.parametrize("shape, mode", [((50, 70), "stretch"), ((50, 70), "pad"), ((64, 64), "stretch")])
+@pytest.mark.parametrize("is_mask", [False, True])
+def test_fit_square_gives_a_writable_array(shape, mode, is_mask):
+    """torch.from_numpy (predict) warns on a read-only array, as numpy views of Pillow images are."""
+    out = fit_square(np.zeros(shape, np.uint8), 64, mode, is_mask=is_mask)
+    assert out.shape == (64, 64) and out.flags.writeable
+
+
 def test_real_busi_subset():
     ds = load_dataset(make_cfg(limit_per_class=10, image_size=96), REAL_BUSI)
     _check_contract(ds, 30, size=96)
