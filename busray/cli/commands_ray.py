@@ -27,7 +27,8 @@ def register(sub) -> None:
         epilog="examples:\n  busray sweep sweeps/smoke.yaml --storage demo\n"
                "  busray sweep sweeps/tau_schedule.yaml --set base.train.epochs=5 --storage runs_store\n"
                "  busray sweep sweeps/tau_schedule.yaml --storage runs_store --resume         # after a crash\n"
-               "  busray sweep sweeps/tau_schedule.yaml --storage runs_store --add-trials 8   # extend the study")
+               "  busray sweep sweeps/tau_schedule.yaml --storage runs_store --add-trials 8   # extend the study\n"
+               "  busray sweep sweeps/loss_weights.yaml --dry-run   # check the file, print the plan, run nothing")
     p.add_argument("spec", metavar="SWEEP_YAML", help="sweep file (see sweeps/)")
     _common(p)
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
@@ -40,7 +41,8 @@ def register(sub) -> None:
         description="Train every variant of an ablation with several seeds on Ray and record them; "
                     "`busray report` then builds the Table-2-style comparison.",
         epilog="examples:\n  busray ablate sweeps/table2.yaml --storage store --seeds 3\n"
-               "  busray ablate sweeps/table2.yaml --storage store --resume   # run what is left")
+               "  busray ablate sweeps/table2.yaml --storage store --resume   # run what is left\n"
+               "  busray ablate sweeps/table2.yaml --seeds 5 --dry-run        # the runs it would start")
     p.add_argument("spec", metavar="ABLATION_YAML", help="ablation file (see sweeps/)")
     _common(p)
     p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="number of seeds (overrides the file)")
@@ -71,6 +73,8 @@ def _common(p) -> None:
                    help=f"storage folder, local or mounted (default: the file's, else {DEFAULT_STORAGE})")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (trial lines and the summary still print)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the file and the storage as a run would, print what it would run, start nothing")
 
 
 def _register_results(sub) -> None:
@@ -119,6 +123,10 @@ def cmd_sweep(args) -> int:
     from busray.cli.outputs import spec_storage
 
     storage = spec_storage(args.spec, args.storage)
+    if args.dry_run:
+        from busray.sweep.plan import sweep_plan  # lazy, as below (no Ray either way)
+        print(sweep_plan(args.spec, args.overrides, storage, args.resume, args.add_trials))
+        return 0
     from busray.sweep import run_sweep  # lazy: Ray and Optuna, once the arguments passed
     with writing_to(storage or "the sweep's storage"):
         outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
@@ -149,6 +157,10 @@ def cmd_ablate(args) -> int:
     from busray.cli.outputs import spec_storage
 
     storage = spec_storage(args.spec, args.storage)
+    if args.dry_run:
+        from busray.ablation.plan import ablation_plan  # lazy, as below (no Ray either way)
+        print(ablation_plan(args.spec, args.overrides, storage, args.seeds, args.resume))
+        return 0
     from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib, once the arguments passed
     with writing_to(storage or "the ablation's storage"):
         outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,

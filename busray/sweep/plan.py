@@ -1,0 +1,75 @@
+"""``--dry-run``: what a sweep would run, checked as a real run checks it, started nowhere.
+
+A nightly job or a long GPU sweep is cheaper to get right before it starts. The plan reads and
+validates the file and its ``--set`` overrides exactly as ``busray sweep`` / ``busray ablate`` do
+(every run config resolved, the data folder found, the storage's existing sweep of that name and the
+``--resume`` / ``--add-trials`` rules), then prints what would run: trials or variants x seeds, the
+search space, the objective, early stopping, per-trial resources and where it would be stored. It
+writes nothing and starts no Ray, so whether the cluster can place a trial (its CPUs and GPUs) is
+checked only when it runs. (An ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from busray.configtools import flatten
+from busray.sweep.outcome import count_of
+from busray.sweep.spec import ParamSpec, ResourcesSpec, SweepSpec, load_sweep_spec
+from busray.sweep.state import open_sweep
+from busray.sweep.storage import resolve_storage
+
+NOTHING_STARTED = ("nothing was started (--dry-run); whether the cluster can place a trial is checked "
+                   "when it runs")
+
+
+def sweep_plan(source: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
+               resume: bool = False, add_trials: int | None = None) -> str:
+    """The plan of ``busray sweep`` with these arguments, as printed lines."""
+    spec = load_sweep_spec(source, overrides)
+    where = resolve_storage(storage or spec.storage)
+    state = open_sweep(where, spec.name, resume=resume, add_trials=add_trials)
+    trials = add_trials or spec.num_trials
+    if resume:
+        what = f"resume {state.sweep_id} (the trials its last round left unfinished)"
+    elif add_trials:
+        what = f"{count_of(trials, 'more trial')} in the study of {state.sweep_id}"
+    else:
+        what = count_of(trials, "trial")
+    lines = [f"sweep {spec.name}: {what}, {spec.max_concurrent} at a time; objective {spec.objective.label()}",
+             f"search: {spec.search.sampler} sampler (seed {spec.search.seed}); {_early_stopping(spec)}",
+             f"each trial: {resources_text(spec.resources)}; seeds {spec.seeds}",
+             f"storage: {where}", f"space ({len(spec.space)}):"]
+    lines += aligned({key: _param(param) for key, param in spec.space.items()})
+    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base)), NOTHING_STARTED]
+    return "\n".join(lines)
+
+
+def _early_stopping(spec: SweepSpec) -> str:
+    s = spec.scheduler
+    if s.type == "none":
+        return "no early stopping"
+    return f"ASHA early stopping (grace {count_of(s.grace_period, 'epoch')}, keeps 1/{s.reduction_factor:g} per rung)"
+
+
+def resources_text(res: ResourcesSpec) -> str:
+    gpus = f", {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
+    kind = " (DDP)" if res.workers > 1 else ""
+    return f"{count_of(res.workers, 'worker')}{kind} x {res.cpus_per_worker:g} CPU{gpus}"
+
+
+def _param(p: ParamSpec) -> str:
+    if p.type == "categorical":
+        text = f"categorical {p.choices}"
+    elif p.type == "fixed":
+        text = f"fixed {p.value!r}"
+    else:
+        text = f"{p.type} {p.low:g} .. {p.high:g}" + (f" step {p.step:g}" if p.step else "")
+    conditions = ", ".join(f"{k}={v}" for k, v in p.when.items())
+    return text + (f" (when {conditions})" if conditions else "")
+
+
+def aligned(rows: dict) -> list[str]:
+    width = max((len(str(k)) for k in rows), default=0)
+    return [f"  {str(key).ljust(width)}  {value}" for key, value in rows.items()]

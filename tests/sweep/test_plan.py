@@ -1,0 +1,82 @@
+"""``busray sweep|ablate --dry-run``: checked as a run is, the plan printed, nothing written (no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from busray.cli import main
+from busray.sweep.state import open_sweep
+
+from sweephelpers import TINY_SPEC
+
+SYNTH = "base.data.root=synthetic:n=24,size=64"
+ABLATION = """kind: ablation
+name: abl
+base:
+  model: {encoder: test_efficientnet, weights: none}
+  data: {root: "synthetic:n=24,size=64", image_size: 64}
+variants:
+  full: {}
+  no_upa: {model: {upa: false}}
+seeds: 2
+"""
+
+
+def _started_sweep(storage: Path) -> None:
+    """A sweep named like TINY_SPEC's that has run a round (its state saved)."""
+    open_sweep(storage, "tiny", resume=False, add_trials=None).new_round()
+
+
+@pytest.mark.parametrize("extra, existing, first_line", [
+    ([], False, "sweep tiny: 4 trials, 2 at a time; objective val/score:max"),
+    (["--set", "num_trials=9"], False, "sweep tiny: 9 trials, 2 at a time; objective val/score:max"),
+    (["--add-trials", "3"], True, "sweep tiny: 3 more trials in the study of tiny-"),
+    (["--resume"], True, "sweep tiny: resume tiny-"),
+])
+def test_a_sweep_plan_says_what_would_run(tmp_path, capsys, extra, existing, first_line):
+    storage = tmp_path / "st"
+    if existing:
+        _started_sweep(storage)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["sweep", str(TINY_SPEC), "--set", SYNTH, "--storage", str(storage), "--dry-run", *extra]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(first_line), lines[0]
+    assert "search: tpe sampler (seed 0); ASHA early stopping (grace 1 epoch, keeps 1/2 per rung)" in lines
+    assert "each trial: 1 worker x 1 CPU; seeds [0, 1]" in lines and f"storage: {storage}" in lines
+    space = lines[lines.index("space (5):") + 1:lines.index("base (set by the file and --set):")]
+    assert [line.split()[0] for line in space] == ["loss.w_seg", "model.tau", "model.upa", "model.upa_norm",
+                                                  "train.lr"]
+    assert space[1].split()[1:] == ["loguniform", "0.1", "..", "1.5"]
+    assert space[3].endswith("categorical ['batch', 'running'] (when model.upa=True)")
+    assert lines[-1].startswith("nothing was started (--dry-run)")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("extra, existing, message", [
+    ([], True, "sweep 'tiny' already exists"),
+    (["--add-trials", "2"], False, "no study to add trials to"),
+    (["--set", "base.train.epochz=2"], False, "epochz"),
+])
+def test_a_sweep_plan_refuses_what_the_run_would(tmp_path, capsys, extra, existing, message):
+    if existing:
+        _started_sweep(tmp_path / "st")
+    argv = ["sweep", str(TINY_SPEC), "--set", SYNTH, "--storage", str(tmp_path / "st"), "--dry-run", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("busray: error:") and message in err and "\n" not in err
+
+
+def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
+    spec = tmp_path / "abl.yaml"
+    spec.write_text(ABLATION)
+    assert main(["ablate", str(spec), "--seeds", "3", "--storage", str(tmp_path / "st"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ablation abl: 2 variants x seeds [0, 1, 2] = 6 runs, 2 at a time; objective val/score:max"
+    variants = lines[lines.index("variants (their changes to base):") + 1:][:2]
+    assert [line.split() for line in variants] == [["full", "(base)"], ["no_upa", "model.upa=False"]]
+    assert not (tmp_path / "st").exists()
+    spec.write_text(ABLATION.replace("upa: false", "upa: maybe"))
+    assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
+    assert "variants.no_upa: model.upa" in capsys.readouterr().err
