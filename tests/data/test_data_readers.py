@@ -74,7 +74,6 @@ def test_resize_modes_scale_mask_area(tmp_path, mode, expect):
     assert area == pytest.approx(expect, abs=0.01)
 
 
-@pytest.mark.skipif(not REAL_BUSI.is_dir(), reason="real BUSI copy not present")
 @pytest.mark.parametrize("shape, mode", [((50, 70), "stretch"), ((50, 70), "pad"), ((64, 64), "stretch")])
 @pytest.mark.parametrize("is_mask", [False, True])
 def test_fit_square_gives_a_writable_array(shape, mode, is_mask):
@@ -83,6 +82,7 @@ def test_fit_square_gives_a_writable_array(shape, mode, is_mask):
     assert out.shape == (64, 64) and out.flags.writeable
 
 
+@pytest.mark.skipif(not REAL_BUSI.is_dir(), reason="real BUSI copy not present")
 def test_real_busi_subset():
     ds = load_dataset(make_cfg(limit_per_class=10, image_size=96), REAL_BUSI)
     _check_contract(ds, 30, size=96)
