@@ -13,8 +13,9 @@ from typing import Iterable
 from busray.ablation.runner import DEFAULT_STORAGE, planned_runs
 from busray.ablation.spec import load_ablation_spec
 from busray.configtools import flatten
+from busray.models.config import ModelConfig
 from busray.sweep.outcome import count_of
-from busray.sweep.plan import NOTHING_STARTED, aligned, resources_text
+from busray.sweep.plan import NOTHING_STARTED, aligned, check_encoders, resources_text
 from busray.sweep.state import open_sweep
 from busray.sweep.storage import resolve_storage
 
@@ -26,6 +27,9 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
     where = resolve_storage(storage or spec.storage or DEFAULT_STORAGE)
     open_sweep(where, spec.name, resume=resume, add_trials=None, kind="ablation")
     runs = planned_runs(spec, {})
+    default = ModelConfig().encoder
+    check_encoders({f"{source}: variants.{variant}: model.encoder": config.get("model", {}).get("encoder", default)
+                    for _, config, _, variant in runs})
     replicates = f"{spec.cv_folds} folds" if spec.cv_folds > 1 else f"seeds {spec.seed_list()}"
     lines = [f"ablation {spec.name}: {count_of(len(spec.variants), 'variant')} x {replicates} = "
              f"{count_of(len(runs), 'run')}, {spec.max_concurrent} at a time; objective {spec.objective}"

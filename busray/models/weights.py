@@ -64,10 +64,15 @@ def pretrained_name(name: str, weights: str) -> str:
     return f"{name}.{default if default in plain else plain[0]}"
 
 
-def create_with_weights(name: str, weights: str, kwargs: dict) -> tuple[nn.Module, str]:
-    """A timm model ``name`` (built with ``kwargs``) holding ``weights``, and a one-line report."""
+def check_encoder(name: str) -> None:
+    """A ConfigError naming ``model.encoder`` unless timm has a model ``name`` (``name.tag`` allowed)."""
     if not timm.is_model(name.split(".", 1)[0]):
         raise ConfigError(f"model.encoder: unknown timm model '{name}'")
+
+
+def create_with_weights(name: str, weights: str, kwargs: dict) -> tuple[nn.Module, str]:
+    """A timm model ``name`` (built with ``kwargs``) holding ``weights``, and a one-line report."""
+    check_encoder(name)
     if weights == "none":
         return timm.create_model(name, pretrained=False, **kwargs), "model.weights: none (random init)"
     if weights in NAMED_WEIGHTS:

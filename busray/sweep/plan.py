@@ -6,7 +6,8 @@ validates the file and its ``--set`` overrides exactly as ``busray sweep`` / ``b
 ``--resume`` / ``--add-trials`` rules), then prints what would run: trials or variants x seeds, the
 search space, the objective, early stopping, per-trial resources and where it would be stored. It
 writes nothing and starts no Ray, so whether the cluster can place a trial (its CPUs and GPUs) is
-checked only when it runs. (An ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.)
+checked only when it runs. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder
+names. An ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from busray.configtools import flatten
+from busray.configtools import ConfigError, flatten
+from busray.models.config import ModelConfig
 from busray.sweep.outcome import count_of
 from busray.sweep.spec import ParamSpec, ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import open_sweep
@@ -24,12 +26,26 @@ NOTHING_STARTED = ("nothing was started (--dry-run); whether the cluster can pla
                    "when it runs")
 
 
+def check_encoders(encoders: dict[str, str]) -> None:
+    """Refuse, as the first trial would, an encoder timm does not know (``encoders``: where it is set ->
+    its name, the place prefixes the error). A plan may import timm (and torch, seconds), which a real
+    run's driver does not: a real run finds such a typo only in its trials."""
+    from busray.models.weights import check_encoder  # lazy: torch and timm only for a plan
+
+    for where, name in encoders.items():
+        try:
+            check_encoder(name)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {str(err).removeprefix('model.encoder: ')}") from None
+
+
 def sweep_plan(source: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
                resume: bool = False, add_trials: int | None = None) -> str:
     """The plan of ``busray sweep`` with these arguments, as printed lines."""
     spec = load_sweep_spec(source, overrides)
     where = resolve_storage(storage or spec.storage)
     state = open_sweep(where, spec.name, resume=resume, add_trials=add_trials)
+    check_encoders(_encoders(spec, source))
     trials = add_trials or spec.num_trials
     if resume:
         what = f"resume {state.sweep_id} (the trials its last round left unfinished)"
@@ -44,6 +60,17 @@ def sweep_plan(source: str | Path, overrides: Iterable[str] = (), storage: str |
     lines += aligned({key: _param(param) for key, param in spec.space.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base)), NOTHING_STARTED]
     return "\n".join(lines)
+
+
+def _encoders(spec: SweepSpec, source) -> dict[str, str]:
+    """The base's encoder (else the default) and each one the space may draw, by where they are set."""
+    where = "sweep" if isinstance(source, dict) else str(source)
+    encoders = {f"{where}: base.model.encoder": flatten(spec.base).get("model.encoder", ModelConfig().encoder)}
+    param = spec.space.get("model.encoder")
+    if param is not None:
+        for i, name in enumerate(param.choices or [param.value]):
+            encoders[f"{where}: space.model.encoder[{i}]"] = name
+    return {key: str(name) for key, name in encoders.items()}
 
 
 def _early_stopping(spec: SweepSpec) -> str:

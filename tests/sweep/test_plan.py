@@ -58,6 +58,10 @@ def test_a_sweep_plan_says_what_would_run(tmp_path, capsys, extra, existing, fir
     ([], True, "sweep 'tiny' already exists"),
     (["--add-trials", "2"], False, "no study to add trials to"),
     (["--set", "base.train.epochz=2"], False, "epochz"),
+    (["--set", "base.model.encoder=efficientnet_b99"], False, "tiny.yaml: base.model.encoder: unknown timm model "
+                                                               "'efficientnet_b99'"),
+    (["--set", "space.model.encoder={type: categorical, choices: [test_efficientnet, tf_efficientnet_b44]}"], False,
+     "tiny.yaml: space.model.encoder[1]: unknown timm model 'tf_efficientnet_b44'"),
 ])
 def test_a_sweep_plan_refuses_what_the_run_would(tmp_path, capsys, extra, existing, message):
     if existing:
@@ -80,3 +84,6 @@ def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
     spec.write_text(ABLATION.replace("upa: false", "upa: maybe"))
     assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
     assert "variants.no_upa: model.upa" in capsys.readouterr().err
+    spec.write_text(ABLATION.replace("{model: {upa: false}}", "{model: {encoder: efficientnet_b99}}"))
+    assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
+    assert "abl.yaml: variants.no_upa: model.encoder: unknown timm model 'efficientnet_b99'" in capsys.readouterr().err
