@@ -39,7 +39,7 @@ def check_encoders(encoders: dict[str, str]) -> None:
             raise ConfigError(f"{where}: {str(err).removeprefix('model.encoder: ')}") from None
 
 
-def sweep_plan(source: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
+def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,
                resume: bool = False, add_trials: int | None = None) -> str:
     """The plan of ``busray sweep`` with these arguments, as printed lines."""
     spec = load_sweep_spec(source, overrides)
@@ -62,7 +62,7 @@ def sweep_plan(source: str | Path, overrides: Iterable[str] = (), storage: str |
     return "\n".join(lines)
 
 
-def _encoders(spec: SweepSpec, source) -> dict[str, str]:
+def _encoders(spec: SweepSpec, source: str | Path | dict) -> dict[str, str]:
     """The base's encoder (else the default) and each one the space may draw, by where they are set."""
     where = "sweep" if isinstance(source, dict) else str(source)
     encoders = {f"{where}: base.model.encoder": flatten(spec.base).get("model.encoder", ModelConfig().encoder)}
