@@ -16,6 +16,7 @@ from typing import Any
 
 from busray.ablation.render import render_table
 from busray.ablation.table import AblationTable
+from busray.results.query import counts_text
 
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:80em;color:#222}"
           "table{border-collapse:collapse;margin:1em 0}"
@@ -45,7 +46,7 @@ def write(fmt: str, table: AblationTable, provenance: dict[str, Any], notes: lis
 
 def summary_lines(p: dict[str, Any]) -> list[str]:
     """Provenance as short 'key: value' lines shared by every document format."""
-    excluded = ", ".join(f"{n} {s}" for s, n in p["excluded_runs"].items()) or "none"
+    excluded = counts_text(p["excluded_runs"]) or "none"
     seeds = "; ".join(f"{v}: {', '.join(map(str, s))}" for v, s in p["seeds"].items())
     lines = [f"Ablation (sweep): {p['ablation']} (sweep ids: {', '.join(p['sweep_ids']) or 'n/a'})",
              f"Generated: {p['generated_at']} from the results store rows and run folders below",

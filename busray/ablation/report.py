@@ -36,6 +36,7 @@ from busray.ablation.paper import PAPER_SETTING, is_busi, measured_key, paper_ro
 from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
 from busray.ablation.table import COLUMNS, Column, build_table
+from busray.results.query import counts_text
 from busray.runfolder import RunFolder
 
 USABLE_STATUS = "completed"
@@ -96,7 +97,7 @@ def _without_runs(rows: pd.DataFrame, present: list[str], order: Sequence[str] |
         if variant in present:
             continue
         own = rows[rows["variant"] == variant]
-        counts = ", ".join(f"{n} {s}" for s, n in own["status"].value_counts().items())
+        counts = counts_text(own["status"].value_counts())
         errors = own["error"].dropna() if "error" in own else pd.Series(dtype=object)
         example = f", e.g. {errors.iloc[0]}" if len(errors) else ""
         why[variant] = f"{counts}{example}" if counts else "no runs recorded"

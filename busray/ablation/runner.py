@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from busray.ablation.spec import AblationSpec, load_ablation_spec, variant_config
+from busray.results.query import counts_text
 from busray.sweep.outcome import all_failed, count_of, resume_command, unfinished_text
 
 DEFAULT_STORAGE = "busray_storage"
@@ -41,7 +42,7 @@ class AblationOutcome:
 
     def summary(self, command: str | None = None) -> str:
         """What was recorded and what to do next; ``command``: the one that ran it (for --resume)."""
-        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "none"
+        counts = counts_text(self.counts) or "none"
         earlier = " (including earlier rounds)" if sum(self.counts.values()) > self.planned else ""
         head = (f"ablation {self.name} ({self.sweep_id}): {count_of(self.planned, 'run')} planned; "
                 f"recorded: {counts}{earlier}")

@@ -81,13 +81,13 @@ def predictions_text(csv_path: Path, limit: int = SHOWN_PREDICTIONS) -> str:
     from busray.results.query import format_table
 
     rows = pd.read_csv(csv_path)
+    shown = rows.head(limit)  # the rest stays in the CSV: no need to lay it out
     table = pd.DataFrame({
-        "image": [Path(p).name for p in rows["image"]], "class": rows["class"],
-        "probability": [row[f"prob_{row['class']}"] for _, row in rows.iterrows()],
-        "lesion % of image": (100 * rows["lesion_pixels_fraction"]).round(1)})
-    text = format_table(table.head(limit))
-    more = len(table) - limit
-    return text + (f"\n... and {more} more in {csv_path}" if more > 0 else "")
+        "image": [Path(p).name for p in shown["image"]], "class": shown["class"],
+        "probability": [row[f"prob_{row['class']}"] for _, row in shown.iterrows()],
+        "lesion % of image": (100 * shown["lesion_pixels_fraction"]).round(1)})
+    more = len(rows) - len(shown)
+    return format_table(table) + (f"\n... and {more} more in {csv_path}" if more > 0 else "")
 
 
 def storage_path(text: str, flag: str = "--storage") -> Path:

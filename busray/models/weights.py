@@ -64,10 +64,10 @@ def pretrained_name(name: str, weights: str) -> str:
     return f"{name}.{default if default in plain else plain[0]}"
 
 
-def check_encoder(name: str) -> None:
-    """A ConfigError naming ``model.encoder`` unless timm has a model ``name`` (``name.tag`` allowed)."""
+def check_encoder(name: str, key: str = "model.encoder") -> None:
+    """A ConfigError naming ``key`` unless timm has a model ``name`` (``name.tag`` allowed)."""
     if not timm.is_model(name.split(".", 1)[0]):
-        raise ConfigError(f"model.encoder: unknown timm model '{name}'")
+        raise ConfigError(f"{key}: unknown timm model '{name}'")
 
 
 def create_with_weights(name: str, weights: str, kwargs: dict) -> tuple[nn.Module, str]:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ def format_show(store: ResultsStore, sweep: str, metric: str | Sequence[str] | N
     header = (f"{kind} {runs['sweep'].iloc[0]} ({id_text}): "
               f"best {len(table)} of {len(runs)} {'runs' if kind == 'ablation' else 'trials'} by {ranked_by}")
     return header + pareto_note(table) + "\n" + format_table(table)
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``"3 completed, 1 failed"`` (statuses with none left out); empty when there are none."""
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
 
 
 def pareto_note(table: pd.DataFrame) -> str:

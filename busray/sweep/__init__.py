@@ -8,8 +8,8 @@ trainable: ``fit`` in a warm, reused actor), ``ddp`` (multi-worker trials on Ray
 (Optuna states and attributes), ``recording`` (the one writer of trial outcomes and store rows),
 ``outcome`` (what a sweep produced, its summary), ``hparams`` (TensorBoard HParams), ``console`` (what
 the user sees), ``cluster`` (``ray.init``, loopback, pre-flight, trial slots), ``storage`` (storage
-paths), ``state`` (sweep ids/rounds), ``plan`` (``--dry-run``: the checked plan, no Ray). With ``ablation`` and ``results``, the only code of busray that
-imports Ray.
+paths), ``state`` (sweep ids/rounds), ``plan`` (``--dry-run``: the checked plan, no Ray). With
+``ablation`` and ``results``, the only code of busray that imports Ray.
 
 The exports are lazy (:mod:`busray.lazy`): a trial actor unpickles its trainable from
 ``busray.sweep.trial``, and an eager ``__init__`` would make every new trial process import the

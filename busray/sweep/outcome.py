@@ -16,7 +16,7 @@ import pandas as pd
 
 from busray.objective import Objective
 from busray.results import STATUSES, ResultsStore
-from busray.results.query import format_table, pareto_note, show_table
+from busray.results.query import counts_text, format_table, pareto_note, show_table
 from busray.sweep.trial import TrialJob
 
 #: Shown beside the objective in a sweep's summary: how its best trials do on the held-out split.
@@ -47,8 +47,7 @@ class SweepOutcome:
 
     def summary(self, command: str | None = None) -> str:
         """What the sweep did and what to do next; ``command``: the one that ran it (for --resume)."""
-        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
-        done = f"{count_of(self.num_trials, 'trial')} ({counts or 'none'})"
+        done = f"{count_of(self.num_trials, 'trial')} ({counts_text(self.counts) or 'none'})"
         if self.interrupted:
             done = f"interrupted by {self.interrupted}; {done} recorded{unfinished_text(self.unfinished)}"
         lines = [f"sweep {self.sweep} ({self.sweep_id}): {done}"]

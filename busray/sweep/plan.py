@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from busray.configtools import ConfigError, flatten
+from busray.configtools import flatten
 from busray.models.config import ModelConfig
 from busray.sweep.outcome import count_of
 from busray.sweep.spec import ParamSpec, ResourcesSpec, SweepSpec, load_sweep_spec
@@ -28,15 +28,12 @@ NOTHING_STARTED = ("nothing was started (--dry-run); whether the cluster can pla
 
 def check_encoders(encoders: dict[str, str]) -> None:
     """Refuse, as the first trial would, an encoder timm does not know (``encoders``: where it is set ->
-    its name, the place prefixes the error). A plan may import timm (and torch, seconds), which a real
+    its name; the error names that place). A plan may import timm (and torch, seconds), which a real
     run's driver does not: a real run finds such a typo only in its trials."""
     from busray.models.weights import check_encoder  # lazy: torch and timm only for a plan
 
     for where, name in encoders.items():
-        try:
-            check_encoder(name)
-        except ConfigError as err:
-            raise ConfigError(f"{where}: {str(err).removeprefix('model.encoder: ')}") from None
+        check_encoder(name, key=where)
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,

@@ -98,10 +98,10 @@ class RecordingCallback(Callback):
         self._record(trial, error_text(trial) or "the trial's process died")
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self.unfinished = [self.job.run_id_of(t) for t in trials if self.job.run_id_of(t) in self.live]
+        run_ids = [self.job.run_id_of(trial) for trial in trials]
+        self.unfinished = [run_id for run_id in run_ids if run_id in self.live]
         store = ResultsStore(self.job.storage)
-        for trial in trials:
-            run_id = self.job.run_id_of(trial)
+        for trial, run_id in zip(trials, run_ids):
             if run_id in self.live or trial.status not in ("TERMINATED", "ERROR"):
                 continue
             if not store.is_recorded(self.job.sweep_id, run_id):
