@@ -39,9 +39,10 @@ import contextlib
 import logging
 import math
 import os
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from busray.configtools import ConfigError
+from busray.sweep.spec import ResourcesSpec
 from busray.sweep.trial import SLOT_RESOURCE, TrialJob
 
 TEMP_DIR_ENV = "BUSRAY_RAY_TEMP_DIR"
@@ -127,30 +128,57 @@ def trial_resources(job: TrialJob, tune_config: dict) -> dict[str, float]:
     return {"CPU": job.cpus_per_worker, **gpu, **slot}
 
 
-def check_resources(job: TrialJob, worker_counts: list[int]) -> None:
-    """Refuse, with one line, a trial that this cluster can never place."""
-    import ray
+def check_resources(job: TrialJob | ResourcesSpec, worker_counts: list[int],
+                    have: Mapping[str, float] | None = None) -> None:
+    """Refuse, with one line, a trial that this cluster can never place (``have``: what the cluster has,
+    by default the connected one's resources; a ``--dry-run`` passes :func:`local_resources`)."""
+    if have is None:
+        import ray
 
-    have = ray.cluster_resources()
+        have = ray.cluster_resources()
     for workers in sorted(set(worker_counts)):
         wants = {"CPU": job.cpus_per_worker * workers, "GPU": job.gpus_per_worker * workers}
-        for name, amount in wants.items():
-            if amount > have.get(name, 0.0) + 1e-9:
-                raise ConfigError(_unplaceable(name, amount, have.get(name, 0.0), workers, job))
+        short = [name for name, amount in wants.items() if amount > have.get(name, 0.0) + 1e-9]
+        if short:
+            raise ConfigError(_unplaceable(short, wants, have, workers, job))
 
 
-def _unplaceable(name: str, amount: float, have: float, workers: int, job: TrialJob) -> str:
-    key = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
-    per = getattr(job, key)
-    if workers > 1 and have >= per > 0:
-        hint = f"--set resources.workers={int(have // per)}"
-    elif have > 0:
-        share = have / workers
-        hint = f"--set resources.{key}={math.floor(share * 100) / 100 if name == 'GPU' else max(1, int(share)):g}"
-    else:
-        hint = f"--set resources.{key}=0" if name == "GPU" else "a cluster with CPUs"
-    return (f"resources.{key}: a trial needs {amount:g} {name} ({workers} worker(s) x {per:g}) "
-            f"but the Ray cluster has {have:g}; try {hint}")
+def local_resources() -> dict[str, float] | None:
+    """The CPUs and GPUs a local cluster started here would have, by Ray's own detection (the one
+    ``ray.init`` runs: CPU count and cgroup limits, visible NVIDIA GPUs), without starting Ray. None
+    where a run would use another cluster (``RAY_ADDRESS``) or this Ray lacks the (private) resolver."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    try:
+        from ray._private.resource_and_label_spec import ResourceAndLabelSpec  # no public API in 2.60
+
+        spec = ResourceAndLabelSpec().resolve(is_head=True, node_ip_address=LOOPBACK)
+    except Exception:  # another Ray version: the run checks its cluster when it starts, as before
+        return None
+    return {"CPU": float(spec.num_cpus), "GPU": float(spec.num_gpus)}
+
+
+def _unplaceable(short: list[str], wants: Mapping[str, float], have: Mapping[str, float], workers: int,
+                 job: TrialJob | ResourcesSpec) -> str:
+    """One line for every resource a trial lacks (a GPU preset on a CPU machine lacks both), with one
+    ``--set`` per key that would make it fit."""
+    keys, needs, has, hints = [], [], [], {}
+    for name in short:
+        key = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
+        per, there = getattr(job, key), have.get(name, 0.0)
+        keys.append(f"resources.{key}")
+        needs.append(f"{wants[name]:g} {name} ({workers} worker(s) x {per:g})")
+        has.append(f"{there:g} {name}")
+        if workers > 1 and there >= per > 0:
+            hints["workers"] = min(int(there // per), hints.get("workers", workers))
+        elif there > 0:
+            share = there / workers
+            hints[key] = math.floor(share * 100) / 100 if name == "GPU" else max(1, int(share))
+        elif name == "GPU":
+            hints[key] = 0
+    fits = " ".join(f"--set resources.{key}={value:g}" for key, value in hints.items()) or "a cluster with CPUs"
+    return (f"{', '.join(keys)}: a trial needs {' and '.join(needs)} but the Ray cluster has "
+            f"{' and '.join(has)}; try {fits}")
 
 
 def _slot() -> dict[str, float]:

@@ -5,9 +5,10 @@ validates the file and its ``--set`` overrides exactly as ``busray sweep`` / ``b
 (every run config resolved, the data folder found, the storage's existing sweep of that name and the
 ``--resume`` / ``--add-trials`` rules), then prints what would run: trials or variants x seeds, the
 search space, the objective, early stopping, per-trial resources and where it would be stored. It
-writes nothing and starts no Ray, so whether the cluster can place a trial (its CPUs and GPUs) is
-checked only when it runs. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder
-names. An ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
+writes nothing and starts no Ray. Where a run would start a local Ray (no ``RAY_ADDRESS``), a trial's
+CPUs and GPUs are checked against what that cluster would have, by Ray's own detection: a GPU preset on
+a CPU machine is refused here with the run's one-line error; another cluster is checked when the run
+connects to it. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder names. An ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from busray.configtools import flatten
+from busray.configtools import ConfigError, flatten
 from busray.models.config import ModelConfig
+from busray.sweep.cluster import check_resources, local_resources
 from busray.sweep.outcome import count_of
 from busray.sweep.spec import ParamSpec, ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import open_sweep
 from busray.sweep.storage import resolve_storage
 
-NOTHING_STARTED = ("nothing was started (--dry-run); whether the cluster can place a trial is checked "
-                   "when it runs")
+NOTHING_STARTED = "nothing was started (--dry-run)"
 
 
 def check_encoders(encoders: dict[str, str]) -> None:
@@ -34,6 +35,21 @@ def check_encoders(encoders: dict[str, str]) -> None:
 
     for where, name in encoders.items():
         check_encoder(name, key=where)
+
+
+def placement(resources: ResourcesSpec, worker_counts: list[int]) -> str:
+    """Refuse, as the run would, a trial that the local Ray a run here would start cannot place; the
+    plan's closing line, saying what was checked."""
+    have = local_resources()
+    if have is None:
+        return f"{NOTHING_STARTED}; whether the cluster of RAY_ADDRESS can place a trial is checked when it runs"
+    try:
+        check_resources(resources, worker_counts, have)
+    except ConfigError as err:  # a plan made here for a cluster elsewhere: say which cluster was meant
+        raise ConfigError(f"{err} (the local Ray a run here would start; with RAY_ADDRESS set, a run uses "
+                          "that cluster)") from None
+    return (f"{NOTHING_STARTED}; a trial fits the local Ray a run would start "
+            f"({count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')})")
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,
@@ -55,7 +71,8 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
              f"each trial: {resources_text(spec.resources)}; seeds {spec.seeds}",
              f"storage: {where}", f"space ({len(spec.space)}):"]
     lines += aligned({key: _param(param) for key, param in spec.space.items()})
-    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base)), NOTHING_STARTED]
+    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base)),
+              placement(spec.resources, spec.worker_counts())]
     return "\n".join(lines)
 
 

@@ -73,7 +73,7 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
     job = sweep_job(spec, state, storage)
     total = add_trials or spec.num_trials
     with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
-        check_resources(job, _worker_counts(spec))
+        check_resources(job, spec.worker_counts())
         console = _console(job, total, list(spec.space), progress)
         callbacks, recorder = _callbacks(job, console, spec.tracking)
         try:
@@ -294,11 +294,6 @@ def optuna_storage(spec: SweepSpec, state: SweepState):
 
 def _journal(spec: SweepSpec, state: SweepState) -> str | None:
     return None if spec.search.optuna_storage else str(Path(state.folder) / "optuna.journal")
-
-
-def _worker_counts(spec: SweepSpec) -> list[int]:
-    param = spec.space.get("resources.workers")
-    return [int(v) for v in param.extremes()] if param is not None else [spec.resources.workers]
 
 
 def _with_seed(config: dict, seed: int | None) -> dict:

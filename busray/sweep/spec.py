@@ -131,6 +131,11 @@ class SweepSpec:
     seeds: list[int] = option([0], "train.seed of trial n is seeds[n % len(seeds)]")
     tracking: TrackingSpec = option(TrackingSpec(), "experiment trackers (MLflow, W&B) that log every trial")
 
+    def worker_counts(self) -> list[int]:
+        """The Ray Train worker counts a trial may have: the spec's, or a searched range's ends."""
+        param = self.space.get("resources.workers")
+        return [int(v) for v in param.extremes()] if param is not None else [self.resources.workers]
+
     def _check_rungs(self) -> None:
         """ASHA's first rung must come before a trial's last epoch, or it could never stop one."""
         epochs = _base_epochs(self.base)

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from busray.sweep.cluster import AUTH_LOGGER, _drop_token_auth_notice
+from busray.configtools import ConfigError
+from busray.sweep.cluster import AUTH_LOGGER, _drop_token_auth_notice, check_resources
+from busray.sweep.spec import ResourcesSpec
 
 pytestmark = [pytest.mark.ray]
 LISTEN = "0A"
@@ -92,8 +94,8 @@ def test_local_cluster_listens_on_loopback_only(local_ray):
 
 
 @pytest.mark.parametrize("resources, message", [
-    ({"gpus_per_worker": 1.0}, r"resources.gpus_per_worker: a trial needs 1 GPU .* has 0; try --set resources.gpus_per_worker=0"),
-    ({"cpus_per_worker": 3.0}, r"resources.cpus_per_worker: a trial needs 3 CPU .* has 2; try --set resources.cpus_per_worker=2"),
+    ({"gpus_per_worker": 1.0}, r"resources.gpus_per_worker: a trial needs 1 GPU .* has 0 GPU; try --set resources.gpus_per_worker=0"),
+    ({"cpus_per_worker": 3.0}, r"resources.cpus_per_worker: a trial needs 3 CPU .* has 2 CPU; try --set resources.cpus_per_worker=2"),
     ({"workers": 4, "cpus_per_worker": 1.0}, r"a trial needs 4 CPU \(4 worker\(s\) x 1\) .* try --set resources.workers=2"),
 ])
 def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir, resources, message):
@@ -107,6 +109,33 @@ def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir
                     storage=short_dir, progress=False)
     assert ResultsStore(short_dir).runs().empty  # refused before any trial ran
     assert not (Path(short_dir) / "pre").exists()  # and leaving no state: the fixed command just runs
+
+
+@pytest.mark.parametrize("resources, counts, have, message", [
+    # the GPU preset busi_gpu.yaml on a 2-core CPU machine: both shortfalls, both fixes, one line
+    ({"workers": 2, "cpus_per_worker": 4.0, "gpus_per_worker": 1.0}, [2], {"CPU": 2.0},
+     "resources.cpus_per_worker, resources.gpus_per_worker: a trial needs 8 CPU (2 worker(s) x 4) and 2 GPU "
+     "(2 worker(s) x 1) but the Ray cluster has 2 CPU and 0 GPU; try --set resources.cpus_per_worker=1 "
+     "--set resources.gpus_per_worker=0"),
+    ({"gpus_per_worker": 0.25}, [1], {"CPU": 16.0, "GPU": 0.0},
+     "resources.gpus_per_worker: a trial needs 0.25 GPU (1 worker(s) x 0.25) but the Ray cluster has 0 GPU; "
+     "try --set resources.gpus_per_worker=0"),
+    ({"workers": 8, "cpus_per_worker": 2.0, "gpus_per_worker": 1.0}, [8], {"CPU": 10.0, "GPU": 4.0},
+     "a trial needs 16 CPU (8 worker(s) x 2) and 8 GPU (8 worker(s) x 1) but the Ray cluster has 10 CPU and "
+     "4 GPU; try --set resources.workers=4"),
+    ({"gpus_per_worker": 2.0}, [1, 3], {"CPU": 8.0, "GPU": 4.0},  # a searched worker count: its largest
+     "a trial needs 6 GPU (3 worker(s) x 2) but the Ray cluster has 4 GPU; try --set resources.workers=2"),
+    ({"workers": 2, "gpus_per_worker": 1.0}, [2], {"CPU": 2.0, "GPU": 1.0},
+     "a trial needs 2 GPU (2 worker(s) x 1) but the Ray cluster has 1 GPU; try --set resources.workers=1"),
+])
+def test_an_unplaceable_trial_is_one_line_with_every_fix(resources, counts, have, message):
+    with pytest.raises(ConfigError) as err:
+        check_resources(ResourcesSpec(**resources), counts, have)
+    assert str(err.value).endswith(message) and "\n" not in str(err.value)
+
+
+def test_a_trial_that_fits_passes():
+    check_resources(ResourcesSpec(workers=2, cpus_per_worker=1.0, gpus_per_worker=0.5), [1, 2], {"CPU": 2.0, "GPU": 1.0})
 
 
 @pytest.mark.parametrize("message, shown", [

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from busray.cli import main
+from busray.sweep.cluster import local_resources
 from busray.sweep.state import open_sweep
 
 from sweephelpers import TINY_SPEC
@@ -62,6 +63,9 @@ def test_a_sweep_plan_says_what_would_run(tmp_path, capsys, extra, existing, fir
                                                                "'efficientnet_b99'"),
     (["--set", "space.model.encoder={type: categorical, choices: [test_efficientnet, tf_efficientnet_b44]}"], False,
      "tiny.yaml: space.model.encoder[1]: unknown timm model 'tf_efficientnet_b44'"),
+    # the local Ray a run here would start, by Ray's own detection: no machine here has 1000 CPUs
+    (["--set", "resources.cpus_per_worker=1000"], False, "resources.cpus_per_worker: a trial needs 1000 CPU "
+                                                          "(1 worker(s) x 1000) but the Ray cluster has"),
 ])
 def test_a_sweep_plan_refuses_what_the_run_would(tmp_path, capsys, extra, existing, message):
     if existing:
@@ -70,6 +74,21 @@ def test_a_sweep_plan_refuses_what_the_run_would(tmp_path, capsys, extra, existi
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("busray: error:") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("address", [None, "10.0.0.5:6379"])
+def test_the_plan_says_where_trials_were_checked_to_fit(tmp_path, capsys, monkeypatch, address):
+    if address:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["sweep", str(TINY_SPEC), "--set", SYNTH, "--storage", str(tmp_path / "st"), "--dry-run"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    if address:
+        assert last.endswith("whether the cluster of RAY_ADDRESS can place a trial is checked when it runs")
+    else:
+        cpus = local_resources()["CPU"]
+        assert cpus >= 1 and f"a trial fits the local Ray a run would start ({cpus:g} CPU" in last
 
 
 def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
