@@ -62,7 +62,7 @@ table2)
   $py -m busray ablate sweeps/table2.yaml --storage .gpustore --seeds "${TABLE2_SEEDS:-$([ -n "${GPU_SESSION_DRYRUN:-}" ] && echo 1 || echo 3)}" --resume --no-progress \
     --set base.data.root=.data/busi --set base.model.weights="$weights" "${table2[@]}" ${TABLE2_EXTRA:-} 2>&1 | tee "$out/table2.log"
   echo "table2 wall: $(( $(date +%s) - start )) s, weights=$weights" | tee -a "$out/table2.log"
-  $py -m busray report table2 --storage .gpustore --out "$out/table2"
+  $py -m busray report table2 --storage .gpustore --out "$out/table2" --spread ci
   ;;
 *)
   echo "gpu_session.sh: unknown step '$step' (prepare|install|trials|table2)" >&2

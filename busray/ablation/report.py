@@ -35,7 +35,7 @@ from busray.ablation.documents import FigureNote
 from busray.ablation.paper import PAPER_SETTING, is_busi, measured_key, paper_row, setting_differences
 from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
-from busray.ablation.table import COLUMNS, Column, build_table
+from busray.ablation.table import COLUMNS, SPREADS, Column, build_table
 from busray.results.query import counts_text
 from busray.runfolder import RunFolder
 
@@ -191,14 +191,17 @@ def load_first_samples(ablation: AblationRuns) -> dict[str, dict[str, np.ndarray
 def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_dir: str | Path = "report",
                  baseline: str | None = None, order: Sequence[str] | None = None,
                  show_paper: bool | None = None, boot: BootstrapConfig = BootstrapConfig(),
-                 run_root: str | Path | None = None) -> Path:
+                 run_root: str | Path | None = None, spread: str = "std") -> Path:
     """Write ``report.<fmt>``, ``provenance.json`` and the figures into ``out_dir``; return the report path.
 
     ``store_or_runs`` is a runs DataFrame or a results store (anything with ``runs(sweep=...)``).
-    ``show_paper=None`` shows the paper's numbers when every run's dataset is BUSI.
+    ``show_paper=None`` shows the paper's numbers when every run's dataset is BUSI. ``spread``: what
+    follows a mean's ± (:data:`~busray.ablation.table.SPREADS`: the std over seeds, or the CI of the mean).
     """
     if fmt not in FORMATS:
         raise ReportError(f"unknown report format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if spread not in SPREADS:
+        raise ReportError(f"unknown spread '{spread}' (choose from {', '.join(SPREADS)})")
     runs = store_or_runs if isinstance(store_or_runs, pd.DataFrame) \
         else store_or_runs.runs(sweep=ablation_name)
     ablation = select_runs(runs, ablation_name, baseline, order, run_root)
@@ -209,7 +212,7 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     differences = setting_differences(setting) if paper_rows else []
     cautions = ["Not the paper's setting (Sec. 3.1): these runs differ in " + "; ".join(differences)
                 + ". The paper's rows are a reference here, not a like-for-like comparison."] if differences else []
-    table = build_table(variants, ablation.baseline, boot, paper_rows, columns, notes, cautions)
+    table = build_table(variants, ablation.baseline, boot, paper_rows, columns, notes, cautions, spread)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figure_notes = _write_figures(ablation, variants, out)

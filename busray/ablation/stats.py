@@ -1,4 +1,4 @@
-"""Paired bootstrap confidence intervals for ablation differences, and mean ± std over seeds.
+"""Paired bootstrap confidence intervals for ablation differences; mean ± std (or ± t-interval) over seeds.
 
 The paper reports Table 1/2 as single numbers; an ablation report must also say which differences are
 larger than the noise of training (seeds) and of the finite test set (images). For a metric difference
@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from busray.configtools import option
 
@@ -108,6 +109,19 @@ def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     std = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
     return float(arr.mean()), std
+
+
+def mean_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean, sample std and the half width of the two-sided ``level`` Student-t interval of the mean
+    over seeds (n - 1 degrees of freedom: 2.776 x std / sqrt(5) for 5 seeds at 95 %), NaNs dropped.
+    The std says how much one training run varies; the interval, how well the seeds pin the mean down.
+    Both spreads are NaN for one seed."""
+    arr = np.asarray(values, dtype=float)
+    n = int(np.isfinite(arr).sum())
+    mean, std = mean_std(arr)
+    if n < 2:
+        return mean, std, math.nan
+    return mean, std, float(scipy_stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
 
 
 def paired_bootstrap(reference: np.ndarray, variant: np.ndarray,

@@ -1,11 +1,12 @@
-"""The Table-2-style ablation table: one row per variant, mean ± std over seeds, Δ with bootstrap CIs.
+"""The Table-2-style ablation table: one row per variant, mean ± spread over seeds, Δ with bootstrap CIs.
 
 Columns are the paper's (Table 2): Seg IoU, Dice, Sens, Prec / Clf Acc, F1, AUC, Prec, in percent.
 Any other ``test/seg/*`` or ``test/clf/*`` metric the runs recorded (pooled IoU, ...) goes into a
 separate "additional metrics" block rather than widening the main table. Blocks, in every format:
 
-1. test metrics, ``mean ± std`` over seeds (sample std), the best mean of each column in bold,
-   optionally with the paper's published row under each variant (BUSI only, :mod:`.paper`);
+1. test metrics, ``mean ± std`` over seeds (sample std; ``spread="ci"``: ± the half width of the
+   Student-t interval of the mean, :func:`~busray.ablation.stats.mean_interval`), the best mean of each
+   column in bold, optionally with the paper's published row under each variant (BUSI only, :mod:`.paper`);
 2. additional metrics (when there are any), the same way;
 3. Δ to the baseline variant, in percentage points, with a paired bootstrap CI (:mod:`.stats`);
 4. Δ to the previous row: the step-by-step contribution along the ablation order. A row whose
@@ -15,7 +16,7 @@ A Δ whose interval contains 0 (or cannot be estimated) is marked ``†`` = not 
 variant has fewer than :data:`~busray.ablation.stats.MIN_SEEDS` seeds the table carries a warning.
 :func:`blocks` lays the table out as format-neutral cells; :mod:`.render` writes them as Markdown,
 HTML or LaTeX. :func:`table_frame` is the long numeric form (one line per variant × metric, every
-metric's Δs included) behind ``--format csv``.
+metric's Δs and both spreads included) behind ``--format csv``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from busray.ablation.paper import PaperRow
-from busray.ablation.stats import MIN_SEEDS, BootstrapConfig, Difference, VariantResults, compare, mean_std
+from busray.ablation.stats import MIN_SEEDS, BootstrapConfig, Difference, VariantResults, compare, mean_interval
 
 @dataclasses.dataclass(frozen=True)
 class Column:
@@ -49,6 +50,9 @@ GROUPS = {"seg": "Seg", "clf": "Clf"}
 _TITLES = {"iou": "IoU", "dice": "Dice", "sens": "Sens", "prec": "Prec", "acc": "Acc", "f1": "F1",
            "auc": "AUC"}
 
+#: What follows a mean's ±: the sample std over seeds (how much one training run varies) or the half
+#: width of the Student-t interval of the mean (how well the seeds pin the mean down).
+SPREADS = ("std", "ci")
 NOT_SIGNIFICANT = "†"
 FOOTNOTE = ("Δ in percentage points with a paired bootstrap {ci:.0%} CI ({n_boot} replicates) over seeds × "
             "test images for {per_image}, over seeds only for the per-run metrics ({per_run}); "
@@ -63,6 +67,7 @@ class TableRow:
     n_seeds: int
     mean: Mapping[str, float]
     std: Mapping[str, float]
+    ci: Mapping[str, float]  # half width of the t-interval of the mean, at the bootstrap's level
     vs_baseline: Mapping[str, Difference] | None
     previous: str | None
     vs_previous: Mapping[str, Difference] | None
@@ -78,6 +83,13 @@ class AblationTable:
     extra: tuple[Column, ...] = ()
     notes: tuple[str, ...] = ()   # shown under the table (e.g. the paper's metric convention)
     cautions: tuple[str, ...] = ()  # shown right under the first table (e.g. a setting unlike the paper's)
+    spread: str = "std"  # one of SPREADS
+
+    @property
+    def spread_title(self) -> str:
+        if self.spread == "ci":
+            return f"mean ± {self.boot.ci:.0%} CI of the mean over seeds (Student t)"
+        return "mean ± std over seeds"
 
     @property
     def footnote(self) -> str:
@@ -143,34 +155,40 @@ def build_table(variants: Sequence[VariantResults], baseline: str,
                 boot: BootstrapConfig = BootstrapConfig(),
                 paper: Mapping[str, PaperRow] | None = None,
                 columns: Sequence[Column] = COLUMNS, notes: Sequence[str] = (),
-                cautions: Sequence[str] = ()) -> AblationTable:
-    """Rows in the given order; ``paper`` maps variant names to published rows to show beside ours."""
+                cautions: Sequence[str] = (), spread: str = "std") -> AblationTable:
+    """Rows in the given order; ``paper`` maps variant names to published rows to show beside ours;
+    ``spread`` is what the stats blocks print after ± (:data:`SPREADS`)."""
     by_name = {v.name: v for v in variants}
     if baseline not in by_name:
         raise ValueError(f"baseline variant '{baseline}' is not among the variants {list(by_name)}")
+    if spread not in SPREADS:
+        raise ValueError(f"unknown spread '{spread}' (choose from {', '.join(SPREADS)})")
     extra = extra_columns(variants, columns)
     keys = [c.key for c in (*columns, *extra)]
     rows = []
     for index, variant in enumerate(variants):
         previous = variants[index - 1] if index else None
-        stats = {key: _seed_stat(variant, key) for key in keys}
+        stats = {key: _seed_stat(variant, key, boot.ci) for key in keys}
         rows.append(TableRow(
             variant=variant.name, n_seeds=len(variant.seeds),
-            mean={key: mean for key, (mean, _) in stats.items()},
-            std={key: std for key, (_, std) in stats.items()},
+            mean={key: mean for key, (mean, _, _) in stats.items()},
+            std={key: std for key, (_, std, _) in stats.items()},
+            ci={key: half for key, (_, _, half) in stats.items()},
             vs_baseline=None if variant.name == baseline else _deltas(by_name[baseline], variant, keys, boot),
             previous=previous.name if previous else None,
             vs_previous=_deltas(previous, variant, keys, boot) if previous else None,
             paper=(paper or {}).get(variant.name)))
-    return AblationTable(tuple(rows), baseline, boot, tuple(columns), extra, tuple(notes), tuple(cautions))
+    return AblationTable(tuple(rows), baseline, boot, tuple(columns), extra, tuple(notes), tuple(cautions),
+                         spread)
 
 
-def _seed_stat(variant: VariantResults, key: str) -> tuple[float, float]:
+def _seed_stat(variant: VariantResults, key: str, level: float) -> tuple[float, float, float]:
+    """Mean, std and t-interval half width over seeds, in percent."""
     column = f"test/{key}"
     if column not in variant.run_metrics:
-        return math.nan, math.nan
-    mean, std = mean_std(variant.run_metrics[column].to_numpy(dtype=float))
-    return 100 * mean, 100 * std
+        return math.nan, math.nan, math.nan
+    mean, std, half = mean_interval(variant.run_metrics[column].to_numpy(dtype=float), level)
+    return 100 * mean, 100 * std, 100 * half
 
 
 def _deltas(reference: VariantResults, variant: VariantResults, keys: Sequence[str],
@@ -182,7 +200,7 @@ def _deltas(reference: VariantResults, variant: VariantResults, keys: Sequence[s
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """A value as printed, its uncertainty (``± std`` / ``[lo, hi]``), bold = best, † = not significant."""
+    """A value as printed, its uncertainty (``± spread`` / ``[lo, hi]``), bold = best, † = not significant."""
 
     value: str
     detail: str = ""
@@ -209,10 +227,10 @@ class Block:
 
 def blocks(table: AblationTable) -> list[Block]:
     """The table's blocks (see the module docstring); empty blocks are left out."""
-    out = [Block("stats", "Test metrics (%), mean ± std over seeds; best in bold", table.columns,
+    out = [Block("stats", f"Test metrics (%), {table.spread_title}; best in bold", table.columns,
                  _stat_lines(table, table.columns, paper=True))]
     if table.extra:
-        out.append(Block("stats", "Additional test metrics (%), mean ± std over seeds", table.extra,
+        out.append(Block("stats", f"Additional test metrics (%), {table.spread_title}", table.extra,
                          _stat_lines(table, table.extra, paper=False)))
     ci = f"{table.boot.ci:.0%}"
     out.append(Block("delta", f"Δ vs baseline ({table.baseline}), percentage points [{ci} CI]",
@@ -227,8 +245,9 @@ def blocks(table: AblationTable) -> list[Block]:
 def _stat_lines(table: AblationTable, columns: Sequence[Column], paper: bool) -> list[Line]:
     lines = []
     for row in table.rows:
+        spread = row.ci if table.spread == "ci" else row.std
         lines.append(Line(row.variant, str(row.n_seeds),
-                          [_stat_cell(row.mean[c.key], row.std[c.key], table.best(c.key)) for c in columns]))
+                          [_stat_cell(row.mean[c.key], spread[c.key], table.best(c.key)) for c in columns]))
         if paper and row.paper is not None:
             values = [c.paper_value(row.paper) for c in columns]
             lines.append(Line(f"↳ paper, {row.paper.source} ({row.paper.label})", "",
@@ -236,10 +255,10 @@ def _stat_lines(table: AblationTable, columns: Sequence[Column], paper: bool) ->
     return lines
 
 
-def _stat_cell(mean: float, std: float, best: float | None) -> Cell:
+def _stat_cell(mean: float, spread: float, best: float | None) -> Cell:
     if math.isnan(mean):
         return Cell("–")
-    return Cell(f"{mean:.2f}", "" if math.isnan(std) else f"± {std:.2f}",
+    return Cell(f"{mean:.2f}", "" if math.isnan(spread) else f"± {spread:.2f}",
                 bold=best is not None and round(mean, 2) == best)
 
 
@@ -262,6 +281,8 @@ def table_frame(table: AblationTable) -> pd.DataFrame:
         for column in (*table.columns, *table.extra):
             record = {"variant": row.variant, "metric": column.key, "n_seeds": row.n_seeds,
                       "mean": row.mean[column.key], "std": row.std[column.key],
+                      "mean_ci_lo": row.mean[column.key] - row.ci[column.key],
+                      "mean_ci_hi": row.mean[column.key] + row.ci[column.key],
                       "paper": _or_nan(column.paper_value(row.paper)),
                       "paper_source": f"{row.paper.source}: {row.paper.label}" if row.paper else "",
                       "baseline": table.baseline, "previous": row.previous or ""}

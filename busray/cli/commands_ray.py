@@ -53,15 +53,19 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "report", help="Table-2-style report with significance and figures for an ablation",
-        description="Summarise a recorded ablation: mean and CI per variant, paired tests against the "
-                    "baseline, and figures.",
+        description="Summarise a recorded ablation: mean ± std (or ± CI of the mean) per variant, paired "
+                    "bootstrap tests against the baseline, and figures.",
         epilog="examples:\n  busray report table2 --storage store\n"
-               "  busray report table2 --storage store --format tex --out paper/")
+               "  busray report table2 --storage store --format tex --out paper/\n"
+               "  busray report reference_cpu --spread ci   # mean ± 95% CI over seeds")
     p.add_argument("ablation", metavar="ABLATION", help="ablation name (its file's name: key)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="results storage folder")
     p.add_argument("--format", default="md", choices=("md", "tex", "csv", "html"), help="table format")
     p.add_argument("--out", help="output folder (default: <storage>/reports/<ABLATION>)")
     p.add_argument("--baseline", help="variant the others are compared against (default: the first)")
+    p.add_argument("--spread", default="std", choices=("std", "ci"),
+                   help="what follows a mean's ±: the std over seeds, or the 95%% CI of the mean (Student t); "
+                        "the csv format has both")
     p.set_defaults(handler=cmd_report)
     _register_results(sub)
 
@@ -182,7 +186,7 @@ def cmd_report(args) -> int:
     check_writable_folder(out, "--out")
     with writing_to(out):
         path = build_report(ResultsStore(storage), args.ablation, args.format, str(out),
-                            baseline=args.baseline)
+                            baseline=args.baseline, spread=args.spread)
     print(f"report written to {path}")
     missing = without_runs_line(read_provenance(path))
     if missing:  # a variant whose every run failed is not in the tables: say so here too

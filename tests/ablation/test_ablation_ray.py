@@ -77,6 +77,8 @@ def test_report_in_every_format(ablation_store, fmt, tmp_path):
 def test_report_command(ablation_store, tmp_path, capsys):
     _, storage, _ = ablation_store
     assert main(["report", "mini", "--storage", str(storage), "--out", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r" / "report.md").is_file()
+    assert "mean ± std over seeds" in (tmp_path / "r" / "report.md").read_text()
+    assert main(["report", "mini", "--storage", str(storage), "--out", str(tmp_path / "ci"), "--spread", "ci"]) == 0
+    assert "mean ± 95% CI of the mean over seeds (Student t)" in (tmp_path / "ci" / "report.md").read_text()
     assert main(["report", "nothing", "--storage", str(storage), "--out", str(tmp_path / "x")]) == 2
     assert "nothing" in capsys.readouterr().err

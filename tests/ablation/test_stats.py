@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from busray.ablation.stats import (BootstrapConfig, Difference, VariantResults, compare, mean_std,
+from busray.ablation.stats import (BootstrapConfig, Difference, VariantResults, compare, mean_interval, mean_std,
                                    paired_bootstrap, per_image_matrix)
 
 BOOT = BootstrapConfig(n_boot=2000, seed=0)
@@ -89,6 +89,19 @@ def test_mean_std_over_seeds(values, expected):
     mean, std = mean_std(values)
     assert mean == pytest.approx(expected[0])
     assert (math.isnan(std) and math.isnan(expected[1])) or std == pytest.approx(expected[1])
+
+
+@pytest.mark.parametrize("values, level, half", [
+    ([1.0, 2.0, 3.0], 0.95, 4.302653 / math.sqrt(3)),           # t(0.975, 2 d.f.) x std 1 / sqrt(3)
+    ([1.0, 2.0, 3.0, 4.0, 5.0], 0.95, 2.776445 * math.sqrt(2.5) / math.sqrt(5)),
+    ([1.0, 2.0, 3.0], 0.90, 2.919986 / math.sqrt(3)),
+    ([0.2, np.nan, 0.4], 0.95, 12.706205 * math.sqrt(0.02) / math.sqrt(2)),  # NaN dropped: 1 d.f.
+    ([0.5], 0.95, math.nan),
+])
+def test_mean_interval_is_students_t_over_seeds(values, level, half):
+    mean, std, got = mean_interval(values, level)
+    assert (mean, std) == pytest.approx(mean_std(values), nan_ok=True)
+    assert (math.isnan(got) and math.isnan(half)) or got == pytest.approx(half, rel=1e-5)
 
 
 def test_scaled_difference_keeps_significance():

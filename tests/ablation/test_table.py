@@ -60,6 +60,22 @@ def test_rows_hold_mean_and_std_in_percent(table):
     assert row.vs_baseline is None and row.vs_previous is None
 
 
+def test_the_ci_spread_prints_the_t_interval_of_the_mean_and_csv_has_both():
+    variants = [_variant("baseline", 0.0, seeds=(0, 1, 2)), _variant("b", 0.1, seeds=(0, 1, 2))]
+    ci = build_table(variants, "baseline", BOOT, spread="ci")
+    iou = 100 * variants[0].run_metrics["test/seg/iou"]
+    half = 4.302653 * iou.std(ddof=1) / np.sqrt(3)
+    assert ci.rows[0].ci["seg/iou"] == pytest.approx(half, rel=1e-5)
+    stats = blocks(ci)[0]
+    assert stats.title == "Test metrics (%), mean ± 95% CI of the mean over seeds (Student t); best in bold"
+    assert stats.lines[0].cells[0].detail == f"± {half:.2f}"
+    assert blocks(build_table(variants, "baseline", BOOT))[0].lines[0].cells[0].detail == f"± {iou.std(ddof=1):.2f}"
+    row = table_frame(ci).set_index(["variant", "metric"]).loc[("baseline", "seg/iou")]
+    assert (row["mean_ci_lo"], row["mean_ci_hi"]) == pytest.approx((iou.mean() - half, iou.mean() + half))
+    with pytest.raises(ValueError, match="unknown spread 'sem'"):
+        build_table(variants, "baseline", BOOT, spread="sem")
+
+
 def test_deltas_are_significant_only_for_the_real_shift(table):
     shifted, copy = table.rows[1], table.rows[2]
     assert shifted.vs_baseline["seg/iou"].diff > 10 and shifted.vs_baseline["seg/iou"].significant
