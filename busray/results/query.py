@@ -3,7 +3,8 @@
 - ``format_list``: one line per sweep (trial counts by status, objective, best value).
 - ``format_show``: a sweep's best trials as an aligned table: trial id, status, the config keys
   that vary within the sweep (constant ones would only repeat the sweep file), the ranking
-  metric(s) and the best epoch. With several metrics a ``pareto`` column marks the trials on the
+  metric(s), the best epoch and two test metrics (:data:`TEST_METRICS_SHOWN`); a sweep's closing
+  summary prints the same table. With several metrics a ``pareto`` column marks the trials on the
   multi-objective front (no other trial is at least as good on every metric and better on one).
 - ``export``: the sweep's run rows (all columns, filters applied) as csv, md or parquet, written
   atomically so a failed export never leaves half a file behind.
@@ -28,6 +29,8 @@ from busray.results.schema import ResultsError, config_columns
 from busray.results.store import ResultsStore, Where, kind_of
 
 EXPORT_FORMATS = ("csv", "md", "parquet")
+#: Held-out metrics shown after the ranking metric(s): what a trial scored on the test split, one per task.
+TEST_METRICS_SHOWN = ("test/seg/iou", "test/clf/acc")
 
 
 def format_list(store: ResultsStore) -> str:
@@ -68,9 +71,10 @@ def pareto_note(table: pd.DataFrame) -> str:
     return " (* pareto: no other trial is at least as good on every metric)" if "pareto" in table else ""
 
 
-def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]], also: Sequence[str] = ()) -> pd.DataFrame:
-    """The ranked rows with the columns ``show`` prints; ``also``: metric columns shown after
-    ``best_epoch`` where any row has them (a sweep's summary adds two test metrics)."""
+def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]],
+               also: Sequence[str] = TEST_METRICS_SHOWN) -> pd.DataFrame:
+    """The ranked rows with the columns ``show`` (and a sweep's summary) prints; ``also``: metric
+    columns shown after ``best_epoch`` where any row has them."""
     ranked = rank(runs, metrics)
     failed = ranked["status"] == "failed"  # failed trials last: their metrics are not results
     ranked = ranked.iloc[failed.to_numpy().argsort(kind="stable")]

@@ -19,10 +19,6 @@ from busray.results import STATUSES, ResultsStore
 from busray.results.query import counts_text, format_table, pareto_note, show_table
 from busray.sweep.trial import TrialJob
 
-#: Shown beside the objective in a sweep's summary: how its best trials do on the held-out split.
-SUMMARY_TEST_METRICS = ("test/seg/iou", "test/clf/acc")
-
-
 @dataclass
 class SweepOutcome:
     """What a finished sweep produced (the store holds the details)."""
@@ -110,9 +106,8 @@ def sweep_outcome(job: TrialJob, journal: str | None = None, interrupted: str = 
 
 def best_trials(runs: pd.DataFrame, objective: Objective, top: int = 5) -> pd.DataFrame:
     """The top completed and stopped-early trials, as ``busray results show`` ranks and lays them out
-    (the config keys that vary in the sweep, a ``pareto`` mark for several metrics), with two test
-    metrics beside the objective."""
+    (the config keys that vary in the sweep, a ``pareto`` mark for several metrics, two test metrics)."""
     if runs.empty or objective.metric not in runs:
         return pd.DataFrame()
-    table = show_table(runs, list(zip(objective.metrics, objective.modes)), also=SUMMARY_TEST_METRICS)
+    table = show_table(runs, list(zip(objective.metrics, objective.modes)))
     return table[table["status"] != "failed"].head(top).reset_index(drop=True)

@@ -56,11 +56,12 @@ def test_format_show_ranks_by_the_sweep_objective(filled):
     text = format_show(filled, "demo")
     header, columns = text.splitlines()[:2]
     assert header == "sweep demo (demo-1): best 5 of 5 trials by val/seg/iou (max)"
-    # Only the varying config key is shown (backbone and w_seg are constant).
-    assert columns.split() == ["trial_id", "status", "model.tau", "val/seg/iou", "best_epoch"]
+    # Only the varying config key is shown (backbone and w_seg are constant); then the test metrics
+    # recorded (test/seg/iou; no trial has test/clf/acc), as a sweep's summary shows them
+    assert columns.split() == ["trial_id", "status", "model.tau", "val/seg/iou", "best_epoch", "test/seg/iou"]
     body = _body(text)
     assert [r[0] for r in body] == ["t2", "t1", "t0", "t3", "t4"]   # failed last
-    assert body[0] == ["t2", "completed", "0.6", "0.7", "3"]
+    assert body[0] == ["t2", "completed", "0.6", "0.7", "3", "0.6"]
 
 
 def test_format_show_calls_an_ablation_by_its_name(store, make_row):
