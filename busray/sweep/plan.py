@@ -8,7 +8,8 @@ search space, the objective, early stopping, per-trial resources and where it wo
 writes nothing and starts no Ray. Where a run would start a local Ray (no ``RAY_ADDRESS``), a trial's
 CPUs and GPUs are checked against what that cluster would have, by Ray's own detection: a GPU preset on
 a CPU machine is refused here with the run's one-line error; another cluster is checked when the run
-connects to it. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder names. An ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
+connects to it. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder names. An
+ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
 """
 
 from __future__ import annotations
