@@ -14,6 +14,7 @@ its fold; replicate i is fold i.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -51,7 +52,7 @@ class AblationOutcome:
         lines = [head, f"storage: {self.storage}"]
         if self.interrupted:
             lines.append(f"resume: {resume_command(command)}")
-        lines.append(f"report: busray report {self.name} --storage {self.storage}")
+        lines.append(f"report: busray report {self.name} --storage {shlex.quote(str(self.storage))}")
         return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,7 +174,8 @@ def cmd_train(args) -> int:
             result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         if plan.backup is None and (plan.folder.checkpoints / LAST).is_file():
-            print(f"interrupted; the run keeps its last checkpoint: busray train --out {plan.folder.path} "
+            print(f"interrupted; the run keeps its last checkpoint: busray train --out "
+                  f"{shlex.quote(str(plan.folder.path))} "
                   f"--resume continues it", file=sys.stderr)
         raise
     print(train_summary(result))
@@ -194,10 +196,10 @@ def train_summary(result) -> str:
     if result.status == "completed":
         from busray.runfolder import TENSORBOARD  # lazy like every busray import here: --help stays fast
 
-        run = result.run_dir
+        run = shlex.quote(str(result.run_dir))  # pasted into a shell as it is, spaces and all
         lines += ["next:", f"  busray evaluate {run} --data OTHER_DATASET --split all",
                   f"  busray predict {run} IMAGE.png --out preds/",
-                  f"  tensorboard --logdir {Path(run) / TENSORBOARD}"]
+                  f"  tensorboard --logdir {shlex.quote(str(Path(result.run_dir) / TENSORBOARD))}"]
     return "\n".join(lines)
 
 

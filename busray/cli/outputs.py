@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -127,8 +128,9 @@ def existing_store(text: str, flag: str = "--storage", name: str | None = None) 
     sweep/ablation argument, which a user may have given the store's folder instead."""
     path = storage_path(text, flag)
     if name and Path(name, "results").is_dir() and not (path / "results").is_dir():
-        raise CliError(f"{name} is a results store, not a sweep or ablation name: pass --storage {name} "
-                       f"and a name (busray results list --storage {name} lists them)")
+        quoted = shlex.quote(name)
+        raise CliError(f"{name} is a results store, not a sweep or ablation name: pass --storage {quoted} "
+                       f"and a name (busray results list --storage {quoted} lists them)")
     if not path.exists():
         raise CliError(f"{flag}: {path} not found (no results store there)")
     if not path.is_dir():

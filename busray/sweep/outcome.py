@@ -8,6 +8,8 @@ the result, then what to do next.
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +20,7 @@ from busray.objective import Objective
 from busray.results import STATUSES, ResultsStore
 from busray.results.query import counts_text, format_table, pareto_note, show_table
 from busray.sweep.trial import TrialJob
+
 
 @dataclass
 class SweepOutcome:
@@ -52,11 +55,13 @@ class SweepOutcome:
         lines.append("next:")
         if self.interrupted:
             lines.append(f"  {resume_command(command)}")
-        lines += [f"  busray results show {self.sweep} --storage {self.storage}",
-                  f"  tensorboard --logdir {Path(self.storage) / 'tb' / self.sweep}"]
+        # shell-quoted and a Python string literal: a storage path with spaces still pastes as it is
+        lines += [f"  busray results show {self.sweep} --storage {shlex.quote(str(self.storage))}",
+                  f"  tensorboard --logdir {shlex.quote(str(Path(self.storage) / 'tb' / self.sweep))}"]
         if self.journal:
-            lines.append(f"  optuna-dashboard {self.journal}")
-        lines.append(f"  pandas: pd.read_parquet(\"{ResultsStore(self.storage).runs_dir}\")   # one row per trial")
+            lines.append(f"  optuna-dashboard {shlex.quote(str(self.journal))}")
+        runs_dir = json.dumps(str(ResultsStore(self.storage).runs_dir))
+        lines.append(f"  pandas: pd.read_parquet({runs_dir})   # one row per trial")
         return "\n".join(lines)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import pickle
+import shlex
 import signal
 from types import SimpleNamespace
 
@@ -107,6 +109,21 @@ def test_summaries_of_an_interrupted_sweep_say_how_to_go_on():
     fewer_seeds = AblationOutcome("t3", "/st", 2, {"completed": 6}, "t3-1")  # --resume --seeds 1 of a 3-seed one
     assert fewer_seeds.summary().splitlines()[0] == \
         "ablation t3 (t3-1): 2 runs planned; recorded: 6 completed (including earlier rounds)"
+
+
+def test_the_next_steps_paste_into_a_shell_and_python_with_spaces_in_the_storage(tmp_path):
+    storage = str(tmp_path / "my store")
+    best = pd.DataFrame({"trial_id": ["b2"], "status": ["completed"], "val/score": [0.5]})
+    lines = SweepOutcome("s", "s-1", storage, {"completed": 1}, best, Objective.parse("val/score:max"),
+                         journal=f"{storage}/s/optuna.journal").summary().splitlines()
+    hints = lines[lines.index("next:") + 1:]
+    assert shlex.split(hints[0]) == ["busray", "results", "show", "s", "--storage", storage]
+    assert shlex.split(hints[1]) == ["tensorboard", "--logdir", f"{storage}/tb/s"]
+    assert shlex.split(hints[2]) == ["optuna-dashboard", f"{storage}/s/optuna.journal"]
+    call = ast.parse(hints[3].split("pandas: ", 1)[1].split("   #")[0]).body[0].value
+    assert ast.literal_eval(call.args[0]) == f"{storage}/results/runs"
+    report = AblationOutcome("t2", storage, 1, {"completed": 1}, "t2-1").summary().splitlines()[-1]
+    assert shlex.split(report.split(": ", 1)[1]) == ["busray", "report", "t2", "--storage", storage]
 
 
 ENC = "ConfigError: model.encoder: unknown timm model 'nope'"
