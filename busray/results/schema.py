@@ -95,6 +95,13 @@ def config_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if c not in FIXED_COLUMNS and is_config_column(c)]
 
 
+def in_store_order(keys: list[str]) -> list[str]:
+    """``keys`` in the order of the store's columns (model, loss, data, train, resources; keys the
+    schema does not declare last): the order ``results show`` and a sweep's summary print them in."""
+    position = {name: i for i, name in enumerate(RUN_SCHEMA.names)}
+    return sorted(keys, key=lambda key: position.get(key, len(position)))
+
+
 # ------------------------------------------------------------------------------- provenance
 def busray_version() -> str:
     """``busray.__version__``, else the installed distribution's version, else ``0+unknown``."""

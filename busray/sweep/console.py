@@ -5,7 +5,7 @@ not forwarded (``log_to_driver=False``) unless ``--verbose``. What a researcher 
 
     sweep smoke (smoke-20261126T120000-ab12): 4 trials, 2 at a time, objective val/score:max
     Ray dashboard: http://127.0.0.1:8265
-    [1/4] a08529ac started   loss.w_seg=0.71  model.tau=0.85  train.lr=0.0012
+    [1/4] a08529ac started   model.tau=0.85  loss.w_seg=0.71  train.lr=0.0012
     [1/4] a08529ac stopped   by ASHA after epoch 3: val/score 0.222 (best epoch 2)
     [2/4] 01f970e5 completed val/score 0.459 (best epoch 7), test seg/iou 0.41 clf/acc 0.80
     [3/4] 9c7d1e2a failed    NonFiniteLoss: non-finite loss at epoch 2

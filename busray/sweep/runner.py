@@ -40,6 +40,7 @@ from busray.config import config_from_dict, config_to_dict, resolve_run_paths
 from busray.configtools import ConfigError, flatten
 from busray.objective import Objective
 from busray.results import STATUSES, ResultsStore, trial_key
+from busray.results.schema import in_store_order
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
 from busray.sweep.space import DefineByRun
 from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
@@ -74,7 +75,7 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
     total = add_trials or spec.num_trials
     with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
         check_resources(job, spec.worker_counts())
-        console = _console(job, total, list(spec.space), progress)
+        console = _console(job, total, in_store_order(list(spec.space)), progress)  # as the summary's table
         callbacks, recorder = _callbacks(job, console, spec.tracking)
         try:
             if resume and not _never_started(job, state):

@@ -19,6 +19,7 @@ from busray.results import (
     EPOCH_SCHEMA, RUN_SCHEMA, SCHEMA_VERSION, RunIdentity, run_row, trial_key)
 from busray.results.columns import (
     CONFIG_COLUMNS, EVAL_KEYS, LOSS_TERMS, METRIC_KEYS, arrow_type, config_column_types)
+from busray.results.schema import in_store_order
 from busray.runfolder import RunOutcome
 
 REPO_ROOT = Path(busray.results.__file__).resolve().parents[2]
@@ -131,3 +132,12 @@ def test_finish_time_defaults_to_now_utc():
     row = run_row(RunIdentity("s", "s-1", "a"), {}, RunOutcome(status="failed"))
     finished = dt.datetime.fromisoformat(row["finished_at"])
     assert abs((dt.datetime.now(dt.timezone.utc) - finished).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("keys, ordered", [
+    (["loss.w_seg", "model.tau", "train.lr"], ["model.tau", "loss.w_seg", "train.lr"]),   # the smoke sweep's space
+    (["resources.workers", "train.lr", "model.upa_norm"], ["model.upa_norm", "train.lr", "resources.workers"]),
+    (["model.not_declared", "loss.w_seg"], ["loss.w_seg", "model.not_declared"]),       # undeclared keys last
+])
+def test_keys_in_the_order_of_the_stores_columns(keys, ordered):
+    assert in_store_order(keys) == ordered
