@@ -3,7 +3,7 @@
 Tune's own output (status tables, per-result boxes) is off (``verbose=0``) and workers' log lines are
 not forwarded (``log_to_driver=False``) unless ``--verbose``. What a researcher sees instead::
 
-    sweep smoke (smoke-20261126T120000-ab12): 4 trials, 2 at a time, objective val/score:max
+    sweep smoke (smoke-20261126T120000-ab12): 4 trials, objective val/score:max, storage /srv/demo
     Ray dashboard: http://127.0.0.1:8265
     [1/4] a08529ac started   model.tau=0.85  loss.w_seg=0.71  train.lr=0.0012
     [1/4] a08529ac stopped   by ASHA after epoch 3: val/score 0.222 (best epoch 2)
