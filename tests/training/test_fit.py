@@ -303,4 +303,6 @@ def test_a_terminal_sees_the_steps_of_each_epoch(tmp_path, monkeypatch, tty):
     train_images = json.loads((tmp_path / "r" / "split.json").read_text())["sizes"]["train"]
     steps = math.ceil(train_images / cfg.train.batch_size)
     assert "epochs: 100%" in stderr.text  # the epochs bar, either way
-    assert ("epoch 1: 100%" in stderr.text and f"{steps}/{steps} [" in stderr.text and "step/s" in stderr.text) == tty
+    # the step bar is drawn when it starts; whether tqdm draws it again before it is cleared depends on
+    # how fast the steps run (it redraws at most every 0.1 s), so only its first line is certain
+    assert (f"epoch 1:   0%|          | 0/{steps} [" in stderr.text and "step/s" in stderr.text) == tty
