@@ -1,10 +1,11 @@
 """The ablation table as Markdown, HTML or LaTeX (and CSV), from :func:`.table.blocks`.
 
-- ``md``: one pipe table per block, ``value ± std`` and ``Δ [lo, hi] †`` inline, best values bold;
+- ``md``: one pipe table per block, ``value ± spread`` (std, or the CI of the mean) and ``Δ [lo, hi] †``
+  inline, best values bold;
 - ``html``: ``<table>`` fragments (the report wraps them into a page) with each uncertainty on a
   second, smaller line;
 - ``tex``: booktabs ``table`` floats to ``\\input`` into a paper (needs ``booktabs`` and ``graphicx``),
-  laid out for a one-column page (345 pt, LaTeX's ``article``): the std of each mean on a second,
+  laid out for a one-column page (345 pt, LaTeX's ``article``): the spread of each mean on a second,
   smaller line; Δs with † in their own table; the confidence intervals, which would not fit beside
   them, in a third table with a lower-bound and an upper-bound line per comparison. With the shipped
   ablations' variant names the tables fit as they are; a tabular that would still be wider than the
@@ -193,11 +194,13 @@ def _latex(table: AblationTable, label: str) -> str:
     deltas = [b for b in all_blocks if b.kind == "delta"]
     ci = f"{table.boot.ci:.0%}".replace("%", r"\%")
     body, paper_notes = _tex_stats(stats[0])
-    floats = [_tex_float(r"Test metrics (\%): mean over seeds, standard deviation below; best in bold.",
+    below = ("standard deviation below" if table.spread == "std" else
+             rf"half width of the {ci} confidence interval of the mean (Student $t$) below")
+    floats = [_tex_float(rf"Test metrics (\%): mean over seeds, {below}; best in bold.",
                          f"{label}-metrics", body, [r"\textbf{" + tex_escape(c) + "}" for c in table.cautions]
                          + paper_notes + [tex_escape(n) for n in table.notes])]
     if len(stats) > 1:
-        floats.append(_tex_float(r"Additional test metrics (\%): mean over seeds, standard deviation below.",
+        floats.append(_tex_float(rf"Additional test metrics (\%): mean over seeds, {below}.",
                                  f"{label}-extra", _tex_stats(stats[1])[0]))
     if deltas:
         warnings = [r"\textbf{" + tex_escape(w).replace(": ", ":} ", 1) for w in table.warnings]

@@ -176,15 +176,19 @@ def test_latex_is_booktabs_floats_to_input(table):
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
-@pytest.mark.parametrize("names, scaled", [
-    (("baseline", "hmsf", "tim", "tim_upa", "full"), False),                  # sweeps/table2.yaml
-    (("encoder_only", "running_tau100", "a_really_long_variant_name"), True),
+@pytest.mark.parametrize("names, scaled, spread", [
+    (("baseline", "hmsf", "tim", "tim_upa", "full"), False, "std"),                  # sweeps/table2.yaml
+    (("baseline", "hmsf", "tim", "tim_upa", "full"), False, "ci"),                   # its report --spread ci
+    (("encoder_only", "running_tau100", "a_really_long_variant_name"), True, "std"),
 ])
-def test_latex_compiles_and_fits_a_one_column_page(tmp_path, names, scaled):
+def test_latex_compiles_and_fits_a_one_column_page(tmp_path, names, scaled, spread):
     extra = {"test/seg/iou_pooled": 0.6, "test/seg/dice_pooled": 0.7}
     table = build_table([_variant(n, 0.1 * (i % 3) - 0.1, extra=extra) for i, n in enumerate(names)],
-                        names[0], BOOT, paper={names[-1]: TABLE2_BUSI[(True, True, True)]})
-    (tmp_path / "t.tex").write_text(render_table(table, "tex"))
+                        names[0], BOOT, paper={names[-1]: TABLE2_BUSI[(True, True, True)]}, spread=spread)
+    text = render_table(table, "tex")
+    below = "standard deviation below" if spread == "std" else r"95\% confidence interval of the mean (Student $t$) below"
+    assert text.count(below) == 2   # the captions of the metrics and the additional-metrics tables
+    (tmp_path / "t.tex").write_text(text)
     (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage{booktabs,graphicx}"
                                       "\\begin{document}\\input{t.tex}\\end{document}\n")
     subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
