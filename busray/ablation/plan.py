@@ -15,7 +15,7 @@ from busray.ablation.spec import load_ablation_spec
 from busray.configtools import flatten
 from busray.models.config import ModelConfig
 from busray.sweep.outcome import count_of
-from busray.sweep.plan import aligned, check_encoders, placement, resources_text
+from busray.sweep.plan import aligned, check_encoders, resources_text, with_placement
 from busray.sweep.state import open_sweep
 from busray.sweep.storage import resolve_storage
 
@@ -38,6 +38,5 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
              f"storage: {where}", "variants (their changes to base):"]
     lines += aligned({name: ", ".join(f"{k}={v}" for k, v in flatten(changes or {}).items()) or "(base)"
                       for name, changes in spec.variants.items()})
-    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base)),
-              placement(spec.resources, [spec.resources.workers])]
-    return "\n".join(lines)
+    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
+    return with_placement(lines, spec.resources, [spec.resources.workers])

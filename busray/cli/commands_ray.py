@@ -129,8 +129,7 @@ def cmd_sweep(args) -> int:
     storage = spec_storage(args.spec, args.storage)
     if args.dry_run:
         from busray.sweep.plan import sweep_plan  # lazy, as below (no Ray either way)
-        print(sweep_plan(args.spec, args.overrides, storage, args.resume, args.add_trials))
-        return 0
+        return _print_plan(sweep_plan, args.spec, args.overrides, storage, args.resume, args.add_trials)
     from busray.sweep import run_sweep  # lazy: Ray and Optuna, once the arguments passed
     with writing_to(storage or "the sweep's storage"):
         outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
@@ -138,6 +137,18 @@ def cmd_sweep(args) -> int:
                             verbose=getattr(args, "verbose", False))
     print(outcome.summary(command=_same_command("sweep", args, outcome.storage)))
     return _exit_status(outcome)
+
+
+def _print_plan(make_plan, *args) -> int:
+    """Print a ``--dry-run`` plan; one this machine cannot run is printed, then refused (exit 2)."""
+    from busray.sweep.plan import PlanRefused  # lazy: the CLI imports what a command needs
+
+    try:
+        print(make_plan(*args))
+    except PlanRefused as refused:
+        print(refused.plan)
+        raise
+    return 0
 
 
 def _exit_status(outcome) -> int:
@@ -163,8 +174,7 @@ def cmd_ablate(args) -> int:
     storage = spec_storage(args.spec, args.storage)
     if args.dry_run:
         from busray.ablation.plan import ablation_plan  # lazy, as below (no Ray either way)
-        print(ablation_plan(args.spec, args.overrides, storage, args.seeds, args.resume))
-        return 0
+        return _print_plan(ablation_plan, args.spec, args.overrides, storage, args.seeds, args.resume)
     from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib, once the arguments passed
     with writing_to(storage or "the ablation's storage"):
         outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,

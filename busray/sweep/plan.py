@@ -28,6 +28,16 @@ from busray.sweep.storage import resolve_storage
 NOTHING_STARTED = "nothing was started (--dry-run)"
 
 
+class PlanRefused(ConfigError):
+    """A plan whose trials this machine's local Ray could not place: the run would refuse it, so the
+    dry run does too (one line, exit 2), after printing the plan (``plan``), which is still worth
+    reading, e.g. before submitting a GPU preset to a cluster."""
+
+    def __init__(self, message: str, plan: str) -> None:
+        super().__init__(message)
+        self.plan = plan
+
+
 def check_encoders(encoders: dict[str, str]) -> None:
     """Refuse, as the first trial would, an encoder timm does not know (``encoders``: where it is set ->
     its name; the error names that place). A plan may import timm (and torch, seconds), which a real
@@ -38,19 +48,20 @@ def check_encoders(encoders: dict[str, str]) -> None:
         check_encoder(name, key=where)
 
 
-def placement(resources: ResourcesSpec, worker_counts: list[int]) -> str:
-    """Refuse, as the run would, a trial that the local Ray a run here would start cannot place; the
-    plan's closing line, saying what was checked."""
+def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: list[int]) -> str:
+    """The plan's text with its closing line, which says what was checked; :class:`PlanRefused`, as
+    the run would refuse it, when the local Ray a run here would start cannot place a trial."""
     have = local_resources()
     if have is None:
-        return f"{NOTHING_STARTED}; whether the cluster of RAY_ADDRESS can place a trial is checked when it runs"
+        end = f"{NOTHING_STARTED}; whether the cluster of RAY_ADDRESS can place a trial is checked when it runs"
+        return "\n".join([*lines, end])
     try:
         check_resources(resources, worker_counts, have)
     except ConfigError as err:  # a plan made here for a cluster elsewhere: say which cluster was meant
-        raise ConfigError(f"{err} (the local Ray a run here would start; with RAY_ADDRESS set, a run uses "
-                          "that cluster)") from None
-    return (f"{NOTHING_STARTED}; a trial fits the local Ray a run would start "
-            f"({count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')})")
+        raise PlanRefused(f"{err} (the local Ray a run here would start; with RAY_ADDRESS set, a run uses "
+                          "that cluster)", "\n".join([*lines, NOTHING_STARTED])) from None
+    return "\n".join([*lines, f"{NOTHING_STARTED}; a trial fits the local Ray a run would start "
+                                f"({count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')})"])
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,
@@ -72,9 +83,8 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
              f"each trial: {resources_text(spec.resources)}; seeds {spec.seeds}",
              f"storage: {where}", f"space ({len(spec.space)}):"]
     lines += aligned({key: _param(param) for key, param in spec.space.items()})
-    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base)),
-              placement(spec.resources, spec.worker_counts())]
-    return "\n".join(lines)
+    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
+    return with_placement(lines, spec.resources, spec.worker_counts())
 
 
 def _encoders(spec: SweepSpec, source: str | Path | dict) -> dict[str, str]:

@@ -76,6 +76,23 @@ def test_a_sweep_plan_refuses_what_the_run_would(tmp_path, capsys, extra, existi
     assert err.startswith("busray: error:") and message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("kind, first_line", [("sweep", "sweep tiny: 4 trials"), ("ablate", "ablation abl: 2 variants")])
+def test_a_plan_this_machine_cannot_place_is_printed_then_refused(tmp_path, capsys, monkeypatch, kind, first_line):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = TINY_SPEC
+    if kind == "ablate":
+        spec = tmp_path / "abl.yaml"
+        spec.write_text(ABLATION)
+    before = sorted(tmp_path.rglob("*"))
+    argv = [kind, str(spec), "--set", "resources.cpus_per_worker=1000", "--storage", str(tmp_path / "st"), "--dry-run"]
+    assert main(argv if kind == "ablate" else argv + ["--set", SYNTH]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith(first_line) and out.splitlines()[-1] == "nothing was started (--dry-run)"
+    assert err.startswith("busray: error: resources.cpus_per_worker: a trial needs 1000 CPU") and err.count("\n") == 1
+    assert "with RAY_ADDRESS set, a run uses that cluster" in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
 @pytest.mark.parametrize("address", [None, "10.0.0.5:6379"])
 def test_the_plan_says_where_trials_were_checked_to_fit(tmp_path, capsys, monkeypatch, address):
     if address:
