@@ -78,7 +78,8 @@ def _common(p) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (trial lines and the summary still print)")
     p.add_argument("--dry-run", action="store_true",
-                   help="check the file and the storage as a run would, print what it would run, start nothing")
+                   help="check the file, the storage and (without RAY_ADDRESS) this machine's CPUs/GPUs as a "
+                        "run would, print what it would run, start nothing")
 
 
 def _register_results(sub) -> None:
