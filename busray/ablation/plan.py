@@ -39,4 +39,4 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
     lines += aligned({name: ", ".join(f"{k}={v}" for k, v in flatten(changes or {}).items()) or "(base)"
                       for name, changes in spec.variants.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
-    return with_placement(lines, spec.resources, [spec.resources.workers])
+    return with_placement(lines, spec.resources, [spec.resources.workers], spec.max_concurrent)

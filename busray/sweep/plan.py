@@ -14,6 +14,7 @@ ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -48,9 +49,10 @@ def check_encoders(encoders: dict[str, str]) -> None:
         check_encoder(name, key=where)
 
 
-def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: list[int]) -> str:
-    """The plan's text with its closing line, which says what was checked; :class:`PlanRefused`, as
-    the run would refuse it, when the local Ray a run here would start cannot place a trial."""
+def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: list[int], concurrent: int) -> str:
+    """The plan's text with its closing line, which says what was checked (and when the machine has
+    room for fewer than ``concurrent`` trials at a time, that Ray will queue the rest); :class:`PlanRefused`,
+    as the run would refuse it, when the local Ray a run here would start cannot place a trial."""
     have = local_resources()
     if have is None:
         end = f"{NOTHING_STARTED}; whether the cluster of RAY_ADDRESS can place a trial is checked when it runs"
@@ -60,8 +62,19 @@ def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: li
     except ConfigError as err:  # a plan made here for a cluster elsewhere: say which cluster was meant
         raise PlanRefused(f"{err} (the local Ray a run here would start; with RAY_ADDRESS set, a run uses "
                           "that cluster)", "\n".join([*lines, NOTHING_STARTED])) from None
-    return "\n".join([*lines, f"{NOTHING_STARTED}; a trial fits the local Ray a run would start "
-                                f"({count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')})"])
+    fits = f"{count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')}"
+    room = room_for_trials(resources, max(worker_counts), have)
+    if room < concurrent:
+        fits += f"; room for {room} trial(s) at a time, not {concurrent}: the others wait"
+    return "\n".join([*lines, f"{NOTHING_STARTED}; a trial fits the local Ray a run would start ({fits})"])
+
+
+def room_for_trials(resources: ResourcesSpec, workers: int, have: dict[str, float]) -> int:
+    """How many trials of the largest worker count the cluster ``have`` runs at once (each worker
+    takes its CPUs and GPUs; a DDP trial's driving actor takes none)."""
+    wants = {"CPU": resources.cpus_per_worker * workers, "GPU": resources.gpus_per_worker * workers}
+    return min((math.floor(have.get(name, 0.0) / amount + 1e-9) for name, amount in wants.items() if amount > 0),
+               default=10**9)
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,
@@ -84,7 +97,7 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
              f"storage: {where}", f"space ({len(spec.space)}):"]
     lines += aligned({key: _param(param) for key, param in spec.space.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
-    return with_placement(lines, spec.resources, spec.worker_counts())
+    return with_placement(lines, spec.resources, spec.worker_counts(), spec.max_concurrent)
 
 
 def _encoders(spec: SweepSpec, source: str | Path | dict) -> dict[str, str]:

@@ -8,6 +8,8 @@ import pytest
 
 from busray.cli import main
 from busray.sweep.cluster import local_resources
+from busray.sweep.plan import room_for_trials
+from busray.sweep.spec import ResourcesSpec
 from busray.sweep.state import open_sweep
 
 from sweephelpers import TINY_SPEC
@@ -106,6 +108,25 @@ def test_the_plan_says_where_trials_were_checked_to_fit(tmp_path, capsys, monkey
     else:
         cpus = local_resources()["CPU"]
         assert cpus >= 1 and f"a trial fits the local Ray a run would start ({cpus:g} CPU" in last
+
+
+@pytest.mark.parametrize("resources, workers, have, room", [
+    ({"cpus_per_worker": 1.0}, 1, {"CPU": 2.0, "GPU": 0.0}, 2),
+    ({"cpus_per_worker": 1.0}, 2, {"CPU": 2.0, "GPU": 0.0}, 1),            # busi_gpu.yaml's DDP pair here
+    ({"cpus_per_worker": 2.0, "gpus_per_worker": 0.25}, 1, {"CPU": 16.0, "GPU": 1.0}, 4),  # 4 packed on a GPU
+    ({"cpus_per_worker": 0.0}, 1, {"CPU": 2.0}, 10**9),                      # asks for nothing: no bound
+])
+def test_room_counts_the_trials_a_cluster_runs_at_once(resources, workers, have, room):
+    assert room_for_trials(ResourcesSpec(**resources), workers, have) == room
+
+
+def test_a_plan_says_when_the_machine_runs_fewer_trials_at_once_than_asked(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = int(local_resources()["CPU"])  # one trial takes them all
+    argv = ["sweep", str(TINY_SPEC), "--set", SYNTH, "--set", f"resources.cpus_per_worker={cpus}",
+            "--storage", str(tmp_path / "st"), "--dry-run"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("room for 1 trial(s) at a time, not 2: the others wait)")
 
 
 def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
