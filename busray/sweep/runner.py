@@ -57,6 +57,12 @@ if TYPE_CHECKING:  # imported where the Tuner is built (the module docstring say
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
 #: once), and Tune's legacy output engine, whose ``verbose=0`` really is silent.
 QUIET_TUNE = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+#: Tune snapshots its experiment (trials, searcher) every second rather than every 10 s or more (its
+#: "auto"): a trial that started, ended and was recorded between two snapshots is unknown to the
+#: ``--resume`` of a SIGKILLed driver, which then starts one trial too many (seen: 5 store rows for a
+#: 4-trial sweep). A trial takes longer than a second, so every recorded trial is in the snapshot; saving
+#: a few hundred trials' state takes milliseconds. A value already in the environment is kept.
+SNAPSHOT_TUNE = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 #: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
 #: turned off above); --verbose leaves them alone.
 QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
@@ -242,9 +248,11 @@ def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
 
 @contextlib.contextmanager
 def _quiet_tune(verbose: bool) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in QUIET_TUNE}
+    """Tune's environment for one sweep (:data:`QUIET_TUNE`, :data:`SNAPSHOT_TUNE`), restored after."""
+    env = {**{k: v for k, v in SNAPSHOT_TUNE.items() if k not in os.environ}, **QUIET_TUNE}
+    saved = {k: os.environ.get(k) for k in env}
     levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    os.environ.update(QUIET_TUNE)
+    os.environ.update(env)
     if not verbose:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -12,6 +12,7 @@ Runs the real CLI (``python -m busray sweep``) in subprocesses connected to the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -51,6 +52,9 @@ def test_interrupted_then_killed_then_resumed_gives_exactly_n_rows(local_ray, sy
 
     rows_at_kill = _kill_once_it_records(_sweep_cmd(synth_root, storage, "--resume"), store, len(recorded))
     assert rows_at_kill < 4
+    # what the next --resume restores knows every trial the killed driver recorded (else it would start
+    # one trial too many: busray.sweep.runner.SNAPSHOT_TUNE)
+    assert set(store.runs()["trial_id"]) <= _snapshot_trial_ids(Path(storage) / "tiny" / "tune")
 
     resumed = subprocess.run(_sweep_cmd(synth_root, storage, "--resume"), env=cli_env(), cwd=ROOT,
                              capture_output=True, text=True, timeout=500, start_new_session=True)
@@ -68,6 +72,12 @@ def test_interrupted_then_killed_then_resumed_gives_exactly_n_rows(local_ray, sy
     study = optuna.load_study(study_name=runs["sweep_id"].iloc[0], storage=journal)
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) >= 4 - rows_at_kill  # every trial the resumed run finished was told to Optuna
+
+
+def _snapshot_trial_ids(tune_dir: Path) -> set[str]:
+    """The trial ids in Tune's newest experiment snapshot of the sweep's last round."""
+    newest = sorted(sorted(tune_dir.glob("round-*"))[-1].glob("experiment_state-*.json"))[-1]
+    return {json.loads(state)["trial_id"] for state, _ in json.loads(newest.read_text())["trial_data"]}
 
 
 def _interrupt_while_a_trial_trains(root: str, storage: str) -> list[str]:
