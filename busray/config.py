@@ -90,7 +90,7 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
         value = section.get(key) if isinstance(section, dict) else None
         if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value):
             continue
-        if value.startswith(PACKAGE_PREFIX):
+        if dotted == "model.weights" and value.startswith(PACKAGE_PREFIX):
             _check_package_weights(value, prefix)
             continue
         path = Path(value).expanduser().absolute()

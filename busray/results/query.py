@@ -71,10 +71,9 @@ def pareto_note(table: pd.DataFrame) -> str:
     return " (* pareto: no other trial is at least as good on every metric)" if "pareto" in table else ""
 
 
-def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]],
-               also: Sequence[str] = TEST_METRICS_SHOWN) -> pd.DataFrame:
-    """The ranked rows with the columns ``show`` (and a sweep's summary) prints; ``also``: metric
-    columns shown after ``best_epoch`` where any row has them."""
+def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]]) -> pd.DataFrame:
+    """The ranked rows with the columns ``show`` (and a sweep's summary) prints; the
+    :data:`TEST_METRICS_SHOWN` after ``best_epoch`` where any row has them."""
     ranked = rank(runs, metrics)
     failed = ranked["status"] == "failed"  # failed trials last: their metrics are not results
     ranked = ranked.iloc[failed.to_numpy().argsort(kind="stable")]
@@ -85,7 +84,7 @@ def show_table(runs: pd.DataFrame, metrics: list[tuple[str, str]],
     metric_columns = [c for c, _ in metrics]
     columns = ["trial_id", "status", *extra, *varying, *metric_columns]
     columns += ["best_epoch"] if "best_epoch" in runs.columns else []
-    columns += [c for c in also if c in runs.columns and c not in columns and runs[c].notna().any()]
+    columns += [c for c in TEST_METRICS_SHOWN if c in runs.columns and c not in columns and runs[c].notna().any()]
     table = ranked[columns].copy()
     if len(metrics) > 1:
         usable = ranked[ranked["status"] != "failed"]

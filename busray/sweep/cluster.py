@@ -137,10 +137,22 @@ def check_resources(job: TrialJob | ResourcesSpec, worker_counts: list[int],
 
         have = ray.cluster_resources()
     for workers in sorted(set(worker_counts)):
-        wants = {"CPU": job.cpus_per_worker * workers, "GPU": job.gpus_per_worker * workers}
+        wants = _demand(job, workers)
         short = [name for name, amount in wants.items() if amount > have.get(name, 0.0) + 1e-9]
         if short:
             raise ConfigError(_unplaceable(short, wants, have, workers, job))
+
+
+def room_for_trials(job: TrialJob | ResourcesSpec, workers: int, have: Mapping[str, float]) -> int:
+    """How many trials of ``workers`` workers the cluster ``have`` runs at once (each worker takes its
+    CPUs and GPUs; a DDP trial's driving actor takes none)."""
+    return min((math.floor(have.get(name, 0.0) / amount + 1e-9)
+                for name, amount in _demand(job, workers).items() if amount > 0), default=10**9)
+
+
+def _demand(job: TrialJob | ResourcesSpec, workers: int) -> dict[str, float]:
+    """The CPUs and GPUs one trial of ``workers`` workers reserves."""
+    return {"CPU": job.cpus_per_worker * workers, "GPU": job.gpus_per_worker * workers}
 
 
 def local_resources() -> dict[str, float] | None:

@@ -14,13 +14,12 @@ ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable
 
 from busray.configtools import ConfigError, flatten
 from busray.models.config import ModelConfig
-from busray.sweep.cluster import check_resources, local_resources
+from busray.sweep.cluster import check_resources, local_resources, room_for_trials
 from busray.sweep.outcome import count_of
 from busray.sweep.spec import ParamSpec, ResourcesSpec, SweepSpec, load_sweep_spec
 from busray.sweep.state import open_sweep
@@ -67,14 +66,6 @@ def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: li
     if room < concurrent:
         fits += f"; room for {room} trial(s) at a time, not {concurrent}: the others wait"
     return "\n".join([*lines, f"{NOTHING_STARTED}; a trial fits the local Ray a run would start ({fits})"])
-
-
-def room_for_trials(resources: ResourcesSpec, workers: int, have: dict[str, float]) -> int:
-    """How many trials of the largest worker count the cluster ``have`` runs at once (each worker
-    takes its CPUs and GPUs; a DDP trial's driving actor takes none)."""
-    wants = {"CPU": resources.cpus_per_worker * workers, "GPU": resources.gpus_per_worker * workers}
-    return min((math.floor(have.get(name, 0.0) / amount + 1e-9) for name, amount in wants.items() if amount > 0),
-               default=10**9)
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from busray.cli import main
-from busray.sweep.cluster import local_resources
-from busray.sweep.plan import room_for_trials
+from busray.sweep.cluster import local_resources, room_for_trials
 from busray.sweep.spec import ResourcesSpec
 from busray.sweep.state import open_sweep
 
