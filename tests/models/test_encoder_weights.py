@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import huggingface_hub
 import pytest
 import timm
 import torch
@@ -100,10 +101,15 @@ def test_imagenet_offline_fails_fast_with_one_line(monkeypatch):
 
 
 def test_imagenet_uses_a_cached_copy_without_network(monkeypatch, tmp_path):
+    """A Hugging Face cache laid out as a download by timm leaves it (refs/main -> snapshots/REV)."""
     state = _reference_state()
-    cached = tmp_path / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in state.items()}, str(cached))
-    monkeypatch.setattr(weights_module, "_hub_cache_file", lambda hub_id: str(cached))
+    hub_id = timm.models.get_pretrained_cfg("test_efficientnet").hf_hub_id   # timm/test_efficientnet.<tag>
+    repo = tmp_path / "hub" / f"models--{hub_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(repo / "snapshots" / "0123abcd" / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(weights_module, "_reachable", lambda host: pytest.fail("network probed"))
     _assert_encoder_matches(create_model(tiny_config(weights="imagenet")), state)
 
