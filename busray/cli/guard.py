@@ -9,14 +9,15 @@
 - ``--overwrite`` moves the old run aside (a hidden sibling ``.RUN.busray-old-*``), trains, and
   deletes the old run only when the new one completed; if the new one fails or is interrupted, the
   new folder is removed and the old run is put back.
-- A run folder the command created itself is removed again when training stopped before the first
-  checkpoint (bad data, a crash at start-up), so no folder that merely looks like a run is left; once
+- A run folder the command created itself (and the parents it created, like ``runs/``) is removed
+  again when training stopped before the first checkpoint (bad data, a crash at start-up), so no folder that merely looks like a run is left; once
   a checkpoint exists the folder stays, with ``metrics.json`` saying ``failed`` (and ``--resume``
   continues it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -47,6 +48,7 @@ class TrainPlan:
     cfg: Config
     created: bool = False          # the folder did not exist (or was empty): undo it if nothing was trained
     backup: Path | None = None     # --overwrite: the old run, put back unless the new one completes
+    new_parents: tuple[Path, ...] = ()  # parents the run will create (e.g. ``runs/``): undone with it
 
 
 def plan_train(out: str | None, *, resume: bool, overwrite: bool, config: str | None,
@@ -72,7 +74,8 @@ def plan_train(out: str | None, *, resume: bool, overwrite: bool, config: str | 
         raise CliError(f"--out: {folder.path} already holds a run; pass --resume to continue it, "
                        f"--overwrite to replace it, or choose a new --out")
     return TrainPlan(folder, cfg, created=not exists,
-                     backup=_backup_name(folder.path) if exists else None)
+                     backup=_backup_name(folder.path) if exists else None,
+                     new_parents=tuple(p for p in folder.path.absolute().parents if not p.exists()))
 
 
 def run_train(plan: TrainPlan, train: Callable[[Config, Path], Any]) -> Any:
@@ -100,6 +103,9 @@ def _undo(plan: TrainPlan) -> None:
         os.replace(plan.backup, path)
     elif plan.created and not (plan.folder.checkpoints / LAST).is_file():
         shutil.rmtree(path, ignore_errors=True)  # an --out that existed empty is left out: no run
+        for parent in plan.new_parents:  # deepest first; one that holds something else stays
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def _looks_like_run(folder: RunFolder) -> bool:

@@ -213,6 +213,12 @@ IMAGE_CASES = [
     ("data-label-map", _label_map),
     ("data-unscaled-mask", _unscaled_mask),
     ("data-missing", lambda w, t, mp: (_train(t, extra=["--data", str(t / "nodata")]), "nodata")),
+    # without --out (runs/<timestamp> in the working folder) and a nested new --out: no parent left behind
+    ("data-missing-default-out", lambda w, t, mp: (["train", *_sets(*tiny("train.epochs=1")),
+                                                    "--data", str(t / "nodata")], "nodata")),
+    ("data-corrupt-nested-out", lambda w, t, mp: (_dataset(_corrupt_image)(w, t, mp)[0][:-3]
+                                                  + [str(t / "a" / "b" / "run"), "--data", str(t / "busi")],
+                                                  "benign (1).png")),
 ]
 
 RUN_AND_STORE_CASES = [
