@@ -12,6 +12,7 @@ This module has no dependency beyond PyYAML so every layer (models included) can
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -67,8 +68,7 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' "
-                          f"(known: {', '.join(sorted(fields))})")
+        raise unknown_key_error(unknown[0], fields, prefix)
     kwargs = {}
     for name, value in data.items():
         key = prefix + name
@@ -87,6 +87,23 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
             raise ConfigError(f"{prefix}{err}" if prefix and not str(err).startswith(prefix)
                               else str(err)) from None
     return cfg
+
+
+def unknown_key_error(name: str, known: typing.Iterable[str], prefix: str = "") -> ConfigError:
+    """``unknown config key 'model.tua'; did you mean 'model.tau'? (known: ...)``: a typo's likely
+    intent first, then every name of that level."""
+    known = sorted(known)
+    close = _closest(name, known)
+    hint = f"; did you mean '{prefix}{close}'?" if close else ""
+    return ConfigError(f"unknown config key '{prefix}{name}'{hint} (known: {', '.join(known)})")
+
+
+def _closest(name: str, known: list[str]) -> str | None:
+    """The likeliest intended name: same letters swapped (``tua``/``tau``) first, then difflib's ratio."""
+    def score(candidate: str) -> tuple[bool, float]:
+        return sorted(candidate) == sorted(name), difflib.SequenceMatcher(None, name, candidate).ratio()
+    best = max(known, key=score, default=None)
+    return best if best is not None and (score(best)[0] or score(best)[1] >= 0.7) else None
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

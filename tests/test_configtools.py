@@ -54,3 +54,20 @@ def test_refused_values_name_the_key(override, message):
 def test_a_saved_config_reads_back_equal():
     cfg = load_config(None, ["model.tau=0.9", "loss.class_weights=[1, 2, 3]", "data.limit_per_class=4"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("model.tua=1", "did you mean 'model.tau'?"),         # two letters swapped
+    ("trian.epochs=1", "did you mean 'train'?"),
+    ("train.epoch=1", "did you mean 'train.epochs'?"),    # a letter missing
+    ("loss.wseg=1", "did you mean 'loss.w_seg'?"),
+    ("data.image_szie=64", "did you mean 'data.image_size'?"),
+    ("model.xyz=1", None),                                # nothing close: no guess, the list only
+])
+def test_an_unknown_key_suggests_the_closest_one(override, hint):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    message = str(err.value)
+    key = override.split("=")[0] if not override.startswith("trian") else "trian"
+    assert message.startswith(f"unknown config key '{key}'") and "(known: " in message
+    assert (hint in message) if hint else ("did you mean" not in message)

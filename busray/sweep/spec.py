@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from busray.config import resolve_run_paths
-from busray.configtools import ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted
+from busray.configtools import (ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted,
+                                unknown_key_error)
 from busray.objective import DEFAULT_OBJECTIVE, Objective
 from busray.sweep.tracking import TrackingSpec, check_installed
 
@@ -194,11 +195,11 @@ RUN_GROUPS = ("model", "loss", "data", "train")
 
 def _suggest_base(message: str, overrides: Iterable[str]) -> str:
     """``unknown config key 'train'`` -> add: run-config keys of a sweep live under ``base.``."""
-    match = re.search(r"unknown config key '([^']+)'", message)
+    match = re.match(r"unknown config key '([^']+)'", message)  # a top-level key of the sweep file
     if not match or match.group(1).split(".")[0] not in RUN_GROUPS:
         return message
     key = next((o.split("=", 1)[0] for o in overrides if o.startswith(match.group(1))), match.group(1))
-    return f"{message.split(' (known:')[0]}: run-config keys of a sweep file live under base, did you mean base.{key}?"
+    return f"{match.group(0)}: run-config keys of a sweep file live under base, did you mean base.{key}?"
 
 
 def parse_sweep(raw: dict) -> SweepSpec:
@@ -206,8 +207,11 @@ def parse_sweep(raw: dict) -> SweepSpec:
     space_raw = raw.get("space") or {}
     if not isinstance(space_raw, dict):
         raise ConfigError(f"space: expected a mapping, got {space_raw!r}")
-    space = {key: from_dict(ParamSpec, value, f"space.{key}.")
-             for key, value in flatten_space(space_raw).items()}
+    flat = flatten_space(space_raw)
+    for key in flat:  # a typo in a key reads as one, before its distribution's fields are checked
+        if not key.startswith("resources."):
+            config_default(key, "space")
+    space = {key: from_dict(ParamSpec, value, f"space.{key}.") for key, value in flat.items()}
     objective = parse_objective(raw.get("objective")).check_validation()
     spec = from_dict(SweepSpec, {**{k: v for k, v in raw.items() if k != "objective"}, "space": {}})
     spec.space, spec.objective = space, objective
@@ -249,12 +253,14 @@ def check_monitor(base: dict, objective: Objective) -> None:
 def flatten_space(raw: dict, prefix: str = "") -> dict[str, Any]:
     """Dotted keys for parameters given nested (``model: {tau: {...}}``, or by ``--set``) or dotted.
 
-    A mapping with a ``type`` key is a parameter; any other mapping is a group of parameters.
+    A mapping with a ``type`` key, or with any value that is not a mapping (``{low: 0.2, high: 1.2}``:
+    the default type, uniform), is a parameter; any other mapping is a group of parameters.
     """
     out: dict[str, Any] = {}
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and "type" not in value and value:
+        if isinstance(value, dict) and value and "type" not in value \
+                and all(isinstance(v, dict) for v in value.values()):
             out.update(flatten_space(value, dotted + "."))
         else:
             out[dotted] = value
@@ -280,7 +286,7 @@ def check_against_config(spec: SweepSpec) -> None:
             continue
         for cond_key in param.when:
             if cond_key not in spec.space and not _has_key(spec.base, cond_key):
-                _build(config_from_dict, spec.base, [(cond_key, _probe(cond_key))], "space.")
+                _build(config_from_dict, spec.base, [(cond_key, config_default(cond_key, "when"))], "space.")
         for value in param.extremes():
             pairs = [(key, value)] + _derived(key, value)
             _build(config_from_dict, spec.base, pairs, "space.")
@@ -331,13 +337,18 @@ def _has_key(base: dict, dotted: str) -> bool:
     return True
 
 
-def _probe(dotted: str) -> Any:
-    """The config default of ``dotted`` (used to check that a ``when`` key exists)."""
+def config_default(dotted: str, where: str) -> Any:
+    """The run config's default of ``dotted``; an unknown key is a ``ConfigError`` prefixed ``where``
+    (``space: unknown config key 'model.tua'; did you mean 'model.tau'? (known: ...)``)."""
     from busray.config import Config, config_to_dict
 
     node: Any = config_to_dict(Config())
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"when: unknown config key '{dotted}'")
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        prefix = ".".join(parts[:depth] + [""])
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: unknown config key '{dotted}' ({prefix[:-1]} is a value, not a group)")
+        if part not in node:
+            raise ConfigError(f"{where}: {unknown_key_error(part, node, prefix)}")
         node = node[part]
     return node

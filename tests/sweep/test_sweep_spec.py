@@ -30,7 +30,10 @@ def test_fixture_spec_parses_with_typed_groups():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("space.model.bogus={type: uniform, low: 0, high: 1}", "space: unknown config key 'model.bogus'"),
+    ("space.model.bogus={type: uniform, low: 0, high: 1}", "space: unknown config key 'model.bogus' (known: "),
+    ("space.model.tua={type: uniform, low: 0.2, high: 1}", "space: unknown config key 'model.tua'; did you mean 'model.tau'?"),
+    ("space.model.tua.low=0.1", "space: unknown config key 'model.tua'"),  # a typo in --set, not a group
+    ("space.modle.tau={type: fixed, value: 1}", "space: unknown config key 'modle'; did you mean 'model'?"),
     ("space.model.upa_norm.choices=[softmax]", "space.model.upa_norm: 'softmax' is not one of"),
     ("space.model.tau.high=9", "space.model.tau: 9.0 is outside"),
     ("space.model.tau.low=-1", "space.model.tau.low: a loguniform parameter needs low > 0"),
@@ -59,6 +62,19 @@ def test_invalid_sweep_files_name_the_key(override, message):
         load_sweep_spec(TINY_SPEC, [override])
     assert str(err.value).startswith(f"{TINY_SPEC}: ") and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_space_key_error_never_suggests_base():
+    # base.* is for run settings given at the top level; a typo inside space is a typo
+    with pytest.raises(ConfigError) as err:
+        load_sweep_spec(TINY_SPEC, ["space.model.bogus={type: uniform, low: 0, high: 1}"])
+    assert "base" not in str(err.value).replace(str(TINY_SPEC), "")
+
+
+def test_a_parameter_without_type_is_uniform():
+    spec = load_sweep_spec(TINY_SPEC, ["space.model.tau={low: 0.3, high: 0.9}"])
+    tau = spec.space["model.tau"]
+    assert (tau.type, tau.low, tau.high) == ("uniform", 0.3, 0.9)
 
 
 def test_asha_is_rejected_for_multi_objective():
