@@ -33,7 +33,7 @@ from busray.config import Config, config_from_dict, resolve_run_paths
 from busray.configtools import (ConfigError, apply_overrides, apply_values, flatten, from_dict, load_yaml,
                                 option)
 from busray.objective import Objective
-from busray.sweep.spec import ResourcesSpec, check_monitor
+from busray.sweep.spec import ResourcesSpec, check_base, check_monitor
 from busray.sweep.tracking import TrackingSpec, check_installed
 
 RUN_GROUPS = tuple(f.name for f in dataclasses.fields(Config))  # model, loss, data, train
@@ -104,6 +104,7 @@ def load_ablation_spec(path: str | Path, overrides: Iterable[str] = (), seeds: i
     try:
         check_run_keys_under_base(raw, AblationSpec)
         spec = from_dict(AblationSpec, raw)
+        check_base(spec.base)  # a mistake in base is named there, not in the first variant
         for variant in spec.variants:
             variant_config(spec, variant, spec.seed_list()[0])
         spec.base = resolve_run_paths(spec.base, "base.")  # last: a placeholder root hides no other error

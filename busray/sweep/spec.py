@@ -279,7 +279,7 @@ def check_against_config(spec: SweepSpec) -> None:
     """Build the run Config from base alone, then with each parameter's extremes."""
     from busray.config import config_from_dict
 
-    _build(config_from_dict, spec.base, (), "base.")
+    check_base(spec.base)
     for key, param in spec.space.items():
         if key.startswith("resources."):
             _check_resource_param(key, param)
@@ -290,6 +290,13 @@ def check_against_config(spec: SweepSpec) -> None:
         for value in param.extremes():
             pairs = [(key, value)] + _derived(key, value)
             _build(config_from_dict, spec.base, pairs, "space.")
+
+
+def check_base(base: dict) -> None:
+    """The ``base`` run config on its own (a sweep's or an ablation's), errors named ``base.<key>``."""
+    from busray.config import config_from_dict
+
+    _build(config_from_dict, base, (), "base.")
 
 
 def _check_resource_param(key: str, param: ParamSpec) -> None:

@@ -42,6 +42,18 @@ def test_run_settings_at_the_top_of_the_file_name_base_too(tmp_path):
         load_ablation_spec(path)
 
 
+@pytest.mark.parametrize("override, message", [
+    # a mistake in base is named there, not in the first variant that inherits it
+    ("base.modle.tau=1", "base: unknown config key 'modle'; did you mean 'model'?"),
+    ("base.model.tau=9", "base.model.tau: 9.0 is outside"),
+    ("variants.full.model.tua=1", "variants.full: unknown config key 'model.tua'; did you mean 'model.tau'?"),
+])
+def test_a_bad_run_key_names_where_it_is(spec_file, override, message):
+    with pytest.raises(ConfigError) as err:
+        load_ablation_spec(spec_file, [override])
+    assert str(err.value).startswith(f"{spec_file}: {message}")
+
+
 def test_base_key_override_applies(spec_file):
     spec = load_ablation_spec(spec_file, ["base.train.epochs=1"])
     assert spec.base["train"]["epochs"] == 1
