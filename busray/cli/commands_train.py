@@ -70,9 +70,10 @@ def _register_predict(sub) -> None:
                     "class, its probabilities and the per-level UPA weights (predictions.csv) for "
                     "each image. Every image is checked before anything is written.",
         epilog="examples:\n  busray predict runs/a/checkpoints/best.pt scan1.png scan2.png --out pred\n"
-               "  busray predict runs/a new_scans/*.png --out pred --overwrite")
+               "  busray predict runs/a new_scans/ --out pred --overwrite   # a folder: its images")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run folder or .pt file")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, BMP, JPEG, TIFF)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, BMP, JPEG, TIFF), or folders of them "
+                   "(BUSI masks, *_mask.png, left out)")
     p.add_argument("--out", required=True, help="folder for <name>.pred_mask.png and predictions.csv")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier predictions.csv in --out")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -248,12 +249,12 @@ def cmd_predict(args) -> int:
     from busray.training.inference import predict_images
 
     check_device(args.device, "--device")
-    check_images(args.images)
+    images = check_images(args.images)
     load_checkpoint(args.checkpoint)  # a bad checkpoint is refused before the output folder is made
     with weights_named(args.checkpoint):
         files, csv_path = staged_predictions(
             Path(args.out), args.overwrite,
-            lambda tmp: predict_images(args.checkpoint, args.images, tmp, args.device))
+            lambda tmp: predict_images(args.checkpoint, images, tmp, args.device))
     print(predictions_text(csv_path))
     print(f"wrote {len(files) - 1} mask(s) and {csv_path}")
     return 0

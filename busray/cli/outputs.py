@@ -31,12 +31,18 @@ EXPORT_FORMATS = {".csv": "csv", ".md": "md", ".parquet": "parquet"}
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def check_images(paths: list[str]) -> None:
-    """Decode every image now (one-line DataError naming a bad one) and refuse clashing names; say on
-    stderr when some are named like BUSI masks (a glob over a BUSI class folder takes them too)."""
+def check_images(paths: list[str]) -> list[str]:
+    """The images to predict, each decoded now (one-line DataError naming a bad one), clashing names
+    refused. A folder stands for its image files (not its subfolders'), BUSI masks (``*_mask.png``)
+    left out; a file named like a mask is kept, with a note on stderr (predict expects scans)."""
     from busray.data.images import read_gray  # lazy: PIL/numpy only for commands that read images
     from busray.data.readers import is_mask_name
 
+    named: dict[Path, str] = {}  # one image named twice (a folder and a file in it) is predicted once
+    for arg in paths:
+        for path in _folder_scans(arg):
+            named.setdefault(path.resolve(), str(path))
+    paths = list(named.values())
     masks = [Path(path).name for path in paths if is_mask_name(Path(path))]
     if masks:
         print(f"note: {len(masks)} of the {len(paths)} images are named like BUSI masks ({masks[0]}"
@@ -50,6 +56,22 @@ def check_images(paths: list[str]) -> None:
             raise CliError(f"{path}: has the same name as {stems[stem]}; their predicted masks "
                            f"would overwrite each other")
         stems[stem] = path
+    return paths
+
+
+def _folder_scans(arg: str) -> list[Path]:
+    """``[arg]`` for a file (or a missing path: read_gray names it); a folder's scans for a folder."""
+    from busray.data.images import IMAGE_SUFFIXES
+    from busray.data.readers import image_files, is_mask_name
+
+    folder = Path(arg)
+    if not folder.is_dir():
+        return [folder]
+    scans = [path for path in image_files(folder) if not is_mask_name(path)]
+    if not scans:
+        raise CliError(f"{arg}: a folder without images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}; "
+                       f"subfolders are not searched)")
+    return scans
 
 
 def staged_predictions(out: Path, overwrite: bool,

@@ -86,7 +86,8 @@ def list_dataset(root: Path, cfg: DataConfig) -> Listing:
     return readers[fmt](root, cfg)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder (not its subfolders, no hidden files), in natural name order."""
     return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                    and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
 
@@ -141,7 +142,7 @@ def _list_busi_class(base: Path, cls: str, label: int) -> list[Record]:
     if not folder.is_dir():
         raise DataError(f"{folder}: class folder '{cls}' missing")
     images, masks = [], {}
-    for path in _image_files(folder):
+    for path in image_files(folder):
         match = _MASK_STEM.match(path.stem)
         if match:
             masks.setdefault(match["stem"], []).append(path)
@@ -193,9 +194,9 @@ def _list_whu_split(root: Path, split_dir: str, table: dict[str, int],
     img_dir, mask_dir = root / split_dir / "img", root / split_dir / "mask"
     if not mask_dir.is_dir():
         raise DataError(f"{mask_dir}: mask folder missing")
-    masks = {p.stem: p for p in _image_files(mask_dir)}
+    masks = {p.stem: p for p in image_files(mask_dir)}
     records = []
-    for image in _image_files(img_dir):
+    for image in image_files(img_dir):
         rel = f"{split_dir}/img/{image.name}"
         label = next((table[k] for k in (rel, image.name, image.stem) if k in table), None)
         if label is None:

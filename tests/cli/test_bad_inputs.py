@@ -183,7 +183,7 @@ IMAGE_CASES = [
     ("img-wide", _predict_image(lambda p: png_claiming(p, 100000, 2), "wide.png")),
     ("img-float", _predict_image(float_tiff, "f.tif")),
     ("img-missing", _predict_image(lambda p: None, "gone.png")),
-    ("img-folder", _predict_image(lambda p: p.mkdir(), "dir.png")),
+    ("img-folder-without-images", _predict_image(lambda p: (p.mkdir(), (p / "a_mask.png").write_bytes(b"x")), "scans")),
     ("img-good-then-bad", lambda w, t, mp: (
         ["predict", w.best, str(w.image), str(png_claiming(t / "second.png", 40000, 40000)),
          "--out", str(t / "pred")], "second.png")),

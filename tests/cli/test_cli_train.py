@@ -98,6 +98,22 @@ def test_predict_says_when_images_are_named_like_masks(trained, tmp_path, capsys
     assert "note: 2 of the 3 images are named like BUSI masks (case1_mask.png, ...); predict expects scans" in err
 
 
+def test_predict_takes_a_folders_scans_once_and_leaves_its_masks_out(trained, tmp_path, capsys):
+    scans = tmp_path / "benign"
+    (scans / "sub").mkdir(parents=True)
+    for name in ("case (2).png", "case (10).png", "case (2)_mask.png", "case (2)_mask_1.png", "sub/deeper.png"):
+        Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(scans / name)
+    (scans / "notes.txt").write_text("not an image")
+    # the folder, then one of its files again (by another spelling of its path): predicted once
+    again = str(scans / ".." / "benign" / "case (10).png")
+    assert main(["predict", str(trained), str(scans), again, "--out", str(tmp_path / "p")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p" / "predictions.csv")))
+    assert [Path(r["image"]).name for r in rows] == ["case (2).png", "case (10).png"]  # natural order
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "case (10).pred_mask.png", "case (2).pred_mask.png", "predictions.csv"]
+    assert "named like BUSI masks" not in capsys.readouterr().err
+
+
 def test_predict_lists_the_first_images_and_counts_the_rest(tmp_path):
     (tmp_path / "predictions.csv").write_text("image,class,lesion_pixels_fraction,prob_benign,prob_malignant\n" + "".join(
         f"/x/{i}.png,benign,0.{i},0.9,0.1\n" for i in range(3)))
