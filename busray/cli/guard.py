@@ -75,7 +75,7 @@ def plan_train(out: str | None, *, resume: bool, overwrite: bool, config: str | 
                        f"--overwrite to replace it, or choose a new --out")
     return TrainPlan(folder, cfg, created=not exists,
                      backup=_backup_name(folder.path) if exists else None,
-                     new_parents=tuple(p for p in folder.path.absolute().parents if not p.exists()))
+                     new_parents=missing_parents(folder.path))
 
 
 def run_train(plan: TrainPlan, train: Callable[[Config, Path], Any]) -> Any:
@@ -103,9 +103,19 @@ def _undo(plan: TrainPlan) -> None:
         os.replace(plan.backup, path)
     elif plan.created and not (plan.folder.checkpoints / LAST).is_file():
         shutil.rmtree(path, ignore_errors=True)  # an --out that existed empty is left out: no run
-        for parent in plan.new_parents:  # deepest first; one that holds something else stays
-            with contextlib.suppress(OSError):
-                parent.rmdir()
+        remove_if_empty(plan.new_parents)
+
+
+def missing_parents(path: Path) -> tuple[Path, ...]:
+    """The parents of ``path`` that do not exist yet, deepest first (what a ``mkdir -p`` would create)."""
+    return tuple(parent for parent in path.absolute().parents if not parent.exists())
+
+
+def remove_if_empty(folders: tuple[Path, ...]) -> None:
+    """Undo :func:`missing_parents`' ``mkdir -p`` (deepest first); a folder that holds something stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _looks_like_run(folder: RunFolder) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from busray.cli.errors import CliError, writing_to
-from busray.cli.guard import check_folder_target, check_writable_folder
+from busray.cli.guard import check_folder_target, check_writable_folder, missing_parents, remove_if_empty
 
 PREDICTIONS_CSV = "predictions.csv"
 #: How many images ``predict`` lists on the console; the CSV has every one.
@@ -82,6 +82,7 @@ def staged_predictions(out: Path, overwrite: bool,
         raise CliError(f"--out: {out / PREDICTIONS_CSV} already exists; pass --overwrite to replace "
                        f"it or choose another --out")
     check_writable_folder(out.parent, "--out")
+    created = missing_parents(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.predict-", dir=out.parent))
     try:
@@ -94,6 +95,7 @@ def staged_predictions(out: Path, overwrite: bool,
         return [out / p.name for p in files], out / PREDICTIONS_CSV
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_if_empty(created)  # after a failure (a finished run's folders hold its files)
 
 
 def predictions_text(csv_path: Path, limit: int = SHOWN_PREDICTIONS) -> str:

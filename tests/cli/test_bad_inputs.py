@@ -201,6 +201,8 @@ IMAGE_CASES = [
     ("ckpt-missing", lambda w, t, mp: (["predict", str(t / "none.pt"), str(w.image), "--out", str(t / "p")], "none.pt")),
     ("eval-tensor", lambda w, t, mp: (["evaluate", str(save_torch(t / "t.pt", __import__("torch").zeros(2)))], "t.pt")),
     ("eval-missing", lambda w, t, mp: (["evaluate", str(t / "norun")], "norun")),
+    ("predict-enospc-nested-out", lambda w, t, mp: (_enospc(mp), ["predict", w.best, str(w.image), "--out",
+                                                                  str(t / "x" / "y" / "pred")])[1:] + ("pred",)),
     ("predict-device", lambda w, t, mp: (["predict", w.best, str(w.image), "--out", str(t / "p"), "--device", "cuda:99"], "--device")),
     ("predict-out-file", lambda w, t, mp: ((t / "out.txt").write_text("x") and
                                             ["predict", w.best, str(w.image), "--out", str(t / "out.txt")], "out.txt")),
