@@ -207,6 +207,7 @@ def train_summary(result) -> str:
 def cmd_evaluate(args) -> int:
     from busray.cli.errors import CliError
     from busray.cli.guard import check_device, check_writable_folder
+    from busray.cli.outputs import staged_outputs
     from busray.training.evaluation import EVALUATION_CSV, evaluate_checkpoint, write_evaluation
 
     check_device(args.device, "--device")
@@ -219,8 +220,7 @@ def cmd_evaluate(args) -> int:
     with weights_named(args.checkpoint):
         ev = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device, args.batch_size)
     if out is not None:
-        with writing_to(out):
-            write_evaluation(ev, out)
+        staged_outputs(out, lambda tmp: write_evaluation(ev, tmp), last=EVALUATION_CSV)
     if args.json:
         print(json.dumps(ev.metrics, indent=2))
     else:

@@ -1,9 +1,10 @@
 """Where commands write and read: predict's output folder, storage paths and export files, checked first.
 
-- ``predict`` decodes and checks *every* image before the model runs; it writes into a private temp
-  folder beside ``--out`` and moves the finished masks and ``predictions.csv`` (last) into place, so a
-  failure leaves ``--out`` as it was. An earlier ``predictions.csv`` there is kept unless
-  ``--overwrite``; two images with one file stem (whose masks would overwrite each other) are refused.
+- ``predict`` decodes and checks *every* image before the model runs; it (and ``evaluate --out``)
+  writes into a private temp folder beside ``--out`` and moves the finished files, its table last, into
+  place, so a failure leaves ``--out`` (and parents it would have created) as it was. An earlier
+  ``predictions.csv`` there is kept unless ``--overwrite``; two images with one file stem (whose masks
+  would overwrite each other) are refused.
 - ``--storage`` is a local or mounted folder: a URI other than ``file://`` is refused (it would
   otherwise become a local folder named ``s3:``); reading commands need an existing store.
 - ``predict`` then prints what it predicted, one line per image (the first ``SHOWN_PREDICTIONS``).
@@ -81,21 +82,27 @@ def staged_predictions(out: Path, overwrite: bool,
     if (out / PREDICTIONS_CSV).exists() and not overwrite:
         raise CliError(f"--out: {out / PREDICTIONS_CSV} already exists; pass --overwrite to replace "
                        f"it or choose another --out")
+    return staged_outputs(out, write, last=PREDICTIONS_CSV), out / PREDICTIONS_CSV
+
+
+def staged_outputs(out: Path, write: Callable[[Path], object], last: str) -> list[Path]:
+    """Run ``write(temp_folder)`` beside ``out``, then move what it wrote into ``out`` (``last`` last, the
+    file that says the output is complete); a failure leaves ``out`` and its parents as they were."""
     check_writable_folder(out.parent, "--out")
-    created = missing_parents(out)
+    created = ((out,) if not out.exists() else ()) + missing_parents(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.predict-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.busray-", dir=out.parent))
     try:
         with writing_to(out):
             write(tmp)
             out.mkdir(exist_ok=True)
-            files = sorted(tmp.iterdir(), key=lambda p: p.name == PREDICTIONS_CSV)  # the table last
+            files = sorted(tmp.iterdir(), key=lambda p: p.name == last)
             for path in files:
                 os.replace(path, out / path.name)
-        return [out / p.name for p in files], out / PREDICTIONS_CSV
+        return [out / p.name for p in files]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        remove_if_empty(created)  # after a failure (a finished run's folders hold its files)
+        remove_if_empty(created)  # after a failure (a finished output's folders hold its files)
 
 
 def predictions_text(csv_path: Path, limit: int = SHOWN_PREDICTIONS) -> str:

@@ -203,6 +203,7 @@ IMAGE_CASES = [
     ("eval-missing", lambda w, t, mp: (["evaluate", str(t / "norun")], "norun")),
     ("predict-enospc-nested-out", lambda w, t, mp: (_enospc(mp), ["predict", w.best, str(w.image), "--out",
                                                                   str(t / "x" / "y" / "pred")])[1:] + ("pred",)),
+    ("eval-enospc", lambda w, t, mp: (_enospc(mp), ["evaluate", str(w.run), "--out", str(t / "x" / "ev")])[1:] + ("ev",)),
     ("predict-device", lambda w, t, mp: (["predict", w.best, str(w.image), "--out", str(t / "p"), "--device", "cuda:99"], "--device")),
     ("predict-out-file", lambda w, t, mp: ((t / "out.txt").write_text("x") and
                                             ["predict", w.best, str(w.image), "--out", str(t / "out.txt")], "out.txt")),
