@@ -72,6 +72,20 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     return Path(path)
 
 
+def missing_folders(path: str | Path) -> tuple[Path, ...]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what writing there creates."""
+    path = Path(path).absolute()
+    return tuple(folder for folder in (path, *path.parents) if not folder.exists())
+
+
+def remove_empty_folders(folders: tuple[Path, ...]) -> None:
+    """Undo the creation of ``folders`` (deepest first) where they are still empty: after a failed write,
+    no empty ``runs/`` or ``a/b/`` is left behind; a folder that holds anything stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def remove_stale_temps(folder: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove the temp files under ``folder`` (recursively) that no writer will finish.
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from busray.atomic import HOST, atomic_write, atomic_writer, remove_stale_temps, temp_name
+from busray.atomic import (HOST, atomic_write, atomic_writer, missing_folders, remove_empty_folders,
+                           remove_stale_temps, temp_name)
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,25 @@ def test_temp_names_are_what_remove_stale_temps_recognises(tmp_path):
     tmp.write_text("x")
     assert tmp.name.startswith(f".config.yaml.{HOST}.{os.getpid()}.")
     assert remove_stale_temps(tmp_path) == [] and tmp.exists()          # ours: this process is alive
+
+
+@pytest.mark.parametrize("existing, target, left", [
+    ([], "a/b/c.csv", []),                 # every folder on the way was new: all removed
+    (["a"], "a/b/c.csv", ["a"]),           # one that existed stays
+    (["a/b/keep.txt"], "a/b/c.csv", ["a", "a/b", "a/b/keep.txt"]),
+    ([], "run", []),                       # the target itself, when it is a folder
+])
+def test_folders_a_failed_write_created_are_removed(tmp_path, existing, target, left):
+    for name in existing:
+        path = tmp_path / name
+        if path.suffix:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+        else:
+            path.mkdir(parents=True)
+    created = missing_folders(tmp_path / target)
+    (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
+    if not (tmp_path / target).suffix:
+        (tmp_path / target).mkdir()
+    remove_empty_folders(created)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == left

@@ -17,6 +17,8 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+from busray.atomic import missing_folders, remove_empty_folders
+
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143           # 128 + SIGTERM: a train run or sweep that SIGTERM stopped cleanly
@@ -69,12 +71,15 @@ class UsageError(CliError):
 @contextlib.contextmanager
 def writing_to(path: str | Path) -> Iterator[None]:
     """Name ``path`` in an OSError that names no file (a full disk fails in ``write``/``fsync``,
-    whose errors carry no file name), so the one line says where the write failed."""
+    whose errors carry no file name), so the one line says where the write failed; after any failure,
+    remove the folders on the way to ``path`` that the write created and left empty."""
+    created = missing_folders(path)
     try:
         yield
-    except OSError as err:
-        if err.filename is None:
+    except BaseException as err:
+        if isinstance(err, OSError) and err.filename is None:
             err.filename = str(path)
+        remove_empty_folders(created)
         raise
 
 

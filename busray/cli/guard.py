@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from busray.atomic import missing_folders, remove_empty_folders
 from busray.cli.errors import CliError, writing_to
 from busray.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from busray.configtools import apply_overrides, flatten, load_yaml
@@ -75,7 +75,7 @@ def plan_train(out: str | None, *, resume: bool, overwrite: bool, config: str | 
                        f"--overwrite to replace it, or choose a new --out")
     return TrainPlan(folder, cfg, created=not exists,
                      backup=_backup_name(folder.path) if exists else None,
-                     new_parents=missing_parents(folder.path))
+                     new_parents=missing_folders(folder.path.parent))
 
 
 def run_train(plan: TrainPlan, train: Callable[[Config, Path], Any]) -> Any:
@@ -103,19 +103,7 @@ def _undo(plan: TrainPlan) -> None:
         os.replace(plan.backup, path)
     elif plan.created and not (plan.folder.checkpoints / LAST).is_file():
         shutil.rmtree(path, ignore_errors=True)  # an --out that existed empty is left out: no run
-        remove_if_empty(plan.new_parents)
-
-
-def missing_parents(path: Path) -> tuple[Path, ...]:
-    """The parents of ``path`` that do not exist yet, deepest first (what a ``mkdir -p`` would create)."""
-    return tuple(parent for parent in path.absolute().parents if not parent.exists())
-
-
-def remove_if_empty(folders: tuple[Path, ...]) -> None:
-    """Undo :func:`missing_parents`' ``mkdir -p`` (deepest first); a folder that holds something stays."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+        remove_empty_folders(plan.new_parents)
 
 
 def _looks_like_run(folder: RunFolder) -> bool:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from busray.cli.errors import CliError, writing_to
-from busray.cli.guard import check_folder_target, check_writable_folder, missing_parents, remove_if_empty
+from busray.atomic import missing_folders, remove_empty_folders
+from busray.cli.guard import check_folder_target, check_writable_folder
 
 PREDICTIONS_CSV = "predictions.csv"
 #: How many images ``predict`` lists on the console; the CSV has every one.
@@ -89,7 +90,7 @@ def staged_outputs(out: Path, write: Callable[[Path], object], last: str) -> lis
     """Run ``write(temp_folder)`` beside ``out``, then move what it wrote into ``out`` (``last`` last, the
     file that says the output is complete); a failure leaves ``out`` and its parents as they were."""
     check_writable_folder(out.parent, "--out")
-    created = ((out,) if not out.exists() else ()) + missing_parents(out)
+    created = missing_folders(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.busray-", dir=out.parent))
     try:
@@ -102,7 +103,7 @@ def staged_outputs(out: Path, write: Callable[[Path], object], last: str) -> lis
         return [out / p.name for p in files]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        remove_if_empty(created)  # after a failure (a finished output's folders hold its files)
+        remove_empty_folders(created)  # after a failure (a finished output's folders hold its files)
 
 
 def predictions_text(csv_path: Path, limit: int = SHOWN_PREDICTIONS) -> str:
