@@ -9,6 +9,7 @@ overrides only override those defaults; the resolved config is saved beside ever
 from __future__ import annotations
 
 import copy
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -45,6 +46,10 @@ def config_to_dict(cfg: Config) -> dict:
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Defaults, then the YAML file (if any), then each ``key=value`` override, validated at once."""
     base = load_yaml(path) if path else {}
+    if "variants" in base or "space" in base:  # the commonest wrong file: one of sweeps/*.yaml
+        kind, command = ("an ablation", "ablate") if "variants" in base else ("a sweep", "sweep")
+        raise ConfigError(f"{path}: {kind} file, not a run config: busray {command} "
+                          f"{shlex.quote(str(path))} runs it")
     try:
         return config_from_dict(apply_overrides(base, overrides))
     except ConfigError as err:
