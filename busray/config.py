@@ -9,13 +9,12 @@ overrides only override those defaults; the resolved config is saved beside ever
 from __future__ import annotations
 
 import copy
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from busray.configtools import (ConfigError, apply_overrides, describe, from_dict, load_yaml, option,
-                                save_yaml, to_dict)
+from busray.configtools import (ConfigError, apply_overrides, check_file_kind, describe, from_dict, load_yaml,
+                                option, save_yaml, to_dict)
 from busray.data.config import DataConfig
 from busray.data.embedded import is_embedded
 from busray.losses import LossConfig
@@ -46,10 +45,7 @@ def config_to_dict(cfg: Config) -> dict:
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Defaults, then the YAML file (if any), then each ``key=value`` override, validated at once."""
     base = load_yaml(path) if path else {}
-    if "variants" in base or "space" in base:  # the commonest wrong file: one of sweeps/*.yaml
-        kind, command = ("an ablation", "ablate") if "variants" in base else ("a sweep", "sweep")
-        raise ConfigError(f"{path}: {kind} file, not a run config: busray {command} "
-                          f"{shlex.quote(str(path))} runs it")
+    check_file_kind(base, path, "run config")
     try:
         return config_from_dict(apply_overrides(base, overrides))
     except ConfigError as err:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import shlex
 import types
 import typing
 from pathlib import Path
@@ -104,6 +105,30 @@ def _closest(name: str, known: list[str]) -> str | None:
         return sorted(candidate) == sorted(name), difflib.SequenceMatcher(None, name, candidate).ratio()
     best = max(known, key=score, default=None)
     return best if best is not None and (score(best)[0] or score(best)[1] >= 0.7) else None
+
+
+#: The groups of a run config (``busray.config.Config``), the top-level keys of a ``--config`` file.
+RUN_GROUPS = ("model", "loss", "data", "train")
+_RUNNERS = {"ablation": "busray ablate", "sweep": "busray sweep", "run config": "busray train --config"}
+
+
+def check_file_kind(raw: dict, path: str | Path, wanted: str) -> None:
+    """Refuse a file of another of busray's three kinds (``wanted``: 'run config', 'sweep' or
+    'ablation'), naming the command that runs it: a sweep file given to ``train --config`` said only
+    ``unknown config key 'base'``. A file of no clear kind is left to its own checks."""
+    if "variants" in raw or raw.get("kind") == "ablation":
+        kind = "ablation"
+    elif "space" in raw or "num_trials" in raw:
+        kind = "sweep"
+    elif raw and set(raw) <= set(RUN_GROUPS):
+        kind = "run config"
+    else:
+        return
+    if kind != wanted:
+        article = {"ablation": "an"}
+        under_base = " (or put it under base: of one)" if kind == "run config" else ""
+        raise ConfigError(f"{path}: {article.get(kind, 'a')} {kind} file, not {article.get(wanted, 'a')} "
+                          f"{wanted} file: {_RUNNERS[kind]} {shlex.quote(str(path))} runs it{under_base}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

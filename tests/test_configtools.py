@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from busray.config import config_from_dict, config_to_dict, load_config
 from busray.configtools import ConfigError
@@ -71,3 +72,31 @@ def test_an_unknown_key_suggests_the_closest_one(override, hint):
     key = override.split("=")[0] if not override.startswith("trian") else "trian"
     assert message.startswith(f"unknown config key '{key}'") and "(known: " in message
     assert (hint in message) if hint else ("did you mean" not in message)
+
+
+def test_run_groups_are_the_config_groups():
+    import dataclasses
+
+    from busray.config import Config
+    from busray.configtools import RUN_GROUPS
+    assert RUN_GROUPS == tuple(f.name for f in dataclasses.fields(Config))
+
+
+@pytest.mark.parametrize("command, content, message", [
+    ("train", {"name": "s", "base": {}, "space": {}}, "a sweep file, not a run config file: busray sweep"),
+    ("train", {"name": "a", "variants": {"v": {}}}, "an ablation file, not a run config file: busray ablate"),
+    ("sweep", {"name": "a", "kind": "ablation", "variants": {"v": {}}}, "an ablation file, not a sweep file"),
+    ("ablate", {"name": "s", "num_trials": 2}, "a sweep file, not an ablation file: busray sweep"),
+    ("sweep", {"train": {"epochs": 2}}, "a run config file, not a sweep file: busray train --config"),
+    ("ablate", {"model": {"tau": 0.5}}, "a run config file, not an ablation file: busray train --config"),
+])
+def test_a_file_of_another_kind_names_the_command_that_runs_it(tmp_path, command, content, message):
+    from busray.ablation import load_ablation_spec
+    from busray.sweep import load_sweep_spec
+
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(content))
+    load = {"train": lambda p: load_config(p), "sweep": load_sweep_spec, "ablate": load_ablation_spec}[command]
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value).startswith(f"{path}: {message}") and str(path) in str(err.value).split("busray")[-1]

@@ -29,15 +29,12 @@ from typing import Any, Iterable
 
 import yaml
 
-from busray.config import Config, config_from_dict, resolve_run_paths
-from busray.configtools import (ConfigError, apply_overrides, apply_values, flatten, from_dict, load_yaml,
-                                option)
+from busray.config import config_from_dict, resolve_run_paths
+from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, apply_values, check_file_kind,
+                                flatten, from_dict, load_yaml, option)
 from busray.objective import Objective
 from busray.sweep.spec import ResourcesSpec, check_base, check_monitor
 from busray.sweep.tracking import TrackingSpec, check_installed
-
-RUN_GROUPS = tuple(f.name for f in dataclasses.fields(Config))  # model, loss, data, train
-
 
 @dataclass
 class AblationSpec:
@@ -98,7 +95,9 @@ class AblationSpec:
 
 def load_ablation_spec(path: str | Path, overrides: Iterable[str] = (), seeds: int | None = None) -> AblationSpec:
     """Read, override (``--set``, ``--seeds``) and validate an ablation file, every run config included."""
-    raw = apply_overrides(load_yaml(path), overrides)
+    raw = load_yaml(path)
+    check_file_kind(raw, path, "ablation")
+    raw = apply_overrides(raw, overrides)
     if seeds is not None:
         raw["seeds"] = seeds
     try:

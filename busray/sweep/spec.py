@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from busray.config import resolve_run_paths
-from busray.configtools import (ConfigError, apply_overrides, from_dict, load_yaml, option, set_dotted,
-                                unknown_key_error)
+from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, check_file_kind, from_dict, load_yaml,
+                                option, set_dotted, unknown_key_error)
 from busray.objective import DEFAULT_OBJECTIVE, Objective
 from busray.sweep.tracking import TrackingSpec, check_installed
 
@@ -176,6 +176,7 @@ def load_sweep_spec(source: "str | Path | dict | SweepSpec", overrides: Iterable
         return source
     name = "sweep" if isinstance(source, dict) else str(source)
     raw = _deep(source) if isinstance(source, dict) else load_yaml(source)
+    check_file_kind(raw, name, "sweep")
     if isinstance(raw.get("space"), dict):  # nest dotted keys so `--set space.model.tau.low=...` merges
         raw["space"] = nest_space(raw["space"])
     try:
@@ -188,9 +189,6 @@ def load_sweep_spec(source: "str | Path | dict | SweepSpec", overrides: Iterable
     except ConfigError as err:
         raise ConfigError(f"{name}: {_suggest_base(str(err), overrides)}") from None
     return spec
-
-
-RUN_GROUPS = ("model", "loss", "data", "train")
 
 
 def _suggest_base(message: str, overrides: Iterable[str]) -> str:

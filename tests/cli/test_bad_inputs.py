@@ -278,7 +278,7 @@ RUN_AND_STORE_CASES = [
     ("ablate-seeds", lambda w, t, mp: (["ablate", str(_spec(t)), "--seeds", "0"], "--seeds")),
     ("ablate-uri", lambda w, t, mp: (["ablate", str(_spec(t)), "--storage", "gs://b/x"], "gs://b/x")),
     ("train-config-is-a-sweep", _yaml("name: s\nbase: {train: {epochs: 1}}\nspace: {model.tau: {low: 0.2, high: 1}}\n",
-                                      "cfg.yaml: a sweep file, not a run config: busray sweep")),
+                                      "cfg.yaml: a sweep file, not a run config file: busray sweep")),
     ("unknown-command", lambda w, t, mp: (["trian"], "trian")),
     ("unknown-flag", lambda w, t, mp: (["train", "--epochs", "3"], "--epochs")),
 ]
