@@ -175,8 +175,11 @@ def load_sweep_spec(source: "str | Path | dict | SweepSpec", overrides: Iterable
     if isinstance(source, SweepSpec):
         return source
     name = "sweep" if isinstance(source, dict) else str(source)
-    raw = _deep(source) if isinstance(source, dict) else load_yaml(source)
-    check_file_kind(raw, name, "sweep")
+    if isinstance(source, dict):
+        raw = _deep(source)
+    else:
+        raw = load_yaml(source)
+        check_file_kind(raw, name, "sweep")
     if isinstance(raw.get("space"), dict):  # nest dotted keys so `--set space.model.tau.low=...` merges
         raw["space"] = nest_space(raw["space"])
     try:
