@@ -94,17 +94,24 @@ def unknown_key_error(name: str, known: typing.Iterable[str], prefix: str = "") 
     """``unknown config key 'model.tua'; did you mean 'model.tau'? (known: ...)``: a typo's likely
     intent first, then every name of that level."""
     known = sorted(known)
-    close = _closest(name, known)
-    hint = f"; did you mean '{prefix}{close}'?" if close else ""
+    close = close_names(name, known, n=1)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
     return ConfigError(f"unknown config key '{prefix}{name}'{hint} (known: {', '.join(known)})")
 
 
-def _closest(name: str, known: list[str]) -> str | None:
-    """The likeliest intended name: same letters swapped (``tua``/``tau``) first, then difflib's ratio."""
+def close_names(name: str, known: typing.Iterable[str], n: int = 3, cutoff: float = 0.7) -> list[str]:
+    """The likeliest intended names, best first: the same letters swapped (``tua``/``tau``) before
+    difflib's similarity ratio, which alone ranks ``upa`` as close to ``tua`` as ``tau``."""
     def score(candidate: str) -> tuple[bool, float]:
         return sorted(candidate) == sorted(name), difflib.SequenceMatcher(None, name, candidate).ratio()
-    best = max(known, key=score, default=None)
-    return best if best is not None and (score(best)[0] or score(best)[1] >= 0.7) else None
+    ranked = sorted(((score(c), c) for c in known), key=lambda sc: sc[0], reverse=True)
+    return [c for (swapped, ratio), c in ranked if swapped or ratio >= cutoff][:n]
+
+
+def did_you_mean(name: str, known: typing.Iterable[str], cutoff: float = 0.7) -> str:
+    """`` (did you mean a, b?)`` for the names close to ``name``, or ``""``."""
+    close = close_names(name, [str(k) for k in known], cutoff=cutoff)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 #: The groups of a run config (``busray.config.Config``), the top-level keys of a ``--config`` file.

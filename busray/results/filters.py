@@ -13,7 +13,6 @@ table does not have is a :class:`ResultsError` naming the filter (and close colu
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
 from collections.abc import Iterable, Mapping
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from busray.configtools import did_you_mean
 from busray.results.schema import ResultsError
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -82,7 +82,7 @@ def apply_filters(df: pd.DataFrame, where: Mapping[str, Any] | Iterable[Filter |
     for f in as_filters(where):
         if f.column not in df.columns:
             raise ResultsError(f"filter '{f.text}': unknown column '{f.column}'"
-                               + _did_you_mean(f.column, df.columns))
+                               + did_you_mean(f.column, df.columns, cutoff=0.8))
         keep &= _mask(df[f.column], f)
     return df[keep]
 
@@ -135,8 +135,3 @@ def plain_cell(cell: Any) -> Any:
 
 def _has_non_strings(series: pd.Series) -> bool:
     return any(not isinstance(v, str) for v in series.dropna())
-
-
-def _did_you_mean(name: str, columns: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.8)
-    return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -12,13 +12,12 @@ Where the caller names no metric, a sweep's trials are ranked by its recorded ob
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from busray.configtools import ConfigError
+from busray.configtools import ConfigError, did_you_mean
 from busray.objective import DEFAULT_OBJECTIVE, MODES, Objective
 from busray.results.schema import ResultsError
 
@@ -39,9 +38,7 @@ def choose_metrics(df: pd.DataFrame, metric: str | Sequence[str] | None = None,
     for name in objective.metrics:
         if name not in df.columns:
             known = [str(c) for c in df.columns if str(c).startswith(("val/", "test/"))]
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ResultsError(f"unknown metric '{name}'{hint}")
+            raise ResultsError(f"unknown metric '{name}'{did_you_mean(name, known, cutoff=0.8)}")
     modes = (mode,) * len(objective.metrics) if mode else objective.modes
     return list(zip(objective.metrics, modes))
 
