@@ -60,15 +60,18 @@ def test_a_missing_path_names_its_key(here, group, key, value, message):
     assert str(err.value) == message.format(here=here)
 
 
+TAU = {"model.tau": {"low": 0.2, "high": 1.0}}
+
+
 def test_sweep_and_ablation_files_hand_trials_absolute_paths(here):
-    sweep = load_sweep_spec({"name": "s", "base": {"data": {"root": "busi"}}})
+    sweep = load_sweep_spec({"name": "s", "base": {"data": {"root": "busi"}}, "space": TAU})
     assert sweep.base["data"]["root"] == str(here / "busi")
     (here / "abl.yaml").write_text("name: a\nbase: {data: {root: busi}}\nvariants: {v: {}}\n")
     assert load_ablation_spec("abl.yaml").base["data"]["root"] == str(here / "busi")
 
 
 @pytest.mark.parametrize("load", [
-    lambda: load_sweep_spec({"name": "s"}, ["base.data.root=nowhere"]),
+    lambda: load_sweep_spec({"name": "s", "space": TAU}, ["base.data.root=nowhere"]),
     lambda: load_ablation_spec("abl.yaml", ["base.data.root=nowhere"]),
 ])
 def test_a_missing_dataset_stops_the_file_before_any_trial(here, load):

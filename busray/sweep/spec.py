@@ -217,6 +217,9 @@ def parse_sweep(raw: dict) -> SweepSpec:
     spec = from_dict(SweepSpec, {**{k: v for k, v in raw.items() if k != "objective"}, "space": {}})
     spec.space, spec.objective = space, objective
     spec.check()
+    if not space and len(spec.seeds) == 1 and spec.num_trials > 1:  # e.g. an empty file
+        raise ConfigError(f"space: no parameter to search: all {spec.num_trials} trials would train one "
+                          f"config with seed {spec.seeds[0]}; add a parameter (or seeds), or use busray train")
     check_monitor(spec.base, objective)
     check_installed(spec.tracking)
     check_against_config(spec)

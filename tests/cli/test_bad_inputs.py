@@ -295,7 +295,7 @@ def _saved_config_with(w: World, t: Path, group: str, key: str, value) -> Path:
 
 
 def _spec(t: Path) -> Path:
-    (t / "sweep.yaml").write_text("name: s\n")
+    (t / "sweep.yaml").write_text("name: s\nspace: {model.tau: {low: 0.2, high: 1.0}}\n")
     return t / "sweep.yaml"
 
 

@@ -71,6 +71,15 @@ def test_a_space_key_error_never_suggests_base():
     assert "base" not in str(err.value).replace(str(TINY_SPEC), "")
 
 
+def test_a_sweep_without_parameters_is_refused_unless_seeds_vary(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")  # an empty file: the default sweep (8 trials, seed 0), nothing to search
+    with pytest.raises(ConfigError, match=r"empty.yaml: space: no parameter to search: all 8 trials would train "
+                                          r"one config with seed 0"):
+        load_sweep_spec(path)
+    assert load_sweep_spec(path, ["seeds=[0, 1, 2]", "num_trials=3"]).space == {}  # repeats, on purpose
+
+
 def test_a_parameter_without_type_is_uniform():
     spec = load_sweep_spec(TINY_SPEC, ["space.model.tau={low: 0.3, high: 0.9}"])
     tau = spec.space["model.tau"]
