@@ -72,8 +72,8 @@ def _register_predict(sub) -> None:
         epilog="examples:\n  busray predict runs/a/checkpoints/best.pt scan1.png scan2.png --out pred\n"
                "  busray predict runs/a new_scans/ --out pred --overwrite   # a folder: its images")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run folder or .pt file")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, BMP, JPEG, TIFF), or folders of them "
-                   "(BUSI masks, *_mask.png, left out)")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, BMP, JPEG, TIFF), or folders of them (BUSI masks, *_mask.png, left out)")
     p.add_argument("--out", required=True, help="folder for <name>.pred_mask.png and predictions.csv")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier predictions.csv in --out")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -10,9 +10,9 @@
   deletes the old run only when the new one completed; if the new one fails or is interrupted, the
   new folder is removed and the old run is put back.
 - A run folder the command created itself (and the parents it created, like ``runs/``) is removed
-  again when training stopped before the first checkpoint (bad data, a crash at start-up), so no folder that merely looks like a run is left; once
-  a checkpoint exists the folder stays, with ``metrics.json`` saying ``failed`` (and ``--resume``
-  continues it).
+  again when training stopped before the first checkpoint (bad data, a crash at start-up), so no
+  folder that merely looks like a run is left; once a checkpoint exists the folder stays, with
+  ``metrics.json`` saying ``failed`` (and ``--resume`` continues it).
 """
 
 from __future__ import annotations

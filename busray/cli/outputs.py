@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from busray.cli.errors import CliError, writing_to
 from busray.atomic import missing_folders, remove_empty_folders
+from busray.cli.errors import CliError, writing_to
 from busray.cli.guard import check_folder_target, check_writable_folder
 
 PREDICTIONS_CSV = "predictions.csv"
