@@ -59,7 +59,7 @@ table2)
   cached=~/.cache/huggingface/hub/models--timm--tf_efficientnet_b4.aa_in1k
   weights=${TABLE2_WEIGHTS:-$([ -d "$cached" ] && echo imagenet || echo none)}
   start=$(date +%s)
-  $py -m busray ablate sweeps/table2.yaml --storage .gpustore --seeds "${TABLE2_SEEDS:-$([ -n "${GPU_SESSION_DRYRUN:-}" ] && echo 1 || echo 3)}" --resume --no-progress \
+  $py -m busray ablate ablations/table2.yaml --storage .gpustore --seeds "${TABLE2_SEEDS:-$([ -n "${GPU_SESSION_DRYRUN:-}" ] && echo 1 || echo 3)}" --resume --no-progress \
     --set base.data.root=.data/busi --set base.model.weights="$weights" "${table2[@]}" ${TABLE2_EXTRA:-} 2>&1 | tee "$out/table2.log"
   echo "table2 wall: $(( $(date +%s) - start )) s, weights=$weights" | tee -a "$out/table2.log"
   $py -m busray report table2 --storage .gpustore --out "$out/table2" --spread ci

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from busray.ablation.spec import load_ablation_spec
+from busray.experiment import load_ablation_spec
 from busray.config import ConfigError, resolve_run_paths
-from busray.sweep.spec import load_sweep_spec
+from busray.experiment import load_sweep_spec
 
 
 @pytest.fixture

@@ -91,8 +91,8 @@ def test_run_groups_are_the_config_groups():
     ("ablate", {"model": {"tau": 0.5}}, "a run config file, not an ablation file: busray train --config"),
 ])
 def test_a_file_of_another_kind_names_the_command_that_runs_it(tmp_path, command, content, message):
-    from busray.ablation import load_ablation_spec
-    from busray.sweep import load_sweep_spec
+    from busray.experiment import load_ablation_spec
+    from busray.experiment import load_sweep_spec
 
     path = tmp_path / "f.yaml"
     path.write_text(yaml.safe_dump(content))

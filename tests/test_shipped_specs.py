@@ -1,4 +1,4 @@
-"""Every shipped sweep and ablation file in sweeps/ parses and validates against the real Config."""
+"""Every shipped sweep (sweeps/) and ablation file (ablations/) parses and validates against the real Config."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from busray.ablation import load_ablation_spec
+from busray.experiment import load_ablation_spec
 from busray.cli.main import build_parser
 from busray.configtools import ConfigError
-from busray.sweep import load_sweep_spec
+from busray.experiment import load_sweep_spec
 
-SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted([*(ROOT / "sweeps").glob("*.yaml"), *(ROOT / "ablations").glob("*.yaml")])
+TABLE2 = ROOT / "ablations" / "table2.yaml"
 TABLE2_ROWS = {"baseline": (False, False, False), "hmsf": (True, False, False), "tim": (False, True, False),
                "tim_upa": (False, True, True), "full": (True, True, True)}
 
@@ -44,20 +46,21 @@ def test_shipped_file_validates(path):
     assert _load(path, ("base.model.weights=none",)).name == path.stem
 
 
-def test_all_expected_files_ship():
-    names = {p.stem for p in SWEEPS}
-    assert {"smoke", "loss_weights", "tau_schedule", "busi_gpu", "table2", "tim_levels", "upa_norm",
-            "table1_baselines"} <= names
+def test_all_expected_files_ship_each_in_the_folder_of_its_kind():
+    names = {p.parent.name: {q.stem for q in SWEEPS if q.parent == p.parent} for p in SWEEPS}
+    assert {"smoke", "loss_weights", "tau_schedule", "busi_gpu"} <= names["sweeps"]
+    assert {"table2", "tim_levels", "upa_norm", "table1_baselines", "reference_cpu"} <= names["ablations"]
+    kinds = {folder: {yaml.safe_load(p.read_text()).get("kind", "sweep") for p in SWEEPS if p.parent.name == folder}
+             for folder in ("sweeps", "ablations")}
+    assert kinds == {"sweeps": {"sweep"}, "ablations": {"ablation"}}
 
 
 def test_table2_has_the_papers_five_rows():
-    from busray.ablation.spec import variant_config
-
-    spec = load_ablation_spec(Path(SWEEPS[0]).parent / "table2.yaml", PLACEHOLDER_ROOT)
+    spec = load_ablation_spec(TABLE2, PLACEHOLDER_ROOT)
     assert list(spec.variants) == list(TABLE2_ROWS)
     for name, switches in TABLE2_ROWS.items():
-        model = variant_config(spec, name, 0)["model"]
-        assert (model.get("hmsf", True), model.get("tim", True), model.get("upa", True)) == switches
+        model = spec.request(name, 0).config["model"]
+        assert (model["hmsf"], model["tim"], model["upa"]) == switches
 
 
 @pytest.mark.parametrize("override, needle", [
@@ -68,7 +71,7 @@ def test_table2_has_the_papers_five_rows():
 ])
 def test_bad_ablation_overrides_name_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        load_ablation_spec(Path(SWEEPS[0]).parent / "table2.yaml", [override])
+        load_ablation_spec(TABLE2, [override])
 
 
 def _help_texts(parser) -> list[str]:
@@ -82,16 +85,15 @@ def _help_texts(parser) -> list[str]:
 
 
 def _documents() -> dict[str, str]:
-    root = SWEEPS[0].parents[1]
-    files = [root / "README.md", *sorted((root / "docs").glob("*.md")), *SWEEPS]
-    texts = {str(p.relative_to(root)): p.read_text() for p in files}
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *SWEEPS]
+    texts = {str(p.relative_to(ROOT)): p.read_text() for p in files}
     texts.update({f"busray --help ({i})": t for i, t in enumerate(_help_texts(build_parser()))})
     return texts
 
 
 def test_every_sweep_file_the_docs_and_help_name_ships():
-    shipped = {p.name for p in SWEEPS}
+    shipped = {f"{p.parent.name}/{p.name}" for p in SWEEPS}
     named = {(where, name) for where, text in _documents().items()
-             for name in re.findall(r"\bsweeps/([a-z0-9_]+\.yaml)", text)}
+             for name in re.findall(r"\b((?:sweeps|ablations)/[a-z0-9_]+\.yaml)", text)}
     assert {name for _, name in named} & shipped, "the pattern found nothing: the test would pass vacuously"
     assert sorted((where, name) for where, name in named if name not in shipped) == []

@@ -1,12 +1,13 @@
 """``busray ablate``: every (variant, replicate) of an ablation file as one run on the sweep machinery.
 
-The runs go through :func:`busray.sweep.run_configs` — the same Tune trainable, Ray Train workers, GPU
-packing and results-store recording as sweeps — with the variant name and seed in each row. Like a
+The runs are the file's :class:`~busray.experiment.request.RunRequest` objects, run by
+:func:`busray.sweep.run_requests` on the engine path a sweep's trials take (Tune trainable, Ray Train
+workers, GPU packing, results-store recording), with the variant name and seed in each row. Like a
 sweep, an ablation that already exists in the storage is refused unless ``resume`` is set (so two
 experiments are never mixed by accident); ``resume`` finishes or grows it (``--seeds 5`` after
 ``--seeds 3``): every (variant, replicate) already recorded as completed is skipped, the others run --
 one cut short continues from its ``last.pt``, a failed one starts again in its folder (each run's
-folder and row are named ``<variant>-s<seed>-<key>``, :meth:`busray.sweep.trial.TrialJob.run_id`).
+folder and row are named ``<variant>-s<seed>-<key>``, the request's name).
 With ``cv_folds = k`` the driver makes the k folds once (fixed test split, k-fold on
 train+val), saves them under ``<storage>/<name>/splits/`` and points each run's ``data.split_file`` at
 its fold; replicate i is fold i.
@@ -19,11 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from busray.ablation.spec import AblationSpec, load_ablation_spec, variant_config
+from busray.experiment import AblationSpec, load_ablation_spec, open_sweep, resolve_storage
 from busray.results.query import counts_text
 from busray.sweep.outcome import all_failed, count_of, resume_command, unfinished_text
-
-DEFAULT_STORAGE = "busray_storage"
 
 
 @dataclass
@@ -56,38 +55,25 @@ class AblationOutcome:
         return "\n".join(lines)
 
 
-def run_ablation(spec_path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
-                 seeds: int | None = None, resume: bool = False, progress: bool = True,
-                 verbose: bool = False) -> AblationOutcome:
-    """Run every (variant, replicate) of the ablation file; returns what the store holds.
+def run_ablation(spec: "str | Path | dict | AblationSpec", overrides: Iterable[str] = (),
+                 storage: str | None = None, seeds: int | None = None, resume: bool = False,
+                 progress: bool = True, verbose: bool = False) -> AblationOutcome:
+    """Run every (variant, replicate) of an ablation (a file, a dict of the same shape, or a spec);
+    returns what the store holds.
 
     ``resume``: the ablation may already exist; runs recorded as completed are skipped. Without it an
-    existing ablation of this name in ``storage`` is a ``ConfigError`` that says to pass ``--resume``.
+    existing ablation of this name in ``storage`` is a ``ConfigError`` that says to pass ``resume``.
     """
-    from busray.sweep import run_configs
+    from busray.sweep import run_requests  # lazy: Ray, once the file passed
 
-    spec = load_ablation_spec(spec_path, overrides, seeds)
-    storage = str(Path(storage or spec.storage or DEFAULT_STORAGE).expanduser().resolve())
-    fold_files = make_folds(spec, storage) if spec.cv_folds > 1 else {}
-    runs = planned_runs(spec, fold_files)
-    out = run_configs(spec.name, runs, resources=spec.resources, storage=storage, resume=resume,
-                      max_concurrent=spec.max_concurrent, objective=spec.objective, progress=progress,
-                      verbose=verbose, tracking=spec.tracking)
-    return AblationOutcome(name=spec.name, storage=storage, planned=len(runs), counts=out.counts,
+    spec = load_ablation_spec(spec, overrides, seeds)
+    storage = resolve_storage(storage or spec.storage)
+    open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation")  # refused before folds
+    requests = spec.requests(make_folds(spec, storage) if spec.cv_folds > 1 else {})
+    out = run_requests(spec, requests, storage=storage, resume=resume, progress=progress, verbose=verbose)
+    return AblationOutcome(name=spec.name, storage=storage, planned=len(requests), counts=out.counts,
                            sweep_id=out.sweep_id, interrupted=out.interrupted, unfinished=out.unfinished,
                            errors=out.errors)
-
-
-def planned_runs(spec: AblationSpec, fold_files: dict[int, str]) -> list[tuple[str, dict, int, str]]:
-    """``(run_name, config, seed, variant)`` for every variant x replicate, variants in file order."""
-    runs = []
-    for variant in spec.variants:
-        for seed in spec.seed_list():
-            config = variant_config(spec, variant, seed)
-            if seed in fold_files:
-                config.setdefault("data", {})["split_file"] = fold_files[seed]
-            runs.append((f"{variant}-s{seed}", config, seed, variant))
-    return runs
 
 
 def make_folds(spec: AblationSpec, storage: str) -> dict[int, str]:
@@ -95,7 +81,7 @@ def make_folds(spec: AblationSpec, storage: str) -> dict[int, str]:
     from busray.config import config_from_dict
     from busray.data import kfold_splits, load_dataset
 
-    cfg = config_from_dict(variant_config(spec, spec.baseline_name, 0))
+    cfg = config_from_dict(spec.request(spec.baseline_name, 0).config)
     ds = load_dataset(cfg.data)
     folder = Path(storage) / spec.name / "splits"
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from busray.cli.argtypes import bounded_int
 from busray.cli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, CliError, writing_to
+from busray.experiment.storage import DEFAULT_STORAGE  # a constant (the experiment package loads lazily)
 
-DEFAULT_STORAGE = "busray_storage"
-STATUSES = ("completed", "failed", "stopped_early")
+STATUSES = ("completed", "failed", "stopped_early")  # busray.results.STATUSES, without importing pyarrow
 
 
 def register(sub) -> None:
@@ -40,9 +40,9 @@ def register(sub) -> None:
         "ablate", help="run an ablation (variants x seeds) from sweeps/NAME.yaml",
         description="Train every variant of an ablation with several seeds on Ray and record them; "
                     "`busray report` then builds the Table-2-style comparison.",
-        epilog="examples:\n  busray ablate sweeps/table2.yaml --storage store --seeds 3\n"
-               "  busray ablate sweeps/table2.yaml --storage store --resume   # run what is left\n"
-               "  busray ablate sweeps/table2.yaml --seeds 5 --dry-run        # the runs it would start")
+        epilog="examples:\n  busray ablate ablations/table2.yaml --storage store --seeds 3\n"
+               "  busray ablate ablations/table2.yaml --storage store --resume   # run what is left\n"
+               "  busray ablate ablations/table2.yaml --seeds 5 --dry-run        # the runs it would start")
     p.add_argument("spec", metavar="ABLATION_YAML", help="ablation file (see sweeps/)")
     _common(p)
     p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="number of seeds (overrides the file)")
@@ -125,18 +125,33 @@ def _query_args(p) -> None:
 
 
 def cmd_sweep(args) -> int:
+    return _run_experiment(args, "sweep", plan_args=(args.resume, args.add_trials),
+                           run_args={"resume": args.resume, "add_trials": args.add_trials})
+
+
+def cmd_ablate(args) -> int:
+    return _run_experiment(args, "ablate", plan_args=(args.seeds, args.resume),
+                           run_args={"seeds": args.seeds, "resume": args.resume})
+
+
+def _run_experiment(args, command: str, plan_args: tuple, run_args: dict) -> int:
+    """The path ``sweep`` and ``ablate`` share: storage checked, then the plan (``--dry-run``) or the run,
+    its summary and exit status. Ray, Optuna and torch are imported only here, once the arguments passed."""
     from busray.cli.outputs import spec_storage
 
     storage = spec_storage(args.spec, args.storage)
     if args.dry_run:
-        from busray.sweep.plan import sweep_plan  # lazy, as below (no Ray either way)
-        return _print_plan(sweep_plan, args.spec, args.overrides, storage, args.resume, args.add_trials)
-    from busray.sweep import run_sweep  # lazy: Ray and Optuna, once the arguments passed
-    with writing_to(storage or "the sweep's storage"):
-        outcome = run_sweep(args.spec, overrides=args.overrides, storage=storage, resume=args.resume,
-                            add_trials=args.add_trials, progress=args.progress,
-                            verbose=getattr(args, "verbose", False))
-    print(outcome.summary(command=_same_command("sweep", args, outcome.storage)))
+        from busray.sweep.plan import ablation_plan, sweep_plan  # lazy: no Ray either way
+        make_plan = sweep_plan if command == "sweep" else ablation_plan
+        return _print_plan(make_plan, args.spec, args.overrides, storage, *plan_args)
+    if command == "sweep":
+        from busray.sweep import run_sweep as run
+    else:
+        from busray.ablation import run_ablation as run
+    with writing_to(storage or f"the {'sweep' if command == 'sweep' else 'ablation'}'s storage"):
+        outcome = run(args.spec, overrides=args.overrides, storage=storage, progress=args.progress,
+                      verbose=getattr(args, "verbose", False), **run_args)
+    print(outcome.summary(command=_same_command(command, args, outcome.storage)))
     return _exit_status(outcome)
 
 
@@ -167,22 +182,6 @@ def _same_command(name: str, args, storage: str) -> str:
     sets = [arg for override in args.overrides for arg in ("--set", override)]
     seeds = ["--seeds", str(args.seeds)] if getattr(args, "seeds", None) else []
     return shlex.join(["busray", name, args.spec, *sets, *seeds, "--storage", storage])
-
-
-def cmd_ablate(args) -> int:
-    from busray.cli.outputs import spec_storage
-
-    storage = spec_storage(args.spec, args.storage)
-    if args.dry_run:
-        from busray.ablation.plan import ablation_plan  # lazy, as below (no Ray either way)
-        return _print_plan(ablation_plan, args.spec, args.overrides, storage, args.seeds, args.resume)
-    from busray.ablation import run_ablation  # lazy: Ray, Optuna and matplotlib, once the arguments passed
-    with writing_to(storage or "the ablation's storage"):
-        outcome = run_ablation(args.spec, overrides=args.overrides, storage=storage, seeds=args.seeds,
-                               resume=args.resume, progress=args.progress,
-                               verbose=getattr(args, "verbose", False))
-    print(outcome.summary(command=_same_command("ablate", args, outcome.storage)))
-    return _exit_status(outcome)
 
 
 def cmd_report(args) -> int:

@@ -15,7 +15,7 @@ modes (``model.upa_norm``):
   Before any training step evaluation falls back to the batch mean;
 - ``batch``: the batch mean in evaluation too, as the authors' code. Predictions then
   depend on which images share a batch (a batch of one gives u~ ~ 1 for every image, so the signal is
-  lost); kept as an option and compared in ``sweeps/upa_norm.yaml``.
+  lost); kept as an option and compared in ``ablations/upa_norm.yaml``.
 
 Training-mode outputs of the two modes are identical for the same weights (the running mean is only
 read in evaluation), so ``running`` changes what evaluation measures, not what training optimises.

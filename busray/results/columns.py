@@ -91,6 +91,20 @@ def config_column_types(cls: type = Config, prefix: str = "") -> dict[str, pa.Da
     return out
 
 
+def always_set_columns(cls: type = Config, prefix: str = "") -> tuple[str, ...]:
+    """The config columns whose key always has a value (its annotation is not ``X | None``): a null
+    there means the row was recorded without the whole config (:mod:`busray.results.repair`)."""
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            out += always_set_columns(hint, f"{prefix}{field.name}.")
+        elif type(None) not in typing.get_args(hint) and hint is not typing.Any:
+            out.append(prefix + field.name)
+    return tuple(out)
+
+
 def arrow_type(hint: typing.Any, key: str) -> pa.DataType:
     """The Arrow type of a config annotation (``X | None`` is X, nullable)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

@@ -6,7 +6,8 @@ them, per table, under the precedence rule of :mod:`busray.results.layout`:
 
 1. take ``_compact.lock`` (``flock``: released by the kernel if the process dies);
 2. read every committed file (bad ones are left where they are, with a warning) and write their
-   merged rows, upgraded to the current schema, as a new ``part-<seq>`` file (seq above every
+   merged rows, upgraded to the current schema (and run rows an older busray recorded without their
+   whole config completed from their ``config.yaml``: :mod:`busray.results.repair`), as a new ``part-<seq>`` file (seq above every
    existing part); until step 4 a reader sees the new part *and* the old files, and the
    precedence rule makes them agree: loose files beat parts, the newer part beats the older;
 3. bump ``_generation``, so a reader that listed the folder before now starts over;
@@ -40,6 +41,7 @@ from busray.results.columns import STORE_FINGERPRINT
 from busray.results.layout import (
     StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, marker_is_newer,
     merge, part_seq, read_files, write_marker, write_table)
+from busray.results.repair import repair_runs
 from busray.results.schema import ResultsError
 
 LOCK = "_compact.lock"
@@ -53,6 +55,7 @@ class CompactReport:
     merged: dict[str, int] = field(default_factory=dict)
     kept: int = 0  # loose files recorded again while compacting (they stay and win)
     leftovers: int = 0  # files killed processes left half-done (step 6)
+    repaired: int = 0  # run rows whose config columns were filled from their config.yaml
 
     def summary(self) -> str:
         left = f"; removed {self.leftovers} leftover file(s) of killed writers" if self.leftovers else ""
@@ -61,7 +64,9 @@ class CompactReport:
         parts = [f"{name}: {self.merged[name]} file(s) -> 1 part of {self.rows[name]} row(s)"
                  for name in self.rows]
         kept = f"; {self.kept} file(s) written meanwhile kept" if self.kept else ""
-        return "compacted " + ", ".join(parts) + kept + left
+        fixed = (f"; {self.repaired} run row(s) completed from their config.yaml (recorded by an older busray)"
+                 if self.repaired else "")
+        return "compacted " + ", ".join(parts) + kept + fixed + left
 
 
 @contextlib.contextmanager
@@ -119,6 +124,8 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
         paths = table.files()
         files = read_files(paths, table.schema, table.required)
         merged = merge(files, table.schema).sort_by([(c, "ascending") for c in table.sort])
+        if table.name == "runs":  # rows an older busray recorded without the whole config
+            merged, report.repaired = repair_runs(merged)
         seq = max((s for s in map(part_seq, paths) if s is not None), default=0) + 1
         if files:
             report.rows[table.name], report.merged[table.name] = merged.num_rows, len(files)

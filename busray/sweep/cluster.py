@@ -42,14 +42,15 @@ import os
 from typing import Iterator, Mapping
 
 from busray.configtools import ConfigError
-from busray.sweep.spec import ResourcesSpec
-from busray.sweep.trial import SLOT_RESOURCE, TrialJob
+from busray.experiment.files import ResourcesSpec
 
 TEMP_DIR_ENV = "BUSRAY_RAY_TEMP_DIR"
 LOOPBACK = "127.0.0.1"
 TRAIN_POLL_S = "0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+#: The custom resource of a local cluster's trial slots (one per trial; ``max_concurrent`` of them).
+SLOT_RESOURCE = "busray_trial_slot"
 
 
 def _drop_token_auth_notice(record: logging.LogRecord) -> bool:
@@ -113,8 +114,8 @@ def dashboard_url() -> str | None:
     return (url if url.startswith("http") else f"http://{url}") if url else None
 
 
-def trial_resources(job: TrialJob, tune_config: dict) -> dict[str, float]:
-    """What one Tune trial reserves.
+def trial_resources(resources: Mapping[str, float]) -> dict[str, float]:
+    """What one Tune trial of a run request's ``resources`` reserves.
 
     A single-worker trial trains in its own actor, so the actor takes the worker's CPUs/GPUs (a
     fractional GPU packs several trials on one card). A DDP trial's actor only drives a
@@ -122,13 +123,13 @@ def trial_resources(job: TrialJob, tune_config: dict) -> dict[str, float]:
     one trial slot.
     """
     slot = _slot()
-    if job.worker_count(tune_config) > 1:
+    if int(resources["workers"]) > 1:
         return {"CPU": 0.0, **slot}
-    gpu = {"GPU": job.gpus_per_worker} if job.gpus_per_worker > 0 else {}
-    return {"CPU": job.cpus_per_worker, **gpu, **slot}
+    gpus = float(resources["gpus_per_worker"])
+    return {"CPU": float(resources["cpus_per_worker"]), **({"GPU": gpus} if gpus > 0 else {}), **slot}
 
 
-def check_resources(job: TrialJob | ResourcesSpec, worker_counts: list[int],
+def check_resources(res: ResourcesSpec, worker_counts: list[int],
                     have: Mapping[str, float] | None = None) -> None:
     """Refuse, with one line, a trial that this cluster can never place (``have``: what the cluster has,
     by default the connected one's resources; a ``--dry-run`` passes :func:`local_resources`)."""
@@ -137,22 +138,22 @@ def check_resources(job: TrialJob | ResourcesSpec, worker_counts: list[int],
 
         have = ray.cluster_resources()
     for workers in sorted(set(worker_counts)):
-        wants = _demand(job, workers)
+        wants = _demand(res, workers)
         short = [name for name, amount in wants.items() if amount > have.get(name, 0.0) + 1e-9]
         if short:
-            raise ConfigError(_unplaceable(short, wants, have, workers, job))
+            raise ConfigError(_unplaceable(short, wants, have, workers, res))
 
 
-def room_for_trials(job: TrialJob | ResourcesSpec, workers: int, have: Mapping[str, float]) -> int:
+def room_for_trials(res: ResourcesSpec, workers: int, have: Mapping[str, float]) -> int:
     """How many trials of ``workers`` workers the cluster ``have`` runs at once (each worker takes its
     CPUs and GPUs; a DDP trial's driving actor takes none)."""
     return min((math.floor(have.get(name, 0.0) / amount + 1e-9)
-                for name, amount in _demand(job, workers).items() if amount > 0), default=10**9)
+                for name, amount in _demand(res, workers).items() if amount > 0), default=10**9)
 
 
-def _demand(job: TrialJob | ResourcesSpec, workers: int) -> dict[str, float]:
+def _demand(res: ResourcesSpec, workers: int) -> dict[str, float]:
     """The CPUs and GPUs one trial of ``workers`` workers reserves."""
-    return {"CPU": job.cpus_per_worker * workers, "GPU": job.gpus_per_worker * workers}
+    return {"CPU": res.cpus_per_worker * workers, "GPU": res.gpus_per_worker * workers}
 
 
 def local_resources() -> dict[str, float] | None:
@@ -171,13 +172,13 @@ def local_resources() -> dict[str, float] | None:
 
 
 def _unplaceable(short: list[str], wants: Mapping[str, float], have: Mapping[str, float], workers: int,
-                 job: TrialJob | ResourcesSpec) -> str:
+                 res: ResourcesSpec) -> str:
     """One line for every resource a trial lacks (a GPU preset on a CPU machine lacks both), with one
     ``--set`` per key that would make it fit."""
     keys, needs, has, hints = [], [], [], {}
     for name in short:
         key = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
-        per, there = getattr(job, key), have.get(name, 0.0)
+        per, there = getattr(res, key), have.get(name, 0.0)
         keys.append(f"resources.{key}")
         needs.append(f"{wants[name]:g} {name} ({workers} worker(s) x {per:g})")
         has.append(f"{there:g} {name}")

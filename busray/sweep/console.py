@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from ray.tune import Callback
 from tqdm import tqdm
 
+from busray.configtools import flatten
 from busray.objective import Objective
 from busray.runfolder import RunOutcome
-from busray.sweep.trial import FINAL_FLAG, RUN_KEY
+from busray.sweep.job import FINAL_FLAG, request_of, run_id_of
 
 WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed"}
 #: The signals that stop a sweep cleanly, by the name the console and the summary give them.
@@ -55,12 +56,10 @@ INTERRUPT_NOTICE = interrupt_notice("Ctrl-C")
 class ConsoleCallback(Callback):
     """Prints trial events; :meth:`recorded` is given to the recording callback (row written)."""
 
-    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None,
-                 run_id: Callable[[Any], str] | None = None) -> None:
+    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None) -> None:
         self.total = max(1, total)
         self.objective = objective
         self.swept = swept
-        self.name_run = run_id  # a Tune trial -> its run id (TrialJob.run_id_of); else its trial id
         self.done = 0
         self.started: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
@@ -104,7 +103,7 @@ class ConsoleCallback(Callback):
         run_id = self.run_id(trial)
         if run_id not in self.started:
             self.started[run_id] = len(self.started) + 1
-        self.say(run_id, "started", format_params(trial.config, self.swept))
+        self.say(run_id, "started", format_params(request_of(trial.config).recorded(), self.swept))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if not result.get(FINAL_FLAG):
@@ -121,8 +120,8 @@ class ConsoleCallback(Callback):
         self.say(run_id, WORDS.get(outcome.status, outcome.status), self.describe(outcome))
 
     def run_id(self, trial) -> str:
-        """The id the store and the run folder give a Tune trial."""
-        return self.name_run(trial) if self.name_run else trial.trial_id
+        """The id the store and the run folder give a Tune trial: its request's name."""
+        return run_id_of(trial)
 
     # ------------------------------------------------------------------ text
     def describe(self, outcome: RunOutcome) -> str:
@@ -156,12 +155,11 @@ class ConsoleCallback(Callback):
             signal.signal(signum, previous)
 
 
-def format_params(tune_config: dict, swept: list[str]) -> str:
-    """The sampled parameters of a trial as ``key=value`` pairs (none for a fixed run: its run id
-    names it)."""
-    if RUN_KEY in tune_config:
-        return ""
-    return "  ".join(f"{k}={_short(tune_config[k])}" for k in swept if k in tune_config)
+def format_params(recorded: dict, swept: list[str]) -> str:
+    """The searched values of a trial's recorded config as ``key=value`` pairs (none for a fixed run:
+    its run id names it)."""
+    flat = flatten(recorded)
+    return "  ".join(f"{k}={_short(flat[k])}" for k in swept if k in flat)
 
 
 def _short(value: Any) -> str:

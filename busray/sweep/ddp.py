@@ -1,8 +1,8 @@
 """Multi-worker (DDP) trials: Ray Train V2's ``TorchTrainer`` run from inside the Tune trial.
 
-Ray Train sets up ``torch.distributed`` across ``resources.workers`` workers and restarts a worker
-group that died (``FailureConfig(max_failures)``); each worker runs :func:`busray.training.fit`
-behind :class:`RayTrainReporter`:
+Ray Train sets up ``torch.distributed`` across the request's ``resources.workers`` workers and restarts a
+worker group that died (``FailureConfig(max_failures)``); each worker runs :func:`busray.training.fit`
+on the request's config behind :class:`RayTrainReporter`:
 
 - ``report`` calls ``ray.train.report`` on *every* rank once per epoch (Train V2 treats a report as a
   barrier across the group), metrics only: ``TuneReportCallback`` forwards rank 0's to the Tune
@@ -17,8 +17,10 @@ default); :mod:`busray.sweep.cluster` lowers it for local clusters so an epoch i
 
 from __future__ import annotations
 
+from busray.config import config_from_dict
+from busray.experiment.request import RunRequest
 from busray.runfolder import LAST, RunFolder, RunOutcome
-from busray.sweep.trial import TrialJob
+from busray.sweep.job import TrialJob
 
 
 class RayTrainReporter:
@@ -42,32 +44,31 @@ class RayTrainReporter:
 
 
 def train_worker(payload: dict) -> None:
-    """``train_loop_per_worker``: payload = {config, run_dir, tb_dir, threads}."""
+    """``train_loop_per_worker``: payload = {request, run_dir, tb_dir}."""
     import torch
 
-    from busray.config import config_from_dict
     from busray.training import fit
 
-    torch.set_num_threads(int(payload["threads"]))
+    request = RunRequest.from_dict(payload["request"])
+    torch.set_num_threads(request.threads())
     folder = RunFolder(payload["run_dir"])
-    fit(config_from_dict(payload["config"]), RayTrainReporter(folder), folder.path, tb_dir=payload["tb_dir"])
+    fit(config_from_dict(request.config), RayTrainReporter(folder), folder.path, tb_dir=payload["tb_dir"])
 
 
-def fit_with_ray_train(job: TrialJob, run_id: str, config: dict, workers: int) -> RunOutcome:
-    """Run the trial on ``workers`` Ray Train workers; the outcome is what rank 0 wrote."""
+def fit_with_ray_train(job: TrialJob, request: RunRequest) -> RunOutcome:
+    """Run the request on its ``workers`` Ray Train workers; the outcome is what rank 0 wrote."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    folder = job.run_folder(run_id)
-    payload = {"config": config, "run_dir": str(folder.path), "tb_dir": str(job.tb_dir(run_id)),
-               "threads": max(1, int(job.cpus_per_worker))}
-    resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})}
+    folder = job.run_folder(request.name)
+    payload = {"request": request.to_dict(), "run_dir": str(folder.path), "tb_dir": str(job.tb_dir(request.name))}
+    cpus, gpus = request.resources["cpus_per_worker"], request.resources["gpus_per_worker"]
     trainer = TorchTrainer(
         train_worker, train_loop_config=payload,
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.gpus_per_worker > 0,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(storage_path=str(job.ray_train_dir(run_id).parent), name=run_id,
+        scaling_config=ScalingConfig(num_workers=request.workers, use_gpu=gpus > 0,
+                                     resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})}),
+        run_config=RunConfig(storage_path=str(job.ray_train_dir(request.name).parent), name=request.name,
                              callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=job.max_failures)))
     trainer.fit()

@@ -19,7 +19,7 @@ import pandas as pd
 from busray.objective import Objective
 from busray.results import STATUSES, ResultsStore
 from busray.results.query import counts_text, format_table, pareto_note, show_table
-from busray.sweep.trial import TrialJob
+from busray.sweep.job import TrialJob
 
 
 @dataclass

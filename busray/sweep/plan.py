@@ -1,4 +1,4 @@
-"""``--dry-run``: what a sweep would run, checked as a real run checks it, started nowhere.
+"""``--dry-run``: what a sweep or an ablation would run, checked as a real run checks it, started nowhere.
 
 A nightly job or a long GPU sweep is cheaper to get right before it starts. The plan reads and
 validates the file and its ``--set`` overrides exactly as ``busray sweep`` / ``busray ablate`` do
@@ -8,8 +8,8 @@ search space, the objective, early stopping, per-trial resources and where it wo
 writes nothing and starts no Ray. Where a run would start a local Ray (no ``RAY_ADDRESS``), a trial's
 CPUs and GPUs are checked against what that cluster would have, by Ray's own detection: a GPU preset on
 a CPU machine is refused here with the run's one-line error; another cluster is checked when the run
-connects to it. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder names. An
-ablation's plan, :mod:`busray.ablation.plan`, shares the helpers.
+connects to it. Unlike a run's driver, a plan imports timm (~3 s) to check the encoder names. No Ray
+is imported, beyond Ray's own (private) resource detection.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from busray.configtools import ConfigError, flatten
 from busray.models.config import ModelConfig
 from busray.sweep.cluster import check_resources, local_resources, room_for_trials
 from busray.sweep.outcome import count_of
-from busray.sweep.spec import ParamSpec, ResourcesSpec, SweepSpec, load_sweep_spec
-from busray.sweep.state import open_sweep
-from busray.sweep.storage import resolve_storage
+from busray.experiment import (ResourcesSpec, SweepSpec, load_ablation_spec, load_sweep_spec, open_sweep,
+                               resolve_storage)
+from busray.experiment.params import Param
 
 NOTHING_STARTED = "nothing was started (--dry-run)"
 
@@ -84,11 +84,32 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
         what = count_of(trials, "trial")
     lines = [f"sweep {spec.name}: {what}, {spec.max_concurrent} at a time; objective {spec.objective.label()}",
              f"search: {spec.search.sampler} sampler (seed {spec.search.seed}); {_early_stopping(spec)}",
-             f"each trial: {resources_text(spec.resources)}; seeds {spec.seeds}",
+             f"each trial: {resources_text(spec.resources)}; seeds {spec.seed_list()}",
              f"storage: {where}", f"space ({len(spec.space)}):"]
     lines += aligned({key: _param(param) for key, param in spec.space.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
     return with_placement(lines, spec.resources, spec.worker_counts(), spec.max_concurrent)
+
+
+def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
+                  seeds: int | None = None, resume: bool = False) -> str:
+    """The plan of ``busray ablate`` with these arguments, as printed lines. Cross-validation folds are
+    named, not written (a real run writes them first)."""
+    spec = load_ablation_spec(source, overrides, seeds)
+    where = resolve_storage(storage or spec.storage)
+    open_sweep(where, spec.name, resume=resume, add_trials=None, kind="ablation")
+    requests = spec.requests()
+    check_encoders({f"{source}: variants.{r.variant}: model.encoder": r.config["model"]["encoder"] for r in requests})
+    replicates = f"{spec.cv_folds} folds" if spec.cv_folds > 1 else f"seeds {spec.seed_list()}"
+    lines = [f"ablation {spec.name}: {count_of(len(spec.variants), 'variant')} x {replicates} = "
+             f"{count_of(len(requests), 'run')}, {spec.max_concurrent} at a time; objective {spec.objective.label()}"
+             + (" (recorded completed runs are skipped)" if resume else ""),
+             f"each run: {resources_text(spec.resources)}; baseline {spec.baseline_name}",
+             f"storage: {where}", "variants (their changes to base):"]
+    lines += aligned({name: ", ".join(f"{k}={v}" for k, v in flatten(changes or {}).items()) or "(base)"
+                      for name, changes in spec.variants.items()})
+    lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
+    return with_placement(lines, spec.resources, [spec.resources.workers], spec.max_concurrent)
 
 
 def _encoders(spec: SweepSpec, source: str | Path | dict) -> dict[str, str]:
@@ -97,7 +118,7 @@ def _encoders(spec: SweepSpec, source: str | Path | dict) -> dict[str, str]:
     encoders = {f"{where}: base.model.encoder": flatten(spec.base).get("model.encoder", ModelConfig().encoder)}
     param = spec.space.get("model.encoder")
     if param is not None:
-        for i, name in enumerate(param.choices or [param.value]):
+        for i, name in enumerate(param.extremes()):
             encoders[f"{where}: space.model.encoder[{i}]"] = name
     return {key: str(name) for key, name in encoders.items()}
 
@@ -115,15 +136,9 @@ def resources_text(res: ResourcesSpec) -> str:
     return f"{count_of(res.workers, 'worker')}{kind} x {res.cpus_per_worker:g} CPU{gpus}"
 
 
-def _param(p: ParamSpec) -> str:
-    if p.type == "categorical":
-        text = f"categorical {p.choices}"
-    elif p.type == "fixed":
-        text = f"fixed {p.value!r}"
-    else:
-        text = f"{p.type} {p.low:g} .. {p.high:g}" + (f" step {p.step:g}" if p.step else "")
+def _param(p: Param) -> str:
     conditions = ", ".join(f"{k}={v}" for k, v in p.when.items())
-    return text + (f" (when {conditions})" if conditions else "")
+    return p.describe() + (f" (when {conditions})" if conditions else "")
 
 
 def aligned(rows: dict) -> list[str]:

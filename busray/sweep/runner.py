@@ -1,25 +1,29 @@
-"""Running sweeps: Optuna-searched trials (:func:`run_sweep`) or fixed configs (:func:`run_configs`).
+"""The engine: run a sweep's searched trials (:func:`run_sweep`) or fixed run requests (:func:`run_requests`).
 
-A sweep is one Ray Tune experiment per *round* under ``<storage>/<name>/tune/round-NNN``:
+Both take what :mod:`busray.experiment` built and share one path (:func:`_run`): the sweep's state
+and :class:`~busray.sweep.job.TrialJob`, a Ray session, the pre-flight check of resources, the console,
+the recorder and the trackers, one Tune round, and the outcome read back from the store. A sweep is one
+Ray Tune experiment per *round* under ``<storage>/<name>/tune/round-NNN``:
 
 - search: ``OptunaSearch`` (:class:`~busray.sweep.searcher.BusrayOptunaSearch`) over
-  :class:`~busray.sweep.space.DefineByRun` with a seeded TPE (or random) sampler; single or
-  multi-objective. The study lives in ``<storage>/<name>/optuna.journal`` (or an RDB URL), named by
-  the sweep id, so ``optuna-dashboard <journal>`` shows it;
+  :class:`~busray.experiment.space.DefineByRun` with a seeded TPE (or random) sampler; single or
+  multi-objective. The searcher turns each suggestion into the trial's
+  :class:`~busray.experiment.request.RunRequest`. The study lives in ``<storage>/<name>/optuna.journal``
+  (or an RDB URL), named by the sweep id, so ``optuna-dashboard <journal>`` shows it;
 - early stopping: ``AsyncHyperBandScheduler`` on ``epoch`` (single objective only);
-- the engine (:mod:`busray.sweep.trial`): warm, reused trial actors that call ``fit`` in-process;
+- the trials (:mod:`busray.sweep.trial`): warm, reused trial actors that call ``fit`` in-process;
   Tune's own loggers and console output are off, :mod:`busray.sweep.console` prints instead;
-- ``--resume``: ``Tuner.restore`` of the last round: finished trials are kept, unfinished ones are
+- ``resume``: ``Tuner.restore`` of the last round: finished trials are kept, unfinished ones are
   re-launched and continue from their run folder's ``last.pt``;
-- ``--add-trials N``: a new round whose searcher loads the same study, so TPE conditions on every
+- ``add_trials``: a new round whose searcher loads the same study, so TPE conditions on every
   earlier trial.
 
-Fixed configs (ablations) are one round of a ``tune.grid_search`` over run names with the same
-trainable and recording, no searcher; resuming skips configs already recorded as completed.
+Fixed requests (an ablation's variants x seeds) are one round of a ``tune.grid_search`` over the
+requests themselves, no searcher; ``resume`` skips requests whose key is already recorded as completed.
 
-Ray Tune (and the modules of busray built on it: searcher, recording, console) is imported inside
-the functions that build the Tuner: it takes ~1.7 s, and a sweep file or storage that
-:func:`run_sweep` refuses should say so before that.
+Ray Tune (and the modules of busray built on it: searcher, recording, console, trackers) is imported
+inside the functions that build the Tuner: it takes ~1.7 s, and a file or storage that is refused
+should say so before that.
 """
 
 from __future__ import annotations
@@ -29,30 +33,23 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from busray.config import config_from_dict, config_to_dict, resolve_run_paths
-from busray.configtools import ConfigError, flatten
-from busray.objective import Objective
-from busray.results import STATUSES, ResultsStore, trial_key
+from busray.configtools import ConfigError
+from busray.experiment import (ExperimentFile, RunRequest, SweepSpec, SweepState, load_sweep_spec, open_sweep,
+                               resolve_storage)
+from busray.experiment.space import DefineByRun
+from busray.results import STATUSES, ResultsStore
 from busray.results.schema import in_store_order
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
-from busray.sweep.space import DefineByRun
-from busray.sweep.spec import ResourcesSpec, SweepSpec, load_sweep_spec
-from busray.sweep.state import SweepState, open_sweep
-from busray.sweep.storage import resolve_storage
-from busray.sweep.tracking import TrackingSpec, tracker_callbacks
+from busray.sweep.job import REQUEST_KEY, TrialJob
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
-from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob, run_trial
-from busray.training.config import TrainConfig
-
-if TYPE_CHECKING:  # imported where the Tuner is built (the module docstring says why)
-    from busray.sweep.recording import RecordingCallback
+from busray.sweep.trial import run_trial
 
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
 #: once), and Tune's legacy output engine, whose ``verbose=0`` really is silent.
@@ -71,84 +68,65 @@ QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
               resume: bool = False, add_trials: int | None = None, progress: bool = True,
               verbose: bool = False) -> SweepOutcome:
-    """Run (or resume, or extend) a sweep: a sweep file, a dict of the same shape, or a SweepSpec."""
+    """Run (or ``resume``, or extend by ``add_trials``) a sweep: a sweep file, a dict of the same shape,
+    or a SweepSpec."""
     spec = load_sweep_spec(spec, overrides)
     if resume and add_trials:
-        raise ConfigError("--resume and --add-trials are exclusive: resume first, then add trials")
+        raise ConfigError("resume and add_trials are exclusive: resume first, then add trials")
     storage = resolve_storage(storage or spec.storage)
     state = open_sweep(storage, spec.name, resume=resume, add_trials=add_trials)
-    job = sweep_job(spec, state, storage)
+    job = experiment_job(spec, state, storage, "sweep", tuple(spec.space))
     total = add_trials or spec.num_trials
+
+    def tune_round(callbacks: list, verbose: bool) -> None:
+        if resume and not _never_started(job, state):
+            _restore(job, state, callbacks)
+        else:
+            _search_tuner(spec, job, state, total, callbacks, verbose).fit()
+
+    return _run(spec, job, total, spec.worker_counts(), tune_round, progress, verbose, _journal(spec, state))
+
+
+def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: str | None = None,
+                 resume: bool = False, progress: bool = True, verbose: bool = False) -> SweepOutcome:
+    """Train fixed run requests (an ablation's variants x replicates) under ``spec``'s name, resources,
+    objective and trackers. With ``resume``, requests whose key is recorded as completed are skipped."""
+    names = [r.name for r in requests]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{spec.name}: run '{next(n for n in names if names.count(n) > 1)}' appears twice")
+    storage = resolve_storage(storage or spec.storage)
+    state = open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation")
+    job = experiment_job(spec, state, storage, "ablation", ())
+    done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
+    todo = [r for r in requests if r.key not in done]
+    if not todo:
+        return sweep_outcome(job)
+
+    def tune_round(callbacks: list, verbose: bool) -> None:
+        _grid_tuner(job, state, todo, spec.max_concurrent, callbacks, verbose).fit()
+
+    return _run(spec, job, len(todo), sorted({r.workers for r in todo}), tune_round, progress, verbose, None)
+
+
+def experiment_job(spec: ExperimentFile, state: SweepState, storage: str, kind: str,
+                   swept: tuple[str, ...]) -> TrialJob:
+    return TrialJob(sweep=spec.name, sweep_id=state.sweep_id, sweep_dir=state.folder, storage=storage, kind=kind,
+                    objective=spec.objective, swept_keys=swept, max_failures=spec.resources.max_failures)
+
+
+def _run(spec: ExperimentFile, job: TrialJob, total: int, worker_counts: list[int],
+         tune_round: Callable[[list, bool], None], progress: bool, verbose: bool,
+         journal: str | None) -> SweepOutcome:
+    """The path both kinds share: Ray, pre-flight, console, recorder and trackers, one Tune round."""
     with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
-        check_resources(job, spec.worker_counts())
-        console = _console(job, total, in_store_order(list(spec.space)), progress)  # as the summary's table
-        callbacks, recorder = _callbacks(job, console, spec.tracking)
+        check_resources(spec.resources, worker_counts)
+        console = _console(job, total, progress)
+        callbacks, recorder = _callbacks(job, console, spec)
         try:
-            if resume and not _never_started(job, state):
-                _restore(job, state, callbacks)
-            else:
-                _search_tuner(spec, job, state, total, callbacks, verbose).fit()
+            tune_round(callbacks, verbose)
         finally:
             console.close()
-    return sweep_outcome(job, journal=_journal(spec, state), interrupted=console.interrupted,
-                         unfinished=recorder.unfinished)
-
-
-def run_configs(name: str, configs: Sequence[tuple[str, dict, int | None, str | None]],
-                resources: ResourcesSpec | None = None, storage: str | None = None, resume: bool = False,
-                max_concurrent: int = 2, objective: str | Objective | None = None,
-                progress: bool = True, verbose: bool = False, tracking: TrackingSpec | None = None) -> SweepOutcome:
-    """Train a fixed list of ``(run_name, config_dict, seed, variant)`` (e.g. variants x seeds).
-
-    ``config_dict`` is a full or partial nested run config (validated here, before Ray starts);
-    ``seed`` is written to ``train.seed``. With ``resume``, configs already recorded as completed
-    under this name's sweep id are skipped.
-    """
-    storage = resolve_storage(storage)
-    fixed = {}
-    for run_name, config, seed, variant in configs:  # all checked before anything is written
-        if run_name in fixed:
-            raise ConfigError(f"{name}: run name '{run_name}' appears twice")
-        try:
-            full = config_to_dict(config_from_dict(_with_seed(resolve_run_paths(config), seed)))
-        except ConfigError as err:
-            raise ConfigError(f"{name}: run '{run_name}': {err}") from None
-        fixed[run_name] = FixedRun(config=full, seed=seed, variant=variant)
-    state = open_sweep(storage, name, resume=resume, add_trials=None, kind="ablation")
-    job = _job(name, state, storage, {}, Objective.parse(objective), [], resources or ResourcesSpec(), fixed)
-    for run_name, run in fixed.items():
-        run.key = trial_key(*_keyed(job, run_name))
-    done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
-    todo = [n for n in fixed if fixed[n].key not in done]
-    interrupted, unfinished = "", []
-    if todo:
-        with ray_session(max_concurrent, verbose), _quiet_tune(verbose):
-            check_resources(job, [job.workers])
-            console = _console(job, len(todo), [], progress)
-            callbacks, recorder = _callbacks(job, console, tracking or TrackingSpec())
-            try:
-                _grid_tuner(job, state, todo, max_concurrent, callbacks, verbose).fit()
-            finally:
-                console.close()
-            interrupted, unfinished = console.interrupted, recorder.unfinished
-    return sweep_outcome(job, interrupted=interrupted, unfinished=unfinished)
-
-
-def sweep_job(spec: SweepSpec, state: SweepState, storage: str) -> TrialJob:
-    return _job(spec.name, state, storage, spec.base, spec.objective, list(spec.space), spec.resources, {})
-
-
-def _job(name, state, storage, base, objective: Objective, swept, res: ResourcesSpec, fixed) -> TrialJob:
-    return TrialJob(sweep=name, sweep_id=state.sweep_id, sweep_dir=state.folder, storage=storage,
-                    base=base, objective=objective, swept_keys=swept, workers=res.workers,
-                    cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker,
-                    max_failures=res.max_failures, fixed=fixed)
-
-
-def _keyed(job: TrialJob, run_name: str) -> tuple[dict, int | None]:
-    """What a fixed run's trial key hashes: its config as recorded (objective and resources in)."""
-    config, seed, _ = job.resolve({RUN_KEY: run_name})
-    return job.recorded_config(config, {}), seed
+    return sweep_outcome(job, journal=journal, interrupted=console.interrupted, unfinished=recorder.unfinished)
 
 
 def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, callbacks: list,
@@ -162,9 +140,10 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
     metric = list(obj.metrics) if obj.multi else obj.metric
     mode = list(obj.modes) if obj.multi else obj.mode
     searcher = BusrayOptunaSearch(
-        space=DefineByRun(spec.space, flatten(spec.base), spec.seeds), metric=metric, mode=mode,
-        sampler=_sampler(spec, len(state.rounds) - 1), study_name=state.sweep_id, storage=optuna_storage(spec, state),
-        runs_dir=str(Path(state.folder) / "runs"), metric_names=list(obj.metrics))
+        space=DefineByRun(spec.space, spec.full_base()), metric=metric, mode=mode,
+        sampler=_sampler(spec, len(state.rounds) - 1), study_name=state.sweep_id,
+        storage=optuna_storage(spec, state), runs_dir=str(Path(state.folder) / "runs"),
+        metric_names=list(obj.metrics), requests=spec)
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
                                   reuse_actors=True)
@@ -172,17 +151,18 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
                       run_config=_run_config(job, state.tune_dir, round_name, callbacks, verbose))
 
 
-def _grid_tuner(job: TrialJob, state: SweepState, names: list[str], max_concurrent: int, callbacks: list,
-                verbose: bool):
+def _grid_tuner(job: TrialJob, state: SweepState, requests: list[RunRequest], max_concurrent: int,
+                callbacks: list, verbose: bool):
     from ray import tune
 
-    return tune.Tuner(_trainable(job), param_space={RUN_KEY: tune.grid_search(names)},
+    grid = tune.grid_search([r.to_dict() for r in requests])
+    return tune.Tuner(_trainable(job), param_space={REQUEST_KEY: grid},
                       tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
                       run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
 
 
 def _never_started(job: TrialJob, state: SweepState) -> bool:
-    """A sweep stopped while Tune started (no experiment saved yet) that recorded no trial: --resume
+    """A sweep stopped while Tune started (no experiment saved yet) that recorded no trial: resume
     starts it afresh, under the same sweep id and study."""
     from ray import tune
 
@@ -201,8 +181,14 @@ def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
     path = _last_round(state)
     if path is None or not tune.Tuner.can_restore(str(path)):
         raise ConfigError(f"sweep '{state.name}': no Tune experiment to restore under {state.tune_dir}")
-    tuner = tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
-                               resume_errored=False, restart_errored=False)
+    try:
+        tuner = tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    except (ModuleNotFoundError, AttributeError) as err:  # pickled by a busray whose modules moved
+        raise ConfigError(f"sweep '{state.name}': its Tune round {path.name} was saved by an older busray and "
+                          f"cannot be restored ({type(err).__name__}: {err}); continue its Optuna study in a new "
+                          f"round with add_trials (--add-trials N) instead: its recorded trials are kept, "
+                          f"unfinished ones are not resumed") from None
     # the restored RunConfig holds the callbacks of the killed driver: give it this driver's
     tuner._local_tuner._run_config.callbacks = callbacks
     tuner.fit()
@@ -211,7 +197,10 @@ def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
 def _trainable(job: TrialJob):
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(run_trial, job=job), lambda cfg: trial_resources(job, cfg))
+    from busray.sweep.job import request_of
+
+    return tune.with_resources(tune.with_parameters(run_trial, job=job),
+                               lambda cfg: trial_resources(request_of(cfg).resources))
 
 
 def _run_config(job: TrialJob, tune_dir: Path, round_name: str, callbacks: list, verbose: bool):
@@ -223,23 +212,25 @@ def _run_config(job: TrialJob, tune_dir: Path, round_name: str, callbacks: list,
                           checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False))
 
 
-def _callbacks(job: TrialJob, console, tracking: TrackingSpec) -> tuple[list, RecordingCallback]:
-    """busray's console and recorder, then the user's trackers (MLflow, W&B); and the recorder."""
+def _callbacks(job: TrialJob, console, spec: ExperimentFile) -> tuple[list, "RecordingCallback"]:
+    """busray's console and recorder, then the user's trackers (MLflow, W&B); and the recorder. The
+    recorder tells the console and the trackers what it recorded, so they show the store's outcome."""
     from busray.sweep.recording import RecordingCallback
+    from busray.sweep.trackers import tracker_callbacks
 
-    trackers = tracker_callbacks(tracking, job.sweep, tags={"busray.sweep_id": job.sweep_id})
-    recorder = RecordingCallback(job, on_recorded=console.recorded)
+    trackers = tracker_callbacks(spec.tracking, job.sweep, tags={"busray.sweep_id": job.sweep_id})
+    recorder = RecordingCallback(job, listeners=[console.recorded, *(t.recorded for t in trackers)])
     return [console, recorder, *trackers], recorder
 
 
-def _console(job: TrialJob, total: int, swept: list[str], progress: bool):
+def _console(job: TrialJob, total: int, progress: bool):
     from busray.sweep.console import ConsoleCallback
 
-    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False,
-                              run_id=job.run_id_of)
-    what = f"sweep {job.sweep} ({job.sweep_id}): {count_of(total, 'trial')}" if not job.fixed else \
-        f"ablation {job.sweep} ({job.sweep_id}): {count_of(total, 'run')}"
-    console.write(f"{what}, objective {job.objective.label()}, storage {job.storage}")
+    swept = in_store_order(list(job.swept_keys))  # in the order of the summary's table
+    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
+    noun = "trial" if job.kind == "sweep" else "run"
+    console.write(f"{job.kind} {job.sweep} ({job.sweep_id}): {count_of(total, noun)}, objective "
+                  f"{job.objective.label()}, storage {job.storage}")
     url = dashboard_url()
     if url:
         console.write(f"Ray dashboard: {url}")
@@ -285,12 +276,11 @@ def _scheduler(spec: SweepSpec, metric, mode):
     sch = spec.scheduler
     if sch.type == "none":
         return None
-    epochs = int(spec.base.get("train", {}).get("epochs") or _default_epochs())
     # max_t is one past the last epoch: the last epoch's report must not count as a stop (the trial
     # still runs its test evaluation and its final report after it).
     return AsyncHyperBandScheduler(time_attr="epoch", metric=metric, mode=mode,
                                    grace_period=sch.grace_period, reduction_factor=sch.reduction_factor,
-                                   max_t=sch.max_t or epochs + 1)
+                                   max_t=sch.max_t or spec.epochs() + 1)
 
 
 def optuna_storage(spec: SweepSpec, state: SweepState):
@@ -303,15 +293,3 @@ def optuna_storage(spec: SweepSpec, state: SweepState):
 
 def _journal(spec: SweepSpec, state: SweepState) -> str | None:
     return None if spec.search.optuna_storage else str(Path(state.folder) / "optuna.journal")
-
-
-def _with_seed(config: dict, seed: int | None) -> dict:
-    if seed is None:
-        return config
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
-    out.setdefault("train", {})["seed"] = int(seed)
-    return out
-
-
-def _default_epochs() -> int:
-    return TrainConfig().epochs

@@ -9,6 +9,10 @@
   gives a pruned trial its *last* intermediate value; busray writes its best epoch's instead, so the
   dashboard, ``study.trials_dataframe()``, the console and the store row show one score for it. TPE
   ranks pruned trials by their intermediate values (step, then value), so sampling is unchanged.
+- **Requests**: each suggestion becomes the trial's :class:`~busray.experiment.request.RunRequest`
+  (:meth:`busray.experiment.sweepfile.SweepSpec.request`: the sweep's base with the drawn values, the
+  trial's seed), which Tune hands to the trial as its config: the trial trains it and the driver
+  records it, whole.
 - **Attributes**: each Optuna trial carries ``busray_trial_id`` and ``run_dir``, and the study names
   its metrics, so ``optuna-dashboard`` shows ``val/score`` rather than "Objective 0".
 - **Fail fast**: when the first :data:`FAIL_FAST_AFTER` trials to end all failed with the same input
@@ -36,16 +40,18 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from busray.sweep.trial import ERROR_KEY, STATUS_KEY, is_final, is_input_error
+from busray.experiment.sweepfile import SweepSpec
+from busray.sweep.job import ERROR_KEY, REQUEST_KEY, STATUS_KEY, is_final, is_input_error
 
 log = logging.getLogger(__name__)
 FAIL_FAST_AFTER = 2
 
 
 class BusrayOptunaSearch(OptunaSearch):
-    def __init__(self, *args, runs_dir: str, metric_names: list[str], **kwargs) -> None:
+    def __init__(self, *args, runs_dir: str, metric_names: list[str], requests: SweepSpec, **kwargs) -> None:
         self._runs_dir = runs_dir
         self._metric_names = metric_names
+        self._requests = requests
         super().__init__(*args, **kwargs)
 
     def _setup_study(self, mode) -> None:
@@ -59,10 +65,12 @@ class BusrayOptunaSearch(OptunaSearch):
             return Searcher.FINISHED
         suggestion = super().suggest(trial_id)
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and isinstance(suggestion, dict):
-            ot_trial.set_user_attr("busray_trial_id", trial_id)
-            ot_trial.set_user_attr("run_dir", str(Path(self._runs_dir) / trial_id))
-        return suggestion
+        if ot_trial is None or not isinstance(suggestion, dict):
+            return suggestion
+        ot_trial.set_user_attr("busray_trial_id", trial_id)
+        ot_trial.set_user_attr("run_dir", str(Path(self._runs_dir) / trial_id))
+        request = self._requests.request(trial_id, suggestion, ot_trial.number)
+        return {REQUEST_KEY: request.to_dict()}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if isinstance(self.metric, list) or is_final(result) or trial_id in self._completed_trials:

@@ -177,7 +177,7 @@ def test_latex_is_booktabs_floats_to_input(table):
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
 @pytest.mark.parametrize("names, scaled, spread", [
-    (("baseline", "hmsf", "tim", "tim_upa", "full"), False, "std"),                  # sweeps/table2.yaml
+    (("baseline", "hmsf", "tim", "tim_upa", "full"), False, "std"),                  # ablations/table2.yaml
     (("baseline", "hmsf", "tim", "tim_upa", "full"), False, "ci"),                   # its report --spread ci
     (("encoder_only", "running_tau100", "a_really_long_variant_name"), True, "std"),
 ])

@@ -16,7 +16,7 @@ import ray
 
 from busray.configtools import ConfigError
 from busray.sweep.cluster import AUTH_LOGGER, _drop_token_auth_notice, check_resources
-from busray.sweep.spec import ResourcesSpec
+from busray.experiment import ResourcesSpec
 
 pytestmark = [pytest.mark.ray]
 LISTEN = "0A"
@@ -102,7 +102,7 @@ def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir
     from busray.configtools import ConfigError
     from busray.results import ResultsStore
     from busray.sweep import run_configs
-    from busray.sweep.spec import ResourcesSpec
+    from busray.experiment import ResourcesSpec
 
     with pytest.raises(ConfigError, match=message):
         run_configs("pre", [("a", {"train": {"epochs": 1}}, 0, "a")], resources=ResourcesSpec(**resources),

@@ -16,12 +16,19 @@ from busray.objective import Objective
 from busray.runfolder import RunOutcome
 from busray.sweep.console import INTERRUPT_NOTICE, ConsoleCallback, interrupt_notice
 from busray.sweep.outcome import SweepOutcome, best_trials, failure_texts
-from busray.sweep.trial import RUN_KEY, FixedRun, TrialJob
+from busray.experiment import ResourcesSpec, build_request
+from busray.sweep.job import REQUEST_KEY
 
 
-#: An ablation's job with one fixed run (its trial key abbreviated in the run id).
-_JOB = TrialJob(sweep="abl", sweep_id="abl-1", sweep_dir="/tmp/abl", storage="/tmp",
-                base={}, fixed={"full-s3": FixedRun(config={}, seed=3, variant="full", key="3fa2b1c4d5e6f708")})
+def _config(values: dict, name: str | None = None, variant: str | None = None) -> dict:
+    """A Tune trial's config: its run request (a sweep's drawn values, or an ablation's variant)."""
+    request = build_request({}, seed=3, objective=Objective.parse("val/score:max"), resources=ResourcesSpec(),
+                            values=values, name=name, variant=variant)
+    return {REQUEST_KEY: request.to_dict()}
+
+
+ABLATION_RUN = _config({}, variant="full")
+ABLATION_RUN_ID = ABLATION_RUN[REQUEST_KEY]["name"]  # full-s3-<8 hex of its key>
 
 
 def _outcome(status: str, error: str | None = None, epochs: int = 4) -> RunOutcome:
@@ -30,21 +37,22 @@ def _outcome(status: str, error: str | None = None, epochs: int = 4) -> RunOutco
     return outcome.finish(status, error)
 
 
-@pytest.mark.parametrize("trial_id, config, outcome, started, ended", [
-    ("a08529ac", {"loss.w_seg": 0.712345, "model.tau": 0.85}, _outcome("completed"),
+@pytest.mark.parametrize("config, swept, outcome, started, ended", [
+    (_config({"loss.w_seg": 0.712345, "loss.w_clf": 0.287655, "model.tau": 0.85}, "a08529ac"),
+     ["loss.w_seg", "model.tau"], _outcome("completed"),
      "[1/2] a08529ac started   loss.w_seg=0.7123  model.tau=0.85",
      "[1/2] a08529ac completed val/score 0.457 (best epoch 2), test seg/iou 0.410 clf/acc 0.800"),
-    ("a8c6e_00003", {RUN_KEY: "full-s3"}, _outcome("stopped_early", epochs=3),  # an ablation's run
-     "[1/2] full-s3-3fa2b1c4 started",
-     "[1/2] full-s3-3fa2b1c4 stopped   by ASHA after epoch 3: val/score 0.457 (best epoch 2)"),
-    ("9c7d1e2a", {"loss.w_seg": 0.6, "model.tau": 1.0}, _outcome("failed", "NonFiniteLoss: epoch 2"),
+    (ABLATION_RUN, [], _outcome("stopped_early", epochs=3),  # an ablation's run: its id names it
+     f"[1/2] {ABLATION_RUN_ID} started",
+     f"[1/2] {ABLATION_RUN_ID} stopped   by ASHA after epoch 3: val/score 0.457 (best epoch 2)"),
+    (_config({"loss.w_seg": 0.6, "loss.w_clf": 0.4, "model.tau": 1.0}, "9c7d1e2a"), ["loss.w_seg", "model.tau"],
+     _outcome("failed", "NonFiniteLoss: epoch 2"),
      "[1/2] 9c7d1e2a started   loss.w_seg=0.6  model.tau=1",
      "[1/2] 9c7d1e2a failed    NonFiniteLoss: epoch 2"),
 ])
-def test_one_line_per_event_with_the_whole_run_id(capsys, trial_id, config, outcome, started, ended):
-    console = ConsoleCallback(2, Objective.parse("val/score:max"), ["loss.w_seg", "model.tau"], show_bar=False,
-                              run_id=_JOB.run_id_of)
-    trial = SimpleNamespace(trial_id=trial_id, config=config)
+def test_one_line_per_event_with_the_whole_run_id(capsys, config, swept, outcome, started, ended):
+    console = ConsoleCallback(2, Objective.parse("val/score:max"), swept, show_bar=False)
+    trial = SimpleNamespace(trial_id="a8c6e_00003", config=config)
     console.on_trial_start(0, [trial], trial)
     console.on_trial_result(0, [trial], trial, {"epoch": 1})
     console.recorded(trial, outcome)
@@ -53,11 +61,11 @@ def test_one_line_per_event_with_the_whole_run_id(capsys, trial_id, config, outc
 
 
 def test_pickled_console_keeps_its_state_but_not_the_bar():
-    console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False, run_id=_JOB.run_id_of)
+    console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False)
     console.started["t1"] = 1
     copy = pickle.loads(pickle.dumps(console))
     assert copy.started == {"t1": 1} and copy.total == 3 and copy.bar.disable
-    assert copy.run_id(SimpleNamespace(trial_id="a8c6e_00003", config={RUN_KEY: "full-s3"})) == "full-s3-3fa2b1c4"
+    assert copy.run_id(SimpleNamespace(trial_id="a8c6e_00003", config=ABLATION_RUN)) == ABLATION_RUN_ID
 
 
 @pytest.mark.parametrize("signum, name", [(None, ""), (signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])

@@ -8,8 +8,8 @@ import pytest
 
 from busray.cli import main
 from busray.sweep.cluster import local_resources, room_for_trials
-from busray.sweep.spec import ResourcesSpec
-from busray.sweep.state import open_sweep
+from busray.experiment import ResourcesSpec
+from busray.experiment import open_sweep
 
 from sweephelpers import TINY_SPEC
 
@@ -139,7 +139,7 @@ def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
     assert not (tmp_path / "st").exists()
     spec.write_text(ABLATION.replace("upa: false", "upa: maybe"))
     assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
-    assert "variants.no_upa: model.upa" in capsys.readouterr().err
+    assert "variants.no_upa.model.upa: expected true or false" in capsys.readouterr().err
     spec.write_text(ABLATION.replace("{model: {upa: false}}", "{model: {encoder: efficientnet_b99}}"))
     assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
     assert "abl.yaml: variants.no_upa: model.encoder: unknown timm model 'efficientnet_b99'" in capsys.readouterr().err

@@ -9,19 +9,36 @@ import math
 import optuna
 import pytest
 from optuna.trial import TrialState
-from ray import tune
 from ray.tune.search import Searcher
 
+from busray.experiment import load_sweep_spec
+from busray.experiment.space import DefineByRun
+from busray.sweep.job import ERROR_KEY, FINAL_FLAG, REQUEST_KEY, STATUS_KEY, request_of
 from busray.sweep.searcher import BusrayOptunaSearch
-from busray.sweep.trial import ERROR_KEY, FINAL_FLAG, STATUS_KEY
+
+from sweephelpers import TINY_SPEC
 
 METRIC = "val/score"
 
 
 def _searcher(tmp_path, mode: str) -> BusrayOptunaSearch:
-    return BusrayOptunaSearch(space={"lr": tune.uniform(0.001, 0.01)}, metric=METRIC, mode=mode,
+    spec = load_sweep_spec(TINY_SPEC)
+    return BusrayOptunaSearch(space=DefineByRun(spec.space, spec.full_base()), metric=METRIC, mode=mode,
                               sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
-                              storage=None, runs_dir=str(tmp_path), metric_names=[METRIC])
+                              storage=None, runs_dir=str(tmp_path), metric_names=[METRIC], requests=spec)
+
+
+def test_a_suggestion_is_the_trials_whole_run_request(tmp_path):
+    """What Tune hands the trial: one request whose config is complete and holds what Optuna drew."""
+    searcher = _searcher(tmp_path, "max")
+    suggestion = searcher.suggest("t1")
+    assert list(suggestion) == [REQUEST_KEY]
+    request = request_of(suggestion)
+    params = searcher._ot_trials["t1"].params
+    assert request.name == "t1" and request.error is None and request.seed == 0
+    assert request.config["model"]["tau"] == params["model.tau"]
+    assert request.config["loss"]["w_seg"] + request.config["loss"]["w_clf"] == pytest.approx(1.0)
+    assert request.config["train"]["monitor"] == METRIC and request.config["data"]["image_size"] == 64
 
 
 def _final(value: float, status: str = "completed", epochs: int = 3) -> dict:

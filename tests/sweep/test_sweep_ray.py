@@ -28,7 +28,7 @@ from busray.configtools import ConfigError
 from busray.results import ResultsStore
 from busray.runfolder import RunFolder
 from busray.sweep import run_configs, run_sweep
-from busray.sweep.spec import ResourcesSpec
+from busray.experiment import ResourcesSpec
 
 from sweephelpers import TINY_SPEC, tiny_run_config
 

@@ -1,4 +1,5 @@
-"""Sweep files: parsing, validation before Ray starts (errors name the key), the define-by-run space."""
+"""Sweep files: parsing, validation before Ray starts (errors name the key), the define-by-run space,
+sweep state."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import pytest
 from busray.configtools import ConfigError, flatten, load_yaml
 from busray.results import ResultsStore, RunIdentity, run_row
 from busray.runfolder import RunOutcome
-from busray.sweep import load_sweep_spec
-from busray.sweep.runner import _never_started, sweep_job
-from busray.sweep.space import DefineByRun, resolve_config
-from busray.sweep.spec import parse_sweep
-from busray.sweep.state import open_sweep
+from busray.experiment import load_sweep_spec, open_sweep
+from busray.experiment.space import DefineByRun
+from busray.experiment.sweepfile import parse_sweep
+from busray.sweep.runner import _never_started, experiment_job
 
-from sweephelpers import TINY_SPEC
+TINY_SPEC = Path(__file__).parents[1] / "sweep" / "fixtures" / "tiny.yaml"
 
 
 def test_fixture_spec_parses_with_typed_groups():
@@ -25,6 +25,7 @@ def test_fixture_spec_parses_with_typed_groups():
     assert spec.name == "tiny" and spec.num_trials == 6 and spec.base["train"]["epochs"] == 2
     assert list(spec.space) == ["loss.w_seg", "model.tau", "model.upa", "model.upa_norm", "train.lr"]
     assert spec.space["model.tau"].type == "loguniform" and spec.space["model.tau"].low == 0.1
+    assert spec.seed_list() == [0, 1]
     assert spec.space["model.upa_norm"].when == {"model.upa": True}
     assert spec.objective.label() == "val/score:max" and spec.scheduler.type == "asha"
 
@@ -41,6 +42,18 @@ def test_fixture_spec_parses_with_typed_groups():
     ("space.model.tau.type=int", "space.model.tau.low: an int parameter needs integer low and high"),
     ("space.model.tau.colour=1", "unknown config key 'space.model.tau.colour'"),
     ("space.model.upa.choices=[]", "space.model.upa.choices: a categorical parameter needs"),
+    ("space.model.upa.choices=[true, true]", "space.model.upa.choices: [True, True] lists a value twice"),
+    ("space.loss.w_seg.step=0", "space.loss.w_seg.step: 0 is not a number > 0"),
+    ("space.loss.w_seg.step=-0.1", "space.loss.w_seg.step: -0.1 is not a number > 0"),
+    ("space.loss.w_seg.step=0.5", "space.loss.w_seg.step: 0.5 is larger than the range 0.5 .. 0.9"),
+    ("space.train.warmup_epochs={type: int, low: 0, high: 4, step: 0.5}",
+     "space.train.warmup_epochs.step: an int parameter needs an integer step"),
+    ("space.train.warmup_epochs={type: int, low: 0, high: 99}", "space.train.warmup_epochs: 99 must be below epochs 3"),
+    ("space.model.tau.step=0.1", "unknown config key 'space.model.tau.step' (a loguniform parameter takes low, high"),
+    ("space.loss.tversky_beta={type: complement, of: loss.tversky_alpha}",
+     "space.loss.tversky_beta.of: 'loss.tversky_alpha' is not a parameter listed before"),
+    ("space.loss.tversky_beta={type: complement}", "space.loss.tversky_beta.of: a complement parameter names"),
+    ("space.model.tau=0.5", "space.model.tau: expected a mapping such as {type: uniform"),
     ("space.loss.w_clf={type: uniform, low: 0.1, high: 0.3}", "space.loss.w_clf: derived as 1 - loss.w_seg"),
     ("base.model.tau=5", "base.model.tau: 5.0 is outside"),
     ("base.modle={tau: 1}", "unknown config key 'modle'"),
@@ -102,12 +115,12 @@ def test_missing_sweep_file_is_one_line_error(tmp_path):
 
 def _sample(spec, n):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3), direction="maximize")
-    fn = DefineByRun(spec.space, flatten(spec.base), spec.seeds)
+    fn = DefineByRun(spec.space, spec.full_base())
     out = []
     for _ in range(n):
         trial = study.ask()
-        derived = fn(trial)  # what OptunaSearch merges over the suggested params
-        out.append({**trial.params, **derived})
+        values = fn(trial)  # what OptunaSearch merges over the suggested params
+        out.append(({**trial.params, **values}, spec.request(f"t{trial.number}", values, trial.number)))
         study.tell(trial, 0.0)
     return out
 
@@ -115,23 +128,30 @@ def _sample(spec, n):
 def test_define_by_run_constraint_conditionals_and_seed_rotation():
     spec = load_sweep_spec(TINY_SPEC)
     samples = _sample(spec, 12)
-    for n, params in enumerate(samples):
+    for n, (params, request) in enumerate(samples):
         assert params["loss.w_seg"] + params["loss.w_clf"] == pytest.approx(1.0)
         assert 0.5 <= params["loss.w_seg"] <= 0.9 and 0.1 <= params["model.tau"] <= 1.5
         assert ("model.upa_norm" in params) == params["model.upa"]  # conditional on UPA being on
-        assert params["train.lr"] == 0.001 and params["train.seed"] == [0, 1][n % 2]
-    assert {p["model.upa"] for p in samples} == {True, False}
+        assert params["train.lr"] == 0.001 and request.seed == [0, 1][n % 2]
+        assert flatten(request.config)["train.seed"] == request.seed and request.error is None
+        assert {k: flatten(request.recorded())[k] for k in params} == params  # what was drawn is what runs
+    assert {p["model.upa"] for p, _ in samples} == {True, False}
 
 
-def test_resolve_config_builds_a_valid_nested_config():
-    from busray.config import config_from_dict
+def test_a_when_condition_on_a_default_value_holds():
+    """model.upa is not in the base: its default (true) makes model.upa_norm drawn."""
+    spec = load_sweep_spec(TINY_SPEC, ["space.model.upa={type: fixed, value: true}"])
+    del spec.space["model.upa"]
+    assert all("model.upa_norm" in params for params, _ in _sample(spec, 4))
 
-    spec = load_sweep_spec(TINY_SPEC)
-    params = {"loss.w_seg": 0.6, "loss.w_clf": 0.4, "model.tau": 0.3, "train.seed": 1}
-    nested = resolve_config(spec.base, params)
-    cfg = config_from_dict(nested)
-    assert (cfg.loss.w_seg, cfg.loss.w_clf, cfg.model.tau, cfg.train.seed) == (0.6, 0.4, 0.3, 1)
-    assert cfg.model.encoder == "test_efficientnet" and "seed" not in spec.base["train"]
+
+def test_a_complement_follows_the_value_it_complements():
+    spec = load_sweep_spec(TINY_SPEC, ["space.loss.tversky_alpha={type: uniform, low: 0.2, high: 0.5}",
+                                       "space.loss.tversky_beta={type: complement, of: loss.tversky_alpha}"])
+    for params, request in _sample(spec, 5):
+        loss = request.config["loss"]
+        assert loss["tversky_alpha"] + loss["tversky_beta"] == pytest.approx(1.0)
+        assert 0.5 <= loss["tversky_beta"] <= 0.8
 
 
 def test_sweep_state_refuses_a_silent_restart(tmp_path):
@@ -158,7 +178,7 @@ def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path):
 
 def test_worker_count_may_be_searched():
     spec = load_sweep_spec(TINY_SPEC, ["space.resources.workers={type: categorical, choices: [1, 2]}"])
-    assert spec.space["resources.workers"].choices == [1, 2]
+    assert spec.space["resources.workers"].choices == (1, 2) and spec.worker_counts() == [1, 2]
 
 
 @pytest.mark.parametrize("overrides", [["base.train.epochs=1"], ["base.train.epochs=3"],
@@ -177,5 +197,5 @@ def test_resume_of_a_sweep_tune_never_saved(tmp_path, recorded, starts_afresh):
     if recorded:
         identity = RunIdentity("tiny", state.sweep_id, "t0", None, 0, "val/score:max")
         ResultsStore(tmp_path).record_run(run_row(identity, {}, RunOutcome(best_epoch=1).finish("completed")))
-    job = sweep_job(load_sweep_spec(TINY_SPEC), state, str(tmp_path))
+    job = experiment_job(load_sweep_spec(TINY_SPEC), state, str(tmp_path), "sweep", ())
     assert _never_started(job, state) is starts_afresh

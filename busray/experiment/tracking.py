@@ -1,11 +1,11 @@
-"""Experiment trackers: a sweep's (or ablation's) trials logged to MLflow and/or Weights & Biases.
+"""Experiment tracker settings: a sweep's (or ablation's) trials logged to MLflow and/or Weights & Biases.
 
 Researchers who already follow their runs in MLflow or W&B should see busray's trials there too. Ray
 Tune ships logger callbacks for both (``ray.air.integrations.mlflow.MLflowLoggerCallback``,
 ``ray.air.integrations.wandb.WandbLoggerCallback``): one tracker run per Tune trial, the trial's
 sampled parameters as its params/config and every epoch's report (``epoch``, ``train/*``, ``val/*``)
-as metrics. This module only turns the ``tracking:`` section of a sweep or ablation file into those
-callbacks; they go into Tune's ``RunConfig(callbacks=...)`` beside busray's own::
+as metrics. This module declares the ``tracking:`` section of a sweep or ablation file (Ray-free);
+:mod:`busray.sweep.trackers` turns it into those callbacks, made to agree with the store::
 
     tracking:
       mlflow: {tracking_uri: file:///home/me/mlruns, experiment_name: busi-tau}
@@ -26,9 +26,8 @@ busray sets that variable (unless it is already set) for the driver, where the c
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from busray.configtools import ConfigError, option
 
@@ -75,54 +74,18 @@ class TrackingSpec:
         return [name for name in ("mlflow", "wandb") if getattr(self, name).enabled]
 
 
-def tracker_callbacks(spec: TrackingSpec, sweep_name: str, tags: Mapping[str, str] | None = None) -> list:
-    """Ray Tune logger callbacks for the enabled trackers of ``spec`` (an empty list when none is).
-
-    ``tags`` (e.g. ``{"busray.sweep_id": ...}``) are added to every tracker run. Raises
-    ``ConfigError("tracking.<name>: ...")`` when a tracker's package is not installed.
-    """
-    tags = {"busray.sweep": sweep_name, **(tags or {})}
-    callbacks = []
-    if spec.mlflow.enabled:
-        callbacks.append(_mlflow_callback(spec.mlflow, sweep_name, tags))
-    if spec.wandb.enabled:
-        callbacks.append(_wandb_callback(spec.wandb, sweep_name, tags))
-    return callbacks
-
-
 def check_installed(spec: TrackingSpec) -> None:
     """The one-line error for a missing tracker package, before anything starts."""
     for name in spec.active:
-        _require(name, {"mlflow": "mlflow", "wandb": "wandb"}[name])
+        require(name, name)
 
 
-def _require(section: str, module: str) -> Any:
+def require(section: str, module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
         raise ConfigError(f"tracking.{section}: the '{module}' package is not installed "
                           f"(pip install 'busray[{section}]', or remove tracking.{section})") from None
-
-
-def _mlflow_callback(spec: MLflowSpec, sweep_name: str, tags: Mapping[str, str]):
-    _require("mlflow", "mlflow")
-    from ray.air.integrations.mlflow import MLflowLoggerCallback  # Ray only once a tracker is on
-
-    if spec.tracking_uri and is_file_store(spec.tracking_uri):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return MLflowLoggerCallback(tracking_uri=spec.tracking_uri, experiment_name=spec.experiment_name or sweep_name,
-                                tags={**tags, **spec.tags}, save_artifact=spec.save_artifact)
-
-
-def _wandb_callback(spec: WandbSpec, sweep_name: str, tags: Mapping[str, str]):
-    _require("wandb", "wandb")
-    from ray.air.integrations.wandb import WandbLoggerCallback  # Ray only once a tracker is on
-
-    extra = {"entity": spec.entity} if spec.entity else {}
-    return WandbLoggerCallback(project=spec.project or sweep_name, group=spec.group or sweep_name,
-                               api_key_file=spec.api_key_file, excludes=list(spec.excludes),
-                               tags=[*spec.tags, *(f"{k}={v}" for k, v in tags.items())], mode=spec.mode,
-                               **extra)
 
 
 def is_file_store(uri: str) -> bool:

@@ -1,14 +1,16 @@
-"""Ablation files: run settings outside ``base`` name the ``base.`` key; an existing ablation needs
-``--resume`` (no Ray is started to find that out)."""
+"""Ablation files: the grammar a sweep file has (objective in both forms), run settings outside ``base``
+named as ``base.`` keys; an existing ablation needs ``--resume`` (no Ray is started to find that out)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import yaml
 
-from busray.ablation import load_ablation_spec, run_ablation
+from busray.ablation import run_ablation
 from busray.configtools import ConfigError
-from busray.sweep.state import open_sweep
+from busray.experiment import load_ablation_spec, open_sweep
 
 SPEC = {"kind": "ablation", "name": "mini", "base": {"train": {"epochs": 2}},
         "variants": {"baseline": {"model.hmsf": False}, "full": {}}}
@@ -64,3 +66,26 @@ def test_existing_ablation_needs_resume(spec_file, tmp_path):
     open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
     with pytest.raises(ConfigError, match="ablation 'mini' already exists .*--resume"):
         run_ablation(spec_file, storage=str(storage), progress=False)
+
+
+@pytest.mark.parametrize("objective, label", [
+    ("val/seg/iou:max", "val/seg/iou:max"),
+    ({"metrics": ["val/seg/iou", "val/clf/acc"], "modes": ["max", "max"]}, "val/seg/iou:max,val/clf/acc:max"),
+    ({"metrics": "val/loss"}, "val/loss:min"),
+])
+def test_an_ablation_takes_the_objective_a_sweep_takes(tmp_path, objective, label):
+    path = tmp_path / "obj.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "objective": objective}))
+    spec = load_ablation_spec(path)
+    assert spec.objective.label() == label
+    assert all(r.config["train"]["monitor"] == spec.objective.metric for r in spec.requests())
+
+
+@pytest.mark.parametrize("override, message", [
+    ("objective={metrics: [test/seg/iou]}", "objective.metrics: 'test/seg/iou' is not a val/<metric> key"),
+    ("objective.colour=1", "objective.colour: unknown key"),
+    ("base.train.monitor=val/loss", "base.train.monitor: 'val/loss' disagrees with objective"),
+])
+def test_objective_mistakes_read_as_in_a_sweep(spec_file, override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_ablation_spec(spec_file, [override])
