@@ -79,7 +79,7 @@ def load_experiment(cls: type[F], source: "str | Path | dict | F", overrides: It
     if isinstance(source, cls):
         return source
     name = kind if isinstance(source, dict) else str(source)
-    raw = _copy(source) if isinstance(source, dict) else load_yaml(source)
+    raw = dict(source) if isinstance(source, dict) else load_yaml(source)  # apply_overrides copies it whole
     if not isinstance(source, dict):
         check_file_kind(raw, name, kind)
     try:
@@ -201,7 +201,3 @@ def base_epochs(base: dict) -> int | None:
     train = base.get("train") if isinstance(base.get("train"), dict) else {}
     epochs = train.get("epochs")
     return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
-
-
-def _copy(d: dict) -> dict:
-    return {k: _copy(v) if isinstance(v, dict) else v for k, v in d.items()}

@@ -13,14 +13,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY_SPEC = FIXTURES / "tiny.yaml"
 
 
-def tiny_run_config(root: str, **train) -> dict:
-    """The fixture sweep's base config as a run config (for run_configs)."""
+def tiny_ablation(root: str, name: str, variants: dict, resources: dict | None = None, **more) -> dict:
+    """An ablation (a dict of a file's shape) on the fixture sweep's base config, one seed per variant."""
     from busray.configtools import load_yaml
 
     base = load_yaml(TINY_SPEC)["base"]
     base["data"]["root"] = root
-    base["train"].update(train)
-    return base
+    return {"kind": "ablation", "name": name, "base": base, "variants": variants, "seeds": [0],
+            "resources": resources or {}, **more}
 
 
 # ---------------------------------------------------------------- the CLI as a subprocess driver
@@ -74,3 +74,21 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# ---------------------------------------------------------------- records against config.yaml
+def config_differences(row: dict, config_yaml) -> dict:
+    """``{key: (config.yaml's value, the row's)}`` for every key of a run's config.yaml the store row
+    (a pandas row: nulls read as NaN/None, lists as arrays) does not hold as it is."""
+    from busray.configtools import flatten, load_yaml
+
+    def same(stored, value) -> bool:
+        if isinstance(value, list):
+            return stored is not None and list(stored) == value
+        if value is None:
+            return stored is None or stored != stored  # None or NaN
+        return stored == value
+
+    config = flatten(load_yaml(config_yaml))
+    assert len(config) > 80, config_yaml  # the whole config, not a handful of keys
+    return {k: (v, row[k]) for k, v in config.items() if not same(row[k], v)}

@@ -99,14 +99,13 @@ def test_local_cluster_listens_on_loopback_only(local_ray):
     ({"workers": 4, "cpus_per_worker": 1.0}, r"a trial needs 4 CPU \(4 worker\(s\) x 1\) .* try --set resources.workers=2"),
 ])
 def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir, resources, message):
+    from busray.ablation import run_ablation
     from busray.configtools import ConfigError
     from busray.results import ResultsStore
-    from busray.sweep import run_configs
-    from busray.experiment import ResourcesSpec
 
     with pytest.raises(ConfigError, match=message):
-        run_configs("pre", [("a", {"train": {"epochs": 1}}, 0, "a")], resources=ResourcesSpec(**resources),
-                    storage=short_dir, progress=False)
+        run_ablation({"kind": "ablation", "name": "pre", "base": {"train": {"epochs": 1}}, "variants": {"a": {}},
+                      "seeds": [0], "resources": resources}, storage=short_dir, progress=False)
     assert ResultsStore(short_dir).runs().empty  # refused before any trial ran
     assert not (Path(short_dir) / "pre").exists()  # and leaving no state: the fixed command just runs
 

@@ -24,13 +24,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from busray.cli import main
 from busray.cli.errors import EXIT_ERROR
-from busray.configtools import ConfigError
-from busray.results import ResultsStore
+from busray.configtools import ConfigError, flatten, load_yaml
+from busray.results import ResultsStore, trial_key
 from busray.runfolder import RunFolder
-from busray.sweep import run_configs, run_sweep
-from busray.experiment import ResourcesSpec
+from busray.ablation import run_ablation
+from busray.sweep import run_sweep
 
-from sweephelpers import TINY_SPEC, tiny_run_config
+from sweephelpers import TINY_SPEC, config_differences, tiny_ablation
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 # val/loss is continuous, so ASHA (grace 1, factor 2) has real decisions to take on tiny trials; one
@@ -50,8 +50,44 @@ def _runs(storage, sweep_id):
 def sweep(local_ray, synth_root, tmp_path_factory):
     storage = str(tmp_path_factory.mktemp("sweep"))
     overrides = [f"base.data.root={synth_root}", OBJECTIVE, SERIAL, ONE_DDP_TRIAL, "base.train.epochs=4",
-                 "space.resources.workers={type: categorical, choices: [1, 2]}"]
+                 "space.resources.workers={type: categorical, choices: [1, 2]}",
+                 f"tracking.mlflow.tracking_uri=file://{storage}/mlruns", "tracking.mlflow.experiment_name=tiny"]
     return storage, overrides, run_sweep(TINY_SPEC, overrides, storage=storage, progress=False)
+
+
+def test_every_row_records_the_whole_config_its_run_trained(sweep):
+    """The store row of a trial is its run's config.yaml, every key, and its resources; its trial key
+    is that config's (the key an ablation of the same config gets)."""
+    storage, _, out = sweep
+    runs = _runs(storage, out.sweep_id)
+    for trial_id, row in runs.iterrows():
+        assert config_differences(row, Path(row["run_dir"]) / "config.yaml") == {}, trial_id
+        config = flatten(load_yaml(Path(row["run_dir"]) / "config.yaml"))
+        resources = {k: row[k] for k in row.index if k.startswith("resources.")}
+        assert resources["resources.workers"] in (1, 2) and resources["resources.cpus_per_worker"] == 1.0
+        assert row["trial_key"] == trial_key({**config, **resources}, row["seed"])
+
+
+def test_mlflow_says_what_the_store_says(sweep):
+    """Each MLflow run ends with its trial's status (a stopped trial KILLED, not FINISHED), the store's
+    best-epoch value and test metrics, its whole config as params, and no point after its last epoch."""
+    mlflow = pytest.importorskip("mlflow")
+    storage, _, out = sweep
+    runs = _runs(storage, out.sweep_id)
+    mlflow.set_tracking_uri(f"file://{storage}/mlruns")
+    tracked = mlflow.search_runs(experiment_names=["tiny"]).set_index("tags.trial_name")
+    assert sorted(tracked.index) == sorted(runs.index)
+    client = mlflow.tracking.MlflowClient()
+    for trial_id, row in runs.iterrows():
+        run = tracked.loc[trial_id]
+        assert run["status"] == {"completed": "FINISHED", "stopped_early": "KILLED"}[row["status"]]
+        assert run["tags.busray.status"] == row["status"]
+        assert run["metrics.best/val/loss"] == pytest.approx(row["val/loss"])
+        assert run["params.model.tau"] == str(row["model.tau"]) and run["params.train.epochs"] == "4"
+        if row["status"] == "completed":
+            assert run["metrics.test/seg/iou"] == pytest.approx(row["test/seg/iou"])
+        steps = [m.step for m in client.get_metric_history(run["run_id"], "val/loss")]
+        assert steps == list(range(1, row["epochs_run"] + 1))  # a point per epoch, none after the last
 
 
 def _study(storage, sweep_id):
@@ -65,7 +101,7 @@ def test_one_row_per_trial_on_both_paths(sweep):
     table = runs[["status", "resources.workers", "best_epoch", "error"]].to_string()
     assert len(runs) == 4 and set(runs["status"]) <= {"completed", "stopped_early"}, table
     assert set(runs["resources.workers"]) == {1, 2}, table
-    assert (runs["best_epoch"] >= 1).all(), table
+    assert (runs["best_epoch"] >= 1).all() and (runs["wall_time_s"] > 0).all(), table
     assert "stopped_early" in set(runs["status"]), table  # ASHA took at least one stop decision
     assert runs["split_hash"].nunique() == 1 and runs["dataset"].notna().all(), table
     assert (runs["loss.w_seg"] + runs["loss.w_clf"]).round(9).eq(1.0).all()
@@ -170,11 +206,10 @@ def test_add_trials_continues_the_study(sweep):
 
 
 def test_worker_crash_resumes_and_nan_fails(local_ray, synth_root, short_dir):
-    crash = tiny_run_config(synth_root, debug_crash_at_epoch=2)
-    nan = tiny_run_config(synth_root, debug_nan_at_epoch=2)
-    out = run_configs("faults", [("crash", crash, 0, "crash"), ("nan", nan, 0, "nan")],
-                      resources=ResourcesSpec(workers=1, max_failures=1), storage=short_dir,
-                      objective="val/score:max", progress=False)
+    faults = tiny_ablation(synth_root, "faults", {"crash": {"train.debug_crash_at_epoch": 2},
+                                                  "nan": {"train.debug_nan_at_epoch": 2}},
+                           {"workers": 1, "max_failures": 1})
+    out = run_ablation(faults, storage=short_dir, progress=False)
     runs = _runs(short_dir, out.sweep_id).set_index("variant")
     assert len(runs) == 2
     # The crashed process was restarted and resumed from its epoch-1 checkpoint: a restart from
@@ -193,10 +228,10 @@ def test_ddp_worker_crash_resumes_then_nan_fails(local_ray, synth_root, short_di
     # checkpoint, and the loss turns NaN at epoch 3. That the trial ends with the NaN reason proves the
     # resume: a restart from scratch would crash again at epoch 2 and, with max_failures 1, fail with
     # a crash. (The sweep going on after a failed trial is the driver's, the same on both paths.)
-    faults = tiny_run_config(synth_root, debug_crash_at_epoch=2, debug_nan_at_epoch=3)
-    out = run_configs("ddpfaults", [("faults", faults, 0, "faults")],
-                      resources=ResourcesSpec(workers=2, max_failures=1), storage=short_dir,
-                      objective="val/score:max", progress=False)
+    faults = tiny_ablation(synth_root, "ddpfaults",
+                           {"faults": {"train.debug_crash_at_epoch": 2, "train.debug_nan_at_epoch": 3}},
+                           {"workers": 2, "max_failures": 1})
+    out = run_ablation(faults, storage=short_dir, progress=False)
     row = _runs(short_dir, out.sweep_id).iloc[0]
     assert row["status"] == "failed" and "finite" in row["error"].lower() and "epoch 3" in row["error"], row["error"]
     assert row["resources.workers"] == 2

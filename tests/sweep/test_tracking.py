@@ -10,9 +10,9 @@ import types
 import pytest
 
 from busray.configtools import ConfigError, apply_overrides, from_dict
-from busray.sweep.tracking import TrackingSpec, check_installed, is_file_store, tracker_callbacks
+from busray.experiment.tracking import TrackingSpec, check_installed, is_file_store
+from busray.sweep.trackers import tracker_callbacks
 
-from sweephelpers import TINY_SPEC
 
 
 def _spec(raw: dict | None = None, overrides=()) -> TrackingSpec:
@@ -93,24 +93,3 @@ def test_missing_package_is_one_line_naming_the_section(monkeypatch, section):
 ])
 def test_file_store_detection(uri, file_store):
     assert is_file_store(uri) == file_store
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_one_trial_sweep_logs_to_a_local_mlflow_file_store(local_ray, synth_root, tmp_path):
-    mlflow = pytest.importorskip("mlflow")
-    from busray.sweep import run_sweep
-
-    store = tmp_path / "mlruns"
-    overrides = [f"base.data.root={synth_root}", "num_trials=1", "max_concurrent=1", "base.train.epochs=2",
-                 "scheduler.type=none", f"tracking.mlflow.tracking_uri=file://{store}",
-                 "tracking.mlflow.experiment_name=busray-tracking-test"]
-    outcome = run_sweep(TINY_SPEC, overrides, storage=str(tmp_path / "storage"), progress=False)
-    assert outcome.counts.get("completed") == 1
-    mlflow.set_tracking_uri(f"file://{store}")
-    runs = mlflow.search_runs(experiment_names=["busray-tracking-test"])
-    assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
-    assert runs.loc[0, "tags.busray.sweep"] == "tiny"
-    assert "params.model.tau" in runs and "metrics.val/score" in runs  # sampled params, epoch metrics
-    history = mlflow.tracking.MlflowClient().get_metric_history(runs.loc[0, "run_id"], "val/score")
-    assert len(history) >= 2                                     # a point per epoch (at least)
