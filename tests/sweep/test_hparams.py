@@ -1,7 +1,7 @@
 """A trial's HParams entry: in the HParams tab only, its metrics read from the run's own curves.
 
-Read back with TensorBoard's own event loading and the data provider its HParams plugin asks for
-metric values (``read_last_scalars`` of the scalars plugin), so what the tab shows is what is checked.
+Read back with TensorBoard's own event loading, and with the handler behind the HParams tab's table
+(``ListSessionGroups``), so what the tab shows is what is checked.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from tensorboard.backend.event_processing.data_provider import MultiplexerDataPr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 from tensorboard.context import RequestContext
-from tensorboard.data.provider import RunTagFilter
-from tensorboard.plugins.hparams import metadata
-from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups, metadata
 
 from busray.sweep.hparams import write_hparams
 from busray.training.tensorboard import TensorBoardLogger
@@ -42,17 +41,21 @@ def test_hparams_add_no_scalar_chart(tmp_path):
     assert (start.hparams["model.tau"].number_value, start.hparams["model.hmsf"].bool_value) == (0.5, True)
 
 
-def test_hparams_metrics_are_the_curves_the_tab_can_read(tmp_path):
+def test_the_hparams_table_shows_each_trial_against_its_curves_last_epoch(tmp_path):
     run = _trial_run(tmp_path)
-    content = EventAccumulator(str(run)).Reload().PluginTagToContent(metadata.PLUGIN_NAME)
-    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
-    tags = [info.name.tag for info in experiment.metric_infos]
-    assert tags == ["val/score", "val/seg/iou"]  # test/* has no curve: a column that would stay empty
     multiplexer = EventMultiplexer()
     multiplexer.AddRunsFromDirectory(str(run.parent))
     multiplexer.Reload()
-    last = MultiplexerDataProvider(multiplexer, str(run.parent)).read_last_scalars(
-        RequestContext(), experiment_id="", plugin_name=scalar_metadata.PLUGIN_NAME,
-        run_tag_filter=RunTagFilter(runs=[run.name], tags=tags))
-    assert {tag: (datum.step, round(datum.value, 6)) for tag, datum in last[run.name].items()} == \
-        {"val/score": (3, 0.4), "val/seg/iou": (3, 0.35)}  # what the HParams tab shows: the last epoch
+    context = backend_context.Context(base_plugin.TBContext(
+        logdir=str(run.parent), multiplexer=multiplexer,
+        data_provider=MultiplexerDataProvider(multiplexer, str(run.parent))))
+    request = api_pb2.ListSessionGroupsRequest(
+        start_index=0, slice_size=10, aggregation_type=api_pb2.AGGREGATION_AVG,
+        allowed_statuses=[api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE,
+                          api_pb2.STATUS_RUNNING])
+    groups = list_session_groups.Handler(RequestContext(), context, "", request).run().session_groups
+    assert [g.name for g in groups] == [run.name]
+    hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in groups[0].hparams.items()}
+    assert hparams == {"model.tau": 0.5, "model.hmsf": True, "seed": 0.0}
+    shown = {m.name.tag: (m.training_step, round(m.value, 6)) for m in groups[0].metric_values}
+    assert shown == {"val/score": (3, 0.4), "val/seg/iou": (3, 0.35)}  # test/* has no curve, so no column
