@@ -15,7 +15,6 @@ import contextlib
 import errno
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 from busray.atomic import writing_to  # noqa: F401  (re-exported: the commands import it from here)
 
