@@ -86,6 +86,21 @@ def remove_empty_folders(folders: tuple[Path, ...]) -> None:
             folder.rmdir()
 
 
+@contextlib.contextmanager
+def writing_to(path: str | Path) -> Iterator[None]:
+    """Name ``path`` in an OSError that names no file (a full disk fails in ``write``/``fsync``,
+    whose errors carry no file name), so the one line says where the write failed; after any failure,
+    remove the folders on the way to ``path`` that the write created and left empty."""
+    created = missing_folders(path)
+    try:
+        yield
+    except BaseException as err:
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)
+        remove_empty_folders(created)
+        raise
+
+
 def remove_stale_temps(folder: str | Path, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove the temp files under ``folder`` (recursively) that no writer will finish.
 

@@ -1,4 +1,5 @@
-"""The README's Python API example runs as written (in a temporary folder, on local Ray)."""
+"""The README's Python API example runs as written (in a temporary folder, on local Ray), and a second
+time refuses to train over the first run's folder, as ``busray train`` would, in Python words."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from busray.training.runguard import RunFolderError
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -19,9 +22,14 @@ def _api_block() -> str:
 
 def test_readme_python_api_example_runs(local_ray, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    exec(compile(_api_block(), str(README), "exec"), {"__name__": "readme"})
+    block = compile(_api_block(), str(README), "exec")
+    exec(block, {"__name__": "readme"})
     out = capsys.readouterr().out
     assert out.startswith("completed ")
     assert "sweep api (" in out and "2 trials" in out
     assert (tmp_path / "runs" / "api" / "metrics.json").is_file()
     assert (tmp_path / "store_api" / "results").is_dir()
+    finished = (tmp_path / "runs" / "api" / "metrics.json").read_bytes()
+    with pytest.raises(RunFolderError, match=r"runs/api already holds a run; pass resume=True .* overwrite=True"):
+        exec(block, {"__name__": "readme"})  # the second time: fit refuses, the run is untouched
+    assert (tmp_path / "runs" / "api" / "metrics.json").read_bytes() == finished

@@ -10,7 +10,10 @@
   them, in a third table with a lower-bound and an upper-bound line per comparison. With the shipped
   ablations' variant names the tables fit as they are; a tabular that would still be wider than the
   line (long names) is scaled down to ``\\linewidth`` rather than running into the margin.
-- ``csv``: :func:`.table.table_frame`, long and numeric.
+- ``csv``: :func:`.table.table_frame`, long and numeric;
+- :func:`console_table`: what ``busray report`` prints, the main block and the Δ vs baseline as aligned
+  plain text, each uncertainty on a second line (as in HTML), a block too wide for a terminal split
+  into its Seg and Clf columns.
 
 Warnings (fewer than 3 seeds) are printed just above the Δ tables, notes and the footnote below.
 """
@@ -18,10 +21,11 @@ Warnings (fewer than 3 seeds) are printed just above the Δ tables, notes and th
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Sequence
 
-from busray.ablation.table import (NOT_SIGNIFICANT, AblationTable, Block, Cell, Column, blocks,
-                                   table_frame)
+from busray.ablation.table import (BEST_MARK, BLOCK_PARTS, NOT_SIGNIFICANT, AblationTable, Block, Cell,
+                                   Column, Line, blocks, table_frame)
 
 FORMATS = ("md", "tex", "csv", "html")
 
@@ -37,11 +41,11 @@ def render_table(table: AblationTable, fmt: str, label: str = "tab:ablation") ->
 
 
 def _with_warnings(table: AblationTable, block_text: Callable[[Block], str],
-                   warning_text: Callable[[str], str]) -> list[str]:
-    """Each block's text, the table's cautions right after the first block and its warnings just
-    before the first Δ block."""
+                   warning_text: Callable[[str], str], parts_shown: Sequence[str] = BLOCK_PARTS) -> list[str]:
+    """Each block's text (of the blocks ``parts_shown``), the table's cautions right after the first
+    block and its warnings just before the first Δ block."""
     parts, warned = [], False
-    for index, block in enumerate(blocks(table)):
+    for index, block in enumerate(b for b in blocks(table) if b.part in parts_shown):
         if block.kind == "delta" and not warned:
             parts += [warning_text(w) for w in table.warnings]
             warned = True
@@ -73,6 +77,55 @@ def _md_block(block: Block) -> str:
 def _markdown(table: AblationTable) -> str:
     parts = _with_warnings(table, _md_block, lambda w: f"> **{w}**")
     return "\n\n".join(parts + _notes(table)) + "\n"
+
+
+# ------------------------------------------------------------------------------------------- console
+
+CONSOLE_WIDTH = 100        # a block wider than this is printed as two: its Seg columns, then its Clf ones
+CONSOLE_PARTS = ("main", "vs_baseline")
+CONSOLE_BEST = "*"         # the documents' bold
+
+
+def console_table(table: AblationTable) -> str:
+    """The main block and the Δ vs baseline as aligned plain text, with the cautions and warnings
+    where the documents have them; the other blocks, the notes and the figures are in the report files."""
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, CONSOLE_WIDTH)
+
+    parts = _with_warnings(table, _console_block, wrap, CONSOLE_PARTS)
+    if any(c.dagger for b in blocks(table) if b.part == "vs_baseline" for line in b.lines for c in line.cells):
+        parts.append(f"{NOT_SIGNIFICANT} = not significant: the interval contains 0 or cannot be estimated")
+    return "\n\n".join(parts)
+
+
+def _console_block(block: Block) -> str:
+    title = block.title.replace(BEST_MARK, f"best marked {CONSOLE_BEST}")
+    grid = _console_grid(block.lines, block.columns)
+    if max(map(len, grid.splitlines())) > CONSOLE_WIDTH:
+        groups = dict.fromkeys(c.group for c in block.columns)
+        grid = "\n\n".join(_console_grid(block.lines, block.columns, group) for group in groups)
+    return f"{title}\n{grid}"
+
+
+def _console_grid(lines: Sequence[Line], columns: Sequence[Column], group: str | None = None) -> str:
+    """Rows of (label, seeds, cells): each value line followed by its uncertainties' line, if any.
+    A column's marks (best, †) get a slot of their own, so its numbers and uncertainties line up."""
+    shown = [i for i, c in enumerate(columns) if group in (None, c.group)]
+    cells = [[line.cells[i] for i in shown] for line in lines]
+    slots = [max((len(_console_mark(row[k])) for row in cells), default=0) for k in range(len(shown))]
+    rows = [["Variant", "Seeds", *(f"{columns[i].group} {columns[i].title}" for i in shown)]]
+    for line, row in zip(lines, cells):
+        rows.append([line.label, line.seeds, *(c.value + _console_mark(c).ljust(n) for c, n in zip(row, slots))])
+        if any(c.detail for c in row):
+            rows.append(["", "", *(c.detail + " " * n for c, n in zip(row, slots))])
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    text = ["  ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))]).rstrip()
+            for row in rows]
+    return "\n".join([text[0], "-" * max(map(len, text)), *text[1:]])
+
+
+def _console_mark(cell: Cell) -> str:
+    return (CONSOLE_BEST if cell.bold else "") + (f" {NOT_SIGNIFICANT}" if cell.dagger else "")
 
 
 # ---------------------------------------------------------------------------------------------- HTML

@@ -35,7 +35,7 @@ from busray.ablation.documents import FigureNote
 from busray.ablation.paper import PAPER_SETTING, is_busi, measured_key, paper_row, setting_differences
 from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
-from busray.ablation.table import COLUMNS, SPREADS, Column, build_table
+from busray.ablation.table import COLUMNS, SPREADS, AblationTable, Column, build_table
 from busray.results.query import counts_text
 from busray.runfolder import RunFolder
 
@@ -46,6 +46,15 @@ POOLED_NOTE = ("Seg IoU and Dice are pooled over each run's lesion test images (
                "ratio), the paper's convention; the means of per-image scores are listed as IoU/Dice "
                "per-image under the additional metrics.")
 FIGURE_FILES = {"fig3": "fig3_tim_upa.png", "curves": "training_curves.png", "grid": "prediction_grid.png"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenReport:
+    """What :func:`build_report` wrote: ``report.<fmt>`` (``path``), the table in it and its provenance."""
+
+    path: Path
+    table: AblationTable
+    provenance: dict[str, Any]
 
 
 class ReportError(ValueError):
@@ -191,8 +200,8 @@ def load_first_samples(ablation: AblationRuns) -> dict[str, dict[str, np.ndarray
 def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_dir: str | Path = "report",
                  baseline: str | None = None, order: Sequence[str] | None = None,
                  show_paper: bool | None = None, boot: BootstrapConfig = BootstrapConfig(),
-                 run_root: str | Path | None = None, spread: str = "std") -> Path:
-    """Write ``report.<fmt>``, ``provenance.json`` and the figures into ``out_dir``; return the report path.
+                 run_root: str | Path | None = None, spread: str = "std") -> WrittenReport:
+    """Write ``report.<fmt>``, ``provenance.json`` and the figures into ``out_dir``; return what was written.
 
     ``store_or_runs`` is a runs DataFrame or a results store (anything with ``runs(sweep=...)``).
     ``show_paper=None`` shows the paper's numbers when every run's dataset is BUSI. ``spread``: what
@@ -221,7 +230,7 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     (out / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str), encoding="utf-8")
     path = out / f"report.{fmt}"
     path.write_text(documents.write(fmt, table, provenance, figure_notes), encoding="utf-8")
-    return path
+    return WrittenReport(path, table, provenance)
 
 
 def main_columns(variants: list[VariantResults]) -> tuple[tuple[Column, ...], tuple[str, ...]]:

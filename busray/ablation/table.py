@@ -54,6 +54,8 @@ _TITLES = {"iou": "IoU", "dice": "Dice", "sens": "Sens", "prec": "Prec", "acc": 
 #: width of the Student-t interval of the mean (how well the seeds pin the mean down).
 SPREADS = ("std", "ci")
 NOT_SIGNIFICANT = "†"
+#: How the main block's title says the best means are shown (bold in the documents).
+BEST_MARK = "best in bold"
 FOOTNOTE = ("Δ in percentage points with a paired bootstrap {ci:.0%} CI ({n_boot} replicates) over seeds × "
             "test images for {per_image}, over seeds only for the per-run metrics ({per_run}); "
             "† = the interval contains 0 (not significant) or cannot be estimated.")
@@ -223,22 +225,27 @@ class Block:
     title: str
     columns: tuple[Column, ...]
     lines: list[Line]
+    part: str  # which of the table's blocks: one of BLOCK_PARTS
+
+
+#: The blocks of :func:`blocks`, in order (see the module docstring): 1. to 4.
+BLOCK_PARTS = ("main", "extra", "vs_baseline", "vs_previous")
 
 
 def blocks(table: AblationTable) -> list[Block]:
     """The table's blocks (see the module docstring); empty blocks are left out."""
-    out = [Block("stats", f"Test metrics (%), {table.spread_title}; best in bold", table.columns,
-                 _stat_lines(table, table.columns, paper=True))]
+    out = [Block("stats", f"Test metrics (%), {table.spread_title}; {BEST_MARK}", table.columns,
+                 _stat_lines(table, table.columns, paper=True), "main")]
     if table.extra:
         out.append(Block("stats", f"Additional test metrics (%), {table.spread_title}", table.extra,
-                         _stat_lines(table, table.extra, paper=False)))
+                         _stat_lines(table, table.extra, paper=False), "extra"))
     ci = f"{table.boot.ci:.0%}"
     out.append(Block("delta", f"Δ vs baseline ({table.baseline}), percentage points [{ci} CI]",
                      table.columns, [Line(r.variant, str(r.n_seeds), _delta_cells(r.vs_baseline, table))
-                                     for r in table.compared_rows("vs_baseline")]))
+                                     for r in table.compared_rows("vs_baseline")], "vs_baseline"))
     out.append(Block("delta", f"Δ vs previous row, percentage points [{ci} CI]", table.columns,
                      [Line(f"{r.variant} vs {r.previous}", str(r.n_seeds), _delta_cells(r.vs_previous, table),
-                           variant=r.variant) for r in table.compared_rows("vs_previous")]))
+                           variant=r.variant) for r in table.compared_rows("vs_previous")], "vs_previous"))
     return [b for b in out if b.lines]
 
 

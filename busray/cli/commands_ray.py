@@ -186,7 +186,8 @@ def _same_command(name: str, args, storage: str) -> str:
 
 def cmd_report(args) -> int:
     from busray.ablation.documents import without_runs_line
-    from busray.ablation.report import build_report, read_provenance
+    from busray.ablation.render import console_table
+    from busray.ablation.report import build_report
     from busray.cli.guard import check_writable_folder
     from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
@@ -195,10 +196,11 @@ def cmd_report(args) -> int:
     out = Path(args.out or f"{storage}/reports/{args.ablation}")
     check_writable_folder(out, "--out")
     with writing_to(out):
-        path = build_report(ResultsStore(storage), args.ablation, args.format, str(out),
-                            baseline=args.baseline, spread=args.spread)
-    print(f"report written to {path}")
-    missing = without_runs_line(read_provenance(path))
+        report = build_report(ResultsStore(storage), args.ablation, args.format, str(out),
+                              baseline=args.baseline, spread=args.spread)
+    print(console_table(report.table), end="\n\n")
+    print(f"report written to {report.path} (all tables, figures, provenance)")
+    missing = without_runs_line(report.provenance)
     if missing:  # a variant whose every run failed is not in the tables: say so here too
         print(missing)
     return 0

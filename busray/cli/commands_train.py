@@ -162,17 +162,19 @@ def cmd_data_inspect(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from busray.cli.guard import plan_train, run_train
+    from busray.cli.guard import plan_train
     from busray.runfolder import LAST
+    from busray.training.runguard import run_planned
 
     overrides = [*args.overrides, *([f"data.root={args.data}"] if args.data else [])]
     plan = plan_train(args.out, resume=args.resume, overwrite=args.overwrite, config=args.config,
                       overrides=overrides)
-    from busray.training import ResumeFromDir, fit  # lazy: torch, after the config was refused or not
-    reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else None
+    from busray.training import NullReporter, ResumeFromDir, fit  # lazy: torch, once the plan stands
+    # the plan applied fit's own run-folder rules, in flag words: a reporter tells fit not to again
+    reporter = ResumeFromDir(str(plan.folder.checkpoints)) if args.resume else NullReporter()
     try:
         with sigterm_as_interrupt():
-            result = run_train(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
+            result = run_planned(plan, lambda cfg, run_dir: fit(cfg, reporter=reporter, run_dir=run_dir))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         if plan.backup is None and (plan.folder.checkpoints / LAST).is_file():
             print(f"interrupted; the run keeps its last checkpoint: busray train --out "

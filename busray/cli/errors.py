@@ -15,9 +15,9 @@ import contextlib
 import errno
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
-from busray.atomic import missing_folders, remove_empty_folders
+from busray.atomic import writing_to  # noqa: F401  (re-exported: the commands import it from here)
+
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -66,21 +66,6 @@ class CliError(ValueError):
 
 class UsageError(CliError):
     """What argparse would print with the usage text, as one line."""
-
-
-@contextlib.contextmanager
-def writing_to(path: str | Path) -> Iterator[None]:
-    """Name ``path`` in an OSError that names no file (a full disk fails in ``write``/``fsync``,
-    whose errors carry no file name), so the one line says where the write failed; after any failure,
-    remove the folders on the way to ``path`` that the write created and left empty."""
-    created = missing_folders(path)
-    try:
-        yield
-    except BaseException as err:
-        if isinstance(err, OSError) and err.filename is None:
-            err.filename = str(path)
-        remove_empty_folders(created)
-        raise
 
 
 def one_line(err: BaseException) -> str:

@@ -7,7 +7,9 @@
   summary prints the same table. With several metrics a ``pareto`` column marks the trials on the
   multi-objective front (no other trial is at least as good on every metric and better on one).
 - ``export``: the sweep's run rows (all columns, filters applied) as csv, md or parquet, written
-  atomically so a failed export never leaves half a file behind.
+  atomically so a failed export never leaves half a file behind. In csv a list value is its items
+  joined by ``;`` (``32;24;16;16``): one cell a spreadsheet keeps as text and a reader splits back,
+  where pandas alone would write numpy's ``[32 24 16 16]``.
 """
 
 from __future__ import annotations
@@ -102,9 +104,27 @@ def export(store: ResultsStore, sweep: str, fmt: str, out_path: str | Path,
     out = Path(out_path)
     if fmt == "parquet":
         return write_table(frame_table(runs), out)
-    text = format_markdown(runs) if fmt == "md" else runs.to_csv(index=False)
+    text = format_markdown(runs) if fmt == "md" else format_csv(runs)
     atomic_write(out, text)
     return out
+
+
+#: What joins a list's items in a csv cell (a comma would need the cell quoted).
+CSV_LIST_SEPARATOR = ";"
+
+
+def format_csv(df: pd.DataFrame) -> str:
+    """The rows as CSV, list values as ``32;24;16;16`` (an empty list is an empty cell, like null)."""
+    out = df.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(_csv_cell)
+    return out.to_csv(index=False)
+
+
+def _csv_cell(value: Any) -> Any:
+    value = plain_cell(value)
+    return CSV_LIST_SEPARATOR.join(map(str, value)) if isinstance(value, list) else value
 
 
 def frame_table(df: pd.DataFrame) -> pa.Table:

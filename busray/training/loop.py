@@ -30,7 +30,8 @@ from busray.training.batches import epoch_batches
 from busray.training.checkpoint import (TrainingState, load_checkpoint, restore_rng, restore_training_state,
                                        rng_state, save_checkpoint)
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
-from busray.training.reporter import NullReporter, Reporter
+from busray.training.reporter import NullReporter, Reporter, ResumeFromDir
+from busray.training.runguard import PYTHON_WORDS, default_run_dir, plan_run, run_planned
 from busray.training.setup import TrainingSetup, build_setup, finish_with_test
 from busray.training.tensorboard import TensorBoardLogger
 
@@ -39,15 +40,33 @@ FitResult = RunOutcome
 
 
 def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | None = None,
-        tb_dir: str | Path | None = None) -> RunOutcome:
+        tb_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False) -> RunOutcome:
     """Train ``cfg`` to completion (or early stop / failure) and return what happened.
 
     The run folder says what is going on at every moment: ``metrics.json`` holds status ``running``
     from the start, then the final outcome. A non-finite loss ends the run as ``failed`` (returned);
     any other exception is recorded as ``failed`` with its message and re-raised. ``tb_dir`` puts the
     TensorBoard events elsewhere than ``<run>/tb`` (a sweep gathers its trials under one log dir).
+
+    Without a ``reporter``, ``run_dir`` (default ``runs/<timestamp>``) follows ``busray train``'s
+    rules (:mod:`busray.training.runguard`): a folder that already holds a run is refused unless
+    ``resume=True`` (continue it from ``checkpoints/last.pt``; ``cfg`` may differ only in keys such
+    as ``train.epochs``) or ``overwrite=True`` (replace it; the old run is kept until the new one
+    completes). With a ``reporter`` the caller owns the folder and the reporter says what to resume
+    from: a Ray trial, or ``busray train``, which applied the same rules naming its flags.
     """
-    reporter = reporter or NullReporter()
+    if reporter is not None:
+        if resume or overwrite:
+            raise ValueError("fit: resume= and overwrite= are for a run without reporter=; a reporter "
+                             "says itself what to resume from (resume_checkpoint_dir)")
+        return _fit_folder(cfg, reporter, run_dir, tb_dir)
+    plan = plan_run(run_dir, lambda saved: cfg, resume=resume, overwrite=overwrite, words=PYTHON_WORDS)
+    steer = ResumeFromDir(str(plan.folder.checkpoints)) if resume else NullReporter()
+    return run_planned(plan, lambda planned, folder: _fit_folder(planned, steer, folder, tb_dir))
+
+
+def _fit_folder(cfg: Config, reporter: Reporter, run_dir, tb_dir) -> RunOutcome:
+    """``fit`` in a folder whose use was settled by the caller."""
     clock = RunClock()
     folder = _prepare_run_dir(cfg, run_dir, reporter.is_main())
     outcome = RunOutcome(run_dir=str(folder.path) if folder else None)
@@ -112,7 +131,7 @@ def _finish(folder: RunFolder | None, outcome: RunOutcome, clock: RunClock, stat
 def _prepare_run_dir(cfg: Config, run_dir, main: bool) -> RunFolder | None:
     if not main:
         return None
-    folder = RunFolder(Path(run_dir) if run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir())
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder.path)     # a killed earlier attempt's half-written files
     save_config(cfg, folder.config)

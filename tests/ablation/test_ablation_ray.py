@@ -64,7 +64,7 @@ def test_resume_skips_completed_runs(ablation_store):
 @pytest.mark.parametrize("fmt", ["md", "tex", "csv", "html"])
 def test_report_in_every_format(ablation_store, fmt, tmp_path):
     _, storage, _ = ablation_store
-    path = build_report(ResultsStore(storage), "mini", fmt, tmp_path / fmt, boot=BootstrapConfig(n_boot=200))
+    path = build_report(ResultsStore(storage), "mini", fmt, tmp_path / fmt, boot=BootstrapConfig(n_boot=200)).path
     text = path.read_text()
     assert path.suffix == f".{fmt}" and "baseline" in text and "full" in text
     provenance = json.loads((tmp_path / fmt / "provenance.json").read_text())
@@ -78,6 +78,15 @@ def test_report_command(ablation_store, tmp_path, capsys):
     _, storage, _ = ablation_store
     assert main(["report", "mini", "--storage", str(storage), "--out", str(tmp_path / "r")]) == 0
     assert "mean ± std over seeds" in (tmp_path / "r" / "report.md").read_text()
+    printed = capsys.readouterr().out  # the table on the console too, then where the files are
+    assert printed.startswith("Test metrics (%), mean ± std over seeds")
+    stats, deltas = printed.split("Δ vs baseline (baseline)")
+    assert {line.split()[0] for line in stats.splitlines() if line.startswith(("baseline ", "full "))} == \
+        {"baseline", "full"}
+    assert any(line.startswith("full ") for line in deltas.splitlines())  # (the baseline has no Δ row)
+    assert not any(line.startswith("baseline ") for line in deltas.splitlines())
+    written = f"report written to {tmp_path / 'r' / 'report.md'} (all tables, figures, provenance)"
+    assert printed.rstrip().endswith(written)
     assert main(["report", "mini", "--storage", str(storage), "--out", str(tmp_path / "ci"), "--spread", "ci"]) == 0
     assert "mean ± 95% CI of the mean over seeds (Student t)" in (tmp_path / "ci" / "report.md").read_text()
     assert main(["report", "nothing", "--storage", str(storage), "--out", str(tmp_path / "x")]) == 2

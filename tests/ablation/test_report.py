@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from busray.ablation import report as report_module
+from busray.ablation.render import CONSOLE_WIDTH, console_table
 from busray.ablation.report import FIGURE_FILES, ReportError, build_report
 from busray.ablation.stats import BootstrapConfig
 
@@ -100,7 +101,7 @@ def _assert_png(path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["md", "tex", "html", "csv"])
 def test_report_in_every_format(runs, tmp_path, fmt):
     out = tmp_path / "report"
-    path = build_report(runs, "table2", fmt, out, boot=BOOT)
+    path = build_report(runs, "table2", fmt, out, boot=BOOT).path
     assert path == out / f"report.{fmt}"
     for name in FIGURE_FILES.values():
         _assert_png(out / name)
@@ -128,21 +129,21 @@ def test_report_in_every_format(runs, tmp_path, fmt):
 
 
 def test_iou_and_dice_follow_the_papers_pooled_convention(runs, tmp_path, text_only):
-    text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).read_text()
+    text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).path.read_text()
     main = text.split("**Additional")[0]
     full = runs[(runs["variant"] == "full") & (runs["status"] == "completed")]
     assert f"| full | 2 | **{100 * full['test/seg/iou_pooled'].mean():.2f}** ±" in main
     assert "Seg IoU per-image" in text and "pooled over each run's lesion test images" in text
     assert "over seeds × test images for IoU, Dice, Acc," in text   # pooled Δs resampled over images too
     legacy = runs.drop(columns=["test/seg/iou_pooled", "test/seg/dice_pooled"])   # runs from before pooling
-    old = build_report(legacy, "table2", "md", tmp_path / "old", boot=BOOT).read_text()
+    old = build_report(legacy, "table2", "md", tmp_path / "old", boot=BOOT).path.read_text()
     assert f"| full | 2 | **{100 * full['test/seg/iou'].mean():.2f}** ±" in old and "per-image" not in old
 
 
 def test_identical_variant_is_marked_not_significant(runs, tmp_path, text_only):
     copies = runs[runs["variant"] == "baseline"].assign(variant="baseline_again", trial_id="again")
     text = build_report(pd.concat([runs, copies]), "table2", "md", tmp_path / "r", boot=BOOT,
-                        order=["baseline", "full", "baseline_again"]).read_text()
+                        order=["baseline", "full", "baseline_again"]).path.read_text()
     block = text.split("Δ vs baseline")[1].split("Δ vs previous")[0]
     again = next(line for line in block.splitlines() if line.startswith("| baseline_again"))
     full = next(line for line in block.splitlines() if line.startswith("| full"))
@@ -159,7 +160,7 @@ def test_relative_run_dirs_store_object_and_duplicates(runs, tmp_path, text_only
             return pd.concat([stale, relative])[lambda f: f["sweep"] == sweep]
 
     path = build_report(Store(), "table2", "md", tmp_path / "r", boot=BOOT, run_root=tmp_path,
-                        show_paper=False)
+                        show_paper=False).path
     text = path.read_text()
     assert "Runs: 4 completed" in text and "paper, Table 2" not in text
 
@@ -169,20 +170,20 @@ def test_a_variant_whose_every_run_failed_is_named_under_the_table(runs, tmp_pat
     nan = runs[runs["variant"] == "full"].assign(variant="nan", status="failed", trial_id=["n0", "n1", "n9"],
                                                  error="NonFiniteLoss: loss is NaN at epoch 2")
     path = build_report(pd.concat([runs, nan]), "table2", fmt, tmp_path / fmt, boot=BOOT,
-                        order=["baseline", "full", "nan", "later"])
+                        order=["baseline", "full", "nan", "later"]).path
     results = path.read_text().split("Figures")[0]
     assert "Not in the tables (no completed run): nan (3 failed, e.g. NonFiniteLoss: loss is NaN at epoch 2); " \
            "later (no runs recorded)" in results
     assert "| nan |" not in results and "<td>nan</td>" not in results
     assert report_module.read_provenance(path)["variants_without_runs"] == {
         "nan": "3 failed, e.g. NonFiniteLoss: loss is NaN at epoch 2", "later": "no runs recorded"}
-    every = build_report(runs, "table2", fmt, tmp_path / f"{fmt}-all", boot=BOOT).read_text()
+    every = build_report(runs, "table2", fmt, tmp_path / f"{fmt}-all", boot=BOOT).path.read_text()
     assert "Not in the tables" not in every  # (the failed run of 'full' is one of several seeds)
 
 
 def test_ablation_without_diagnostics_skips_fig3(runs, tmp_path):
     out = tmp_path / "r"
-    text = build_report(runs[runs["variant"] == "baseline"], "table2", "md", out, boot=BOOT).read_text()
+    text = build_report(runs[runs["variant"] == "baseline"], "table2", "md", out, boot=BOOT).path.read_text()
     assert "skipped, no variant recorded TIM/UPA diagnostics" in text
     assert not (out / FIGURE_FILES["fig3"]).exists() and (out / FIGURE_FILES["curves"]).exists()
     assert "Δ vs baseline" not in text  # a single variant has nothing to compare
@@ -210,7 +211,7 @@ def test_samples_file_without_an_array_skips_the_grid_and_says_why(runs, tmp_pat
     arrays = dict(np.load(path))
     np.savez(path, **{k: v for k, v in arrays.items() if k != "prob"})
     out = tmp_path / "r"
-    text = build_report(runs, "table2", "md", out, boot=BOOT).read_text()
+    text = build_report(runs, "table2", "md", out, boot=BOOT).path.read_text()
     assert f"{path}: unreadable (ValueError: missing array(s) ['prob'])" in text
     assert not (out / FIGURE_FILES["grid"]).exists() and (out / FIGURE_FILES["curves"]).exists()
 
@@ -240,7 +241,7 @@ PAPER_SETTING_ROW = {"model.encoder": "tf_efficientnet_b4", "model.weights": "im
 ])
 def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_path, fmt, changes, caution, text_only):
     runs = runs.assign(**{**PAPER_SETTING_ROW, **changes})
-    text = build_report(runs, "table2", fmt, tmp_path / "r", boot=BOOT).read_text().replace("\\_", "_")
+    text = build_report(runs, "table2", fmt, tmp_path / "r", boot=BOOT).path.read_text().replace("\\_", "_")
     first_table_end = text.index("Additional test metrics")
     if caution is None:
         assert "Not the paper's setting" not in text
@@ -252,5 +253,24 @@ def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_pat
 
 def test_no_setting_caution_without_the_papers_rows(runs, tmp_path, text_only):
     runs = runs.assign(**{**PAPER_SETTING_ROW, "model.weights": "none", "dataset": "busi_whu"})
-    text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).read_text()
+    text = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT).path.read_text()
     assert "Not the paper's setting" not in text and "Setting: model.encoder tf_efficientnet_b4;" in text
+
+
+def test_the_console_table_is_the_main_block_and_the_deltas_to_the_baseline(runs, tmp_path, text_only):
+    """What ``busray report`` prints: the report's own table, aligned for a terminal."""
+    report = build_report(runs, "table2", "md", tmp_path / "r", boot=BOOT)
+    text = console_table(report.table)
+    assert max(map(len, text.splitlines())) <= CONSOLE_WIDTH and "|" not in text and "**" not in text
+    main, deltas = text.split("Δ vs baseline (baseline), percentage points [95% CI]")
+    assert main.startswith("Test metrics (%), mean ± std over seeds; best marked *")
+    full = runs[(runs["variant"] == "full") & (runs["status"] == "completed")]["test/seg/iou_pooled"] * 100
+    row = main.splitlines().index(next(line for line in main.splitlines() if line.startswith("full ")))
+    assert main.splitlines()[row].split()[:3] == ["full", "2", f"{full.mean():.2f}*"]   # best IoU: marked
+    assert main.splitlines()[row + 1].split()[:2] == ["±", f"{full.std():.2f}"]         # its spread below
+    assert "Table 2 (HMSF+TIM+UPA)" in main and "fewer than 3 seeds" in main          # paper row, warning
+    iou = report.table.rows[1].vs_baseline["seg/iou_pooled"]
+    lines = deltas.splitlines()
+    row = lines.index(next(line for line in lines if line.startswith("full ")))
+    assert lines[row].split()[2] == f"{iou.diff:+.2f}" and f"[{iou.lo:+.2f}, {iou.hi:+.2f}]" in lines[row + 1]
+    assert "Additional" not in text and "vs previous" not in text  # those are in the report files

@@ -127,6 +127,22 @@ def test_export_formats_read_back(filled, tmp_path, fmt, read):
     assert list((tmp_path / "out").iterdir()) == [out]    # no temp file left behind
 
 
+@pytest.mark.parametrize("group, key, value, cell", [
+    ("model", "decoder_channels", [32, 24, 16, 16], "32;24;16;16"),
+    ("data", "split_fractions", [0.7, 0.15, 0.15], "0.7;0.15;0.15"),
+    ("data", "classes", ["benign", "malignant"], "benign;malignant"),
+    ("model", "tim_levels", [2], "2"),
+    ("model", "tim_levels", [], ""),
+])
+def test_csv_export_writes_a_list_as_its_items_joined_by_semicolons(store, make_row, tmp_path, group, key,
+                                                                      value, cell):
+    store.record_run(make_row(config={group: {key: value}}))
+    out = export(store, "demo", "csv", tmp_path / "demo.csv")
+    read = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert read[f"{group}.{key}"].tolist() == [cell]
+    assert read["trial_id"].tolist() == ["t0"]  # the other cells as before
+
+
 def test_parquet_export_keeps_the_declared_types(filled, tmp_path):
     out = export(filled, "demo", "parquet", tmp_path / "demo.parquet")
     schema = pq.read_schema(out)

@@ -54,7 +54,8 @@ def test_run_folder_has_every_file(tiny_run):
 
 
 def test_failure_mid_run_says_so_in_the_folder(tmp_path, monkeypatch):
-    """Any exception after the folder exists leaves metrics.json with status failed and the error."""
+    """Any exception after the folder exists leaves metrics.json with status failed and the error
+    (in a folder the caller owns: a sweep trial's, whose reporter is given)."""
     import busray.training.loop as loop
 
     def boom(*args, **kwargs):
@@ -62,9 +63,23 @@ def test_failure_mid_run_says_so_in_the_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "_save", boom)
     with pytest.raises(OSError):
-        fit(load_config(None, tiny("train.epochs=1")), run_dir=tmp_path / "r")
+        fit(load_config(None, tiny("train.epochs=1")), NullReporter(), run_dir=tmp_path / "r")
     outcome = RunFolder(tmp_path / "r").read_outcome()
     assert outcome.status == "failed" and "No space left" in outcome.error
+
+
+def test_a_plain_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch):
+    """As ``busray train``: a folder fit created (and the parents it created) goes again when no
+    checkpoint was written, so nothing that merely looks like a run is left."""
+    import busray.training.loop as loop
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop, "_save", boom)
+    with pytest.raises(OSError):
+        fit(load_config(None, tiny("train.epochs=1")), run_dir=tmp_path / "runs" / "r")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_leaves_a_folder_that_says_how_far_it_got(tmp_path):
