@@ -161,5 +161,10 @@ def is_config_column(name: str) -> bool:
     return name in CONFIG_COLUMNS or ("." in name and "/" not in name)
 
 
-#: Names the schema of both tables: the store's ``_store.json`` records it beside the version.
-STORE_FINGERPRINT = fingerprint(RUN_SCHEMA) + fingerprint(EPOCH_SCHEMA)
+#: Rules about what the files hold beyond their schema, counted up when one is added: a store whose
+#: marker names an older count is compacted on its next write (``compact.upgrade_if_needed``).
+#: 1: every run row holds its run's whole config (rows of an older busray are completed from their
+#: run's config.yaml: ``busray.results.repair``).
+CONTENT_RULES = 1
+#: Names the schema of both tables and the content rules: ``_store.json`` records it beside the version.
+STORE_FINGERPRINT = f"{fingerprint(RUN_SCHEMA)}{fingerprint(EPOCH_SCHEMA)}-r{CONTENT_RULES}"

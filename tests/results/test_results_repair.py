@@ -43,3 +43,19 @@ def test_compaction_fills_an_old_rows_config_from_its_config_yaml(tmp_path, stor
     assert pd.isna(after.loc["gone", "model.upa"])
     assert main(["results", "compact", "--storage", str(store.root.parent)]) == 0  # nothing more to repair
     assert "completed from their config.yaml" not in capsys.readouterr().out
+
+
+def test_the_first_write_to_a_store_of_an_older_busray_repairs_it(tmp_path, store, make_row):
+    """A sweep that goes on in an older store (--add-trials) shows its old trials whole at once."""
+    from busray.results.columns import EPOCH_SCHEMA, RUN_SCHEMA, fingerprint
+    from busray.results.layout import write_marker
+
+    cfg = Config()
+    run_dir = tmp_path / "runs" / "a1"
+    run_dir.mkdir(parents=True)
+    save_config(cfg, run_dir / "config.yaml")
+    _old_sweep_row(make_row, store, run_dir)
+    write_marker(store.root, fingerprint(RUN_SCHEMA) + fingerprint(EPOCH_SCHEMA))  # what an older busray wrote
+    store.record_run(make_row(trial_id="new", config=config_to_dict(cfg)))
+    runs = store.runs().set_index("trial_id")
+    assert not runs.loc["a1", list(always_set_columns())].isna().any()
