@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Iterable
 
 from busray.experiment import AblationSpec, load_ablation_spec, open_sweep, resolve_storage
+from busray.storage import Storage
+from busray.sweep.job import SPLITS
 from busray.results.query import counts_text
 from busray.sweep.outcome import all_failed, count_of, resume_command, unfinished_text
 
@@ -71,19 +73,20 @@ def run_ablation(spec: "str | Path | dict | AblationSpec", overrides: Iterable[s
     open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation")  # refused before folds
     requests = spec.requests(make_folds(spec, storage) if spec.cv_folds > 1 else {})
     out = run_requests(spec, requests, storage=storage, resume=resume, progress=progress, verbose=verbose)
-    return AblationOutcome(name=spec.name, storage=storage, planned=len(requests), counts=out.counts,
+    return AblationOutcome(name=spec.name, storage=storage.uri, planned=len(requests), counts=out.counts,
                            sweep_id=out.sweep_id, interrupted=out.interrupted, unfinished=out.unfinished,
                            errors=out.errors)
 
 
-def make_folds(spec: AblationSpec, storage: str) -> dict[int, str]:
+def make_folds(spec: AblationSpec, storage: Storage) -> dict[int, str]:
     """Write the k fold splits once (fixed test split) and return fold -> split.json path."""
     from busray.config import config_from_dict
     from busray.data import kfold_splits, load_dataset
 
     cfg = config_from_dict(spec.request(spec.baseline_name, 0).config)
     ds = load_dataset(cfg.data)
-    folder = Path(storage) / spec.name / "splits"
+    storage.pull(spec.name, SPLITS)
+    folder = storage.path(spec.name, SPLITS)
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for fold, split in enumerate(kfold_splits(ds, cfg.data, spec.cv_folds)):
@@ -91,4 +94,5 @@ def make_folds(spec: AblationSpec, storage: str) -> dict[int, str]:
         if not path.is_file():  # a re-run must keep the folds its earlier runs used
             split.save(path, ds)
         files[fold] = str(path)
+    storage.push(spec.name, SPLITS)  # a bucket: each trial pulls them into its own mirror
     return files

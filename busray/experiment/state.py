@@ -22,20 +22,25 @@ from pathlib import Path
 
 from busray.atomic import atomic_write
 from busray.configtools import ConfigError
+from busray.storage import Storage
 
 STATE_FILE = "sweep.json"
 
 
 @dataclass
 class SweepState:
+    """``folder``: the sweep's folder on this machine; ``location``: the same in the storage (the
+    folder, or its bucket URI: where Ray Tune keeps its rounds)."""
     name: str
     sweep_id: str
     folder: str
     rounds: list[str] = field(default_factory=list)
+    location: str = ""
 
     @property
-    def tune_dir(self) -> Path:
-        return Path(self.folder) / "tune"
+    def tune_dir(self) -> str:
+        """Ray Tune's storage path of the rounds (Tune writes a bucket itself, through pyarrow.fs)."""
+        return f"{self.location or self.folder}/tune"
 
     def new_round(self) -> str:
         name = f"round-{len(self.rounds):03d}"
@@ -45,13 +50,18 @@ class SweepState:
 
     def save(self) -> None:
         atomic_write(Path(self.folder) / STATE_FILE, json.dumps(asdict(self), indent=1))
+        if self.location and self.location != self.folder:  # a bucket: the state file goes there too
+            Storage.at(self.location.rsplit("/", 1)[0]).push(self.name, STATE_FILE)
 
 
-def open_sweep(storage: str | Path, name: str, *, resume: bool, add_trials: int | None,
+def open_sweep(storage: "str | Path | Storage", name: str, *, resume: bool, add_trials: int | None,
                kind: str = "sweep") -> SweepState:
     """Create (fresh run) or load (``resume`` / ``add_trials``) the state of sweep ``name``."""
-    folder = (Path(storage).expanduser() / name).resolve()
-    saved = _saved_state(folder)
+    where = Storage.at(storage)
+    where.pull(name, STATE_FILE)
+    folder = where.path(name).resolve()
+    saved = _saved_state(folder, where.location(name))
+    folder = where.location(name) if where.remote else folder
     if saved is not None:
         if not (resume or add_trials):
             raise ConfigError(f"{kind} '{name}' already exists in {folder}: use --resume to finish it"
@@ -63,13 +73,14 @@ def open_sweep(storage: str | Path, name: str, *, resume: bool, add_trials: int 
     if add_trials:
         raise ConfigError(f"{kind} '{name}': no study to add trials to in {folder}; run it first")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return SweepState(name=name, sweep_id=f"{name}-{stamp}-{secrets.token_hex(2)}", folder=str(folder))
+    return SweepState(name=name, sweep_id=f"{name}-{stamp}-{secrets.token_hex(2)}",
+                      folder=str(where.path(name).resolve()), location=where.location(name))
 
 
-def _saved_state(folder: Path) -> SweepState | None:
+def _saved_state(folder: Path, location: str) -> SweepState | None:
     """The sweep's saved state, or None when it never started a round."""
     path = folder / STATE_FILE
     if not path.is_file():
         return None
-    state = SweepState(**{**json.loads(path.read_text()), "folder": str(folder)})
+    state = SweepState(**{**json.loads(path.read_text()), "folder": str(folder), "location": location})
     return state if state.rounds else None

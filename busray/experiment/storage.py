@@ -1,31 +1,42 @@
-"""Where a sweep or ablation keeps its folders and results: a local or mounted folder, never a URI.
+"""Which storage a sweep or ablation uses: ``--storage``, else the file's ``storage:``, else the default.
 
-The results store, run folders and checkpoints are plain files that every trial writes directly, so
-the storage must be a filesystem path all Ray nodes share (a local disk on one machine, NFS or similar
-on a cluster). ``s3://…``, ``gs://…`` and other URIs are refused with one line instead of silently
-becoming a local folder named ``s3:``.
+A storage is a local or mounted folder, or a bucket (``s3://bucket/prefix``, ``gs://...``):
+:class:`busray.storage.Storage` says how each is read and written. A storage is never a relative path
+resolved somewhere unexpected: under ``ray job submit`` the entrypoint runs in Ray's unpacked copy of
+the working folder, deleted with the session, so a relative (or default) storage there is refused in
+one line naming ``--storage`` (:func:`in_ray_job`).
 """
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 
 from busray.configtools import ConfigError
+from busray.storage import Storage, is_uri
 
 DEFAULT_STORAGE = "busray_storage"
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+#: Set by Ray's job supervisor for a submitted job's entrypoint (``ray job submit``; Ray 2.60's
+#: ``JobSupervisor._get_driver_env_vars``): the job's runtime environment, as JSON.
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
-def resolve_storage(storage: str | Path | None, key: str = "--storage") -> str:
-    """The absolute storage folder (default :data:`DEFAULT_STORAGE`); ``file://`` paths are accepted."""
+def resolve_storage(storage: "str | Path | Storage | None", key: str = "--storage") -> Storage:
+    """The storage of a run: ``storage`` (default :data:`DEFAULT_STORAGE`), checked; a path that is a
+    file, or a relative one inside a Ray job, is a ``ConfigError`` naming ``key``."""
+    if isinstance(storage, Storage):
+        return storage
     text = str(storage or DEFAULT_STORAGE)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    elif _URI.match(text):
-        raise ConfigError(f"{key}: '{text}' is a URI; busray needs a local or mounted folder "
-                          "(mount the bucket, or use a shared filesystem path)")
-    path = Path(text).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{key}: '{path}' is a file, not a folder")
-    return str(path)
+    if in_ray_job() and not is_uri(text) and not Path(text).expanduser().is_absolute():
+        raise ConfigError(f"{key}: '{text}' is relative, and under ray job submit it would land in Ray's temporary "
+                          f"copy of the working folder, deleted with the session; give an absolute path every "
+                          f"node shares, or a bucket (s3://bucket/prefix)")
+    where = Storage.at(text, key)
+    if not where.remote and where.local.exists() and not where.local.is_dir():
+        raise ConfigError(f"{key}: '{where.local}' is a file, not a folder")
+    return where
+
+
+def in_ray_job() -> bool:
+    """Whether this process is the entrypoint of a job submitted to Ray (``ray job submit``)."""
+    return bool(os.environ.get(JOB_ENV))

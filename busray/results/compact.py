@@ -97,10 +97,10 @@ def compact(root: Path, tables: Sequence[Table]) -> CompactReport:
 def upgrade_if_needed(root: Path, tables: Sequence[Table]) -> None:
     """Bring a store written by an older schema or layout to the current one (once; skipped if
     another process is compacting right now: it does the same)."""
-    if _is_current(root, tables):
+    if is_current(root, tables):
         return
     with compaction_lock(root) as held:
-        if not held or _is_current(root, tables):
+        if not held or is_current(root, tables):
             return
         if any(t.files() for t in tables):
             compact_locked(root, tables)
@@ -108,7 +108,7 @@ def upgrade_if_needed(root: Path, tables: Sequence[Table]) -> None:
             write_marker(root, STORE_FINGERPRINT)
 
 
-def _is_current(root: Path, tables: Sequence[Table]) -> bool:
+def is_current(root: Path, tables: Sequence[Table]) -> bool:
     """The marker names this schema and no table has files in a legacy folder (a newer busray's
     store is left alone)."""
     if marker_is_newer(root):

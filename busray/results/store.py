@@ -15,15 +15,25 @@ file or the new one, never half of one. Recording a trial again (a resumed sweep
 file. The epochs file is written before the run file, so a visible run row has its epochs.
 Compaction (:mod:`busray.results.compact`) merges the small files into one, automatically once
 ``auto_compact`` of them pile up, so reading stays fast at 10,000 trials.
-The store is local or on a mounted filesystem; object-store URIs are rejected.
+
+The store lives in a storage (:class:`busray.storage.Storage`): a local or mounted folder, or a bucket
+(``s3://bucket/prefix``). In a bucket, this code works on the local mirror: every read pulls what
+changed in ``results/``, every write (a recorded trial, a compaction) pushes its files -- one PUT each,
+atomic in an object store -- and deletes the ones compaction merged; raw readers read the bucket
+(``pd.read_parquet("s3://bucket/prefix/results/runs")``). A bucket has no ``flock``: a compaction there
+also takes a lease object (``results/_compact.lease``, :func:`bucket_lease`), so two machines never
+compact one store at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,34 +41,59 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from busray.configtools import flatten
+from busray.configtools import ConfigError, flatten
 from busray.results.columns import (
     CONFIG_COLUMNS, EPOCH_SCHEMA, EXTRA, IDENTITY, REQUIRED_EPOCH_COLUMNS, REQUIRED_RUN_COLUMNS, RUN_SCHEMA,
     SCHEMA_VERSION, VERSION)
-from busray.results.compact import CompactReport, compact, compaction_lock, compact_locked, \
+from busray.results.compact import CompactReport, compact, compaction_lock, compact_locked, is_current, \
     upgrade_if_needed
 from busray.results.filters import Filter, apply_filters
 from busray.results.layout import Table, loose_name, read_table, write_table
 from busray.results.ranking import best_value, choose_metrics
 from busray.results.schema import STATUSES, ResultsError
 from busray.results.unify import typed_table
+from busray.storage import Storage
 
 Where = Mapping[str, Any] | Iterable[Filter | str] | None
 IDENTITY_COLUMNS = tuple(name for name, _ in IDENTITY)
 #: Loose run files that trigger an automatic compaction after a write (0: never).
 AUTO_COMPACT = 100
+RESULTS = "results"
+LEASE = "_compact.lease"
+#: How long a compaction lease in a bucket holds if its holder dies (a compaction takes seconds).
+LEASE_S = 600
+
+
+@contextlib.contextmanager
+def bucket_lease(storage: Storage) -> Iterator[bool]:
+    """Hold ``results/_compact.lease`` in a bucket while this process compacts (yields whether it holds
+    it; always True for a folder, whose ``flock`` does the job). Best effort, as object stores offer no
+    lock: a lease another holder wrote less than :data:`LEASE_S` ago is respected; this one is written,
+    read back and released (deleted) when done."""
+    if not storage.remote:
+        yield True
+        return
+    mine = {"owner": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}", "at": time.time()}
+    held = storage.read_json(RESULTS, LEASE)
+    if held and held.get("owner") != mine["owner"] and time.time() - float(held.get("at", 0)) < LEASE_S:
+        yield False
+        return
+    storage.write_json(mine, RESULTS, LEASE)
+    try:
+        yield (storage.read_json(RESULTS, LEASE) or {}).get("owner") == mine["owner"]
+    finally:
+        storage.delete(RESULTS, LEASE)
 
 
 class ResultsStore:
     """Record trials and read them back as pandas DataFrames (or Arrow tables)."""
 
-    def __init__(self, storage: str | Path, auto_compact: int = AUTO_COMPACT):
-        text = str(storage)
-        if text.startswith("file://"):
-            text = text[len("file://"):]
-        elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", text):
-            raise ResultsError(f"{storage}: the results store needs a local or mounted path")
-        self.root = Path(text).expanduser() / "results"
+    def __init__(self, storage: "str | Path | Storage", auto_compact: int = AUTO_COMPACT):
+        try:
+            self.storage = Storage.at(storage)
+        except ConfigError as err:
+            raise ResultsError(str(err).replace("--storage: ", f"{storage}: ", 1)) from None
+        self.root = self.storage.path("results")
         self.runs_dir = self.root / "runs"
         self.epochs_dir = self.root / "_epochs"  # "_": Arrow's discovery skips it (busray.results.layout)
         self.auto_compact = auto_compact
@@ -81,33 +116,59 @@ class ResultsStore:
         _check_run_row(row)
         run_table = typed_table([row], RUN_SCHEMA, f"run row of trial {row['trial_id']}")
         epoch_table = None if epochs is None else epoch_rows_table(row, epochs)
-        upgrade_if_needed(self.root, self.tables)
+        self._pull()
+        if not is_current(self.root, self.tables):
+            with bucket_lease(self.storage) as leased:
+                if leased:
+                    upgrade_if_needed(self.root, self.tables)
         claim = (row["sweep_id"], row["trial_id"])
         name = loose_name(*claim)
         if epoch_table is not None:
             write_table(epoch_table, self.epochs_dir / name, claim=claim)
         path = write_table(run_table, self.runs_dir / name, claim=claim)
         self._maybe_compact()
+        self.storage.push(RESULTS)
         return path
 
     def compact(self) -> CompactReport:
         """Merge every file of both tables into one part file each (see ``compact``)."""
-        return compact(self.root, self.tables)
+        self._pull()
+        with bucket_lease(self.storage) as leased:
+            if not leased:
+                raise ResultsError(f"{self.storage.location(RESULTS)}: another machine is compacting it "
+                                   f"(it holds {LEASE}); try again in a minute")
+            report = compact(self.root, self.tables)
+            self.storage.push(RESULTS)
+        return report
+
+    @property
+    def runs_location(self) -> str:
+        """The runs table as a raw reader names it (a folder, or its bucket URI)."""
+        return self.storage.location(RESULTS, "runs")
 
     def _maybe_compact(self) -> None:
         if self.auto_compact <= 0 or _loose_count(self.runs_dir) < self.auto_compact:
             return
-        with compaction_lock(self.root) as held:
-            if held and _loose_count(self.runs_dir) >= self.auto_compact:
+        with bucket_lease(self.storage) as leased, compaction_lock(self.root) as held:
+            if leased and held and _loose_count(self.runs_dir) >= self.auto_compact:
                 compact_locked(self.root, self.tables)
+
+    def _pull(self) -> None:
+        """A bucket's store: this machine's mirror brought up to date (whole files; a no-op for a folder)."""
+        try:
+            self.storage.pull(RESULTS)
+        except FileNotFoundError:  # a file compaction removed while being listed: the next read retries
+            pass
 
     # ----------------------------------------------------------------------------- reading
     def run_table(self) -> pa.Table:
         """Every run row as an Arrow table of the declared schema."""
+        self._pull()
         return read_table(self.root, self.tables[0])
 
     def epoch_table(self) -> pa.Table:
         """Every epoch row as an Arrow table of the declared schema."""
+        self._pull()
         return read_table(self.root, self.tables[1])
 
     def runs(self, sweep: str | None = None, status: str | Sequence[str] | None = None,
@@ -127,8 +188,6 @@ class ResultsStore:
 
     def is_recorded(self, sweep_id: str, trial_id: str) -> bool:
         """Whether the store holds a row of this trial (of any status)."""
-        if (self.runs_dir / loose_name(sweep_id, trial_id)).is_file():
-            return True
         table = self.run_table()
         hit = pc.and_(pc.equal(table["sweep_id"], sweep_id), pc.equal(table["trial_id"], trial_id))
         return bool(pc.any(hit).as_py())

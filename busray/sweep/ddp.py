@@ -7,9 +7,9 @@ on the request's config behind :class:`RayTrainReporter`:
 - ``report`` calls ``ray.train.report`` on *every* rank once per epoch (Train V2 treats a report as a
   barrier across the group), metrics only: ``TuneReportCallback`` forwards rank 0's to the Tune
   trial, so ASHA and Optuna see DDP trials exactly like single-process ones;
-- no checkpoint is handed to Ray: rank 0 writes ``last.pt``/``best.pt`` into the run folder (storage
-  shared by the cluster, as the results store already requires), and a restarted group resumes from
-  there: one copy of each checkpoint.
+- no checkpoint is handed to Ray: rank 0 writes ``last.pt``/``best.pt`` into the run folder and pushes
+  it to the storage at every epoch (a no-op for a shared folder; a bucket: :mod:`busray.storage`), and
+  a restarted group pulls it and resumes from there: one copy of each checkpoint.
 
 Ray Train collects reports by polling its workers (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, 2 s by
 default); :mod:`busray.sweep.cluster` lowers it for local clusters so an epoch is not paced by the poll.
@@ -19,24 +19,28 @@ from __future__ import annotations
 
 from busray.config import config_from_dict
 from busray.experiment.request import RunRequest
-from busray.runfolder import LAST, RunFolder, RunOutcome
+from busray.runfolder import LAST, RunOutcome
 from busray.sweep.job import TrialJob
 
 
 class RayTrainReporter:
-    """The ``Reporter`` of ``busray.training`` for a Ray Train V2 worker."""
+    """The ``Reporter`` of ``busray.training`` for a Ray Train V2 worker; rank 0 pushes the run folder
+    to the storage before each report."""
 
-    def __init__(self, folder: RunFolder) -> None:
+    def __init__(self, job: TrialJob, run_id: str) -> None:
         import ray.train
 
         self._train = ray.train
-        self.folder = folder
+        self.job, self.run_id = job, run_id
+        self.folder = job.run_folder(run_id)
         self.rank = ray.train.get_context().get_world_rank()
 
     def is_main(self) -> bool:
         return self.rank == 0
 
     def report(self, epoch: int, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
+        if self.is_main():
+            self.job.push(self.run_id)
         self._train.report({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
 
     def resume_checkpoint_dir(self) -> str | None:
@@ -44,15 +48,19 @@ class RayTrainReporter:
 
 
 def train_worker(payload: dict) -> None:
-    """``train_loop_per_worker``: payload = {request, run_dir, tb_dir}."""
+    """``train_loop_per_worker``: payload = {request, job}. A restarted group (on other nodes) pulls the
+    run folder first and resumes from its ``last.pt``."""
     import torch
 
     from busray.training import fit
 
-    request = RunRequest.from_dict(payload["request"])
+    request, job = RunRequest.from_dict(payload["request"]), payload["job"]
     torch.set_num_threads(request.threads())
-    folder = RunFolder(payload["run_dir"])
-    fit(config_from_dict(request.config), RayTrainReporter(folder), folder.path, tb_dir=payload["tb_dir"])
+    job.pull(request.name)
+    reporter = RayTrainReporter(job, request.name)
+    fit(config_from_dict(request.config), reporter, reporter.folder.path, tb_dir=job.tb_dir(request.name))
+    if reporter.is_main():
+        job.push(request.name)
 
 
 def fit_with_ray_train(job: TrialJob, request: RunRequest) -> RunOutcome:
@@ -62,16 +70,17 @@ def fit_with_ray_train(job: TrialJob, request: RunRequest) -> RunOutcome:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     folder = job.run_folder(request.name)
-    payload = {"request": request.to_dict(), "run_dir": str(folder.path), "tb_dir": str(job.tb_dir(request.name))}
+    payload = {"request": request.to_dict(), "job": job}
     cpus, gpus = request.resources["cpus_per_worker"], request.resources["gpus_per_worker"]
     trainer = TorchTrainer(
         train_worker, train_loop_config=payload,
         scaling_config=ScalingConfig(num_workers=request.workers, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})}),
-        run_config=RunConfig(storage_path=str(job.ray_train_dir(request.name).parent), name=request.name,
+        run_config=RunConfig(storage_path=job.ray_train_dir(request.name).rsplit("/", 1)[0], name=request.name,
                              callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=job.max_failures)))
     trainer.fit()
+    job.pull(request.name)  # rank 0 may have run on another node
     outcome = folder.read_outcome()
     if outcome is None:
         raise RuntimeError(f"{folder.path}: the DDP workers ended without writing an outcome")

@@ -23,6 +23,7 @@ from typing import Mapping
 from busray.experiment.request import RunRequest
 from busray.objective import DEFAULT_OBJECTIVE, Objective
 from busray.runfolder import RunFolder, RunOutcome
+from busray.storage import Storage
 
 REQUEST_KEY = "busray_request"  # no "/": Tune (un)flattens configs on "/"
 FINAL_FLAG = "busray/final"
@@ -30,6 +31,7 @@ STATUS_KEY = "busray/status"
 ERROR_KEY = "busray/error"
 OUTCOME_KEY = "busray/outcome"
 FINISHED = ("completed", "failed")
+SPLITS = "splits"  # <storage>/<name>/splits: an ablation's cross-validation folds
 #: Errors a trial raises for its config or data (a bad ``model.encoder``, an unreadable weights file):
 #: when the sweep's first trials all fail with the same one, every trial would.
 INPUT_ERRORS = ("ConfigError", "DataError", "CheckpointError")
@@ -37,26 +39,46 @@ INPUT_ERRORS = ("ConfigError", "DataError", "CheckpointError")
 
 @dataclass
 class TrialJob:
-    """Where an experiment's trials write and how they are judged (shared by every trial)."""
+    """Where an experiment's trials write and how they are judged (shared by every trial).
+
+    Paths are this machine's (:meth:`busray.storage.Storage.path`: the storage folder, or the local
+    mirror of a bucket, which :meth:`pull` and :meth:`push` keep in step with the bucket)."""
     sweep: str
     sweep_id: str
-    sweep_dir: str
-    storage: str
+    storage: Storage
     kind: str = "sweep"          # "sweep" (searched trials) or "ablation" (fixed runs, rerun when failed)
     objective: Objective = DEFAULT_OBJECTIVE
     swept_keys: tuple[str, ...] = ()  # the searched keys (the console's and HParams' columns)
     max_failures: int = 2
 
+    def run_parts(self, run_id: str) -> tuple[str, ...]:
+        return (self.sweep, "runs", run_id)
+
+    def tb_parts(self, run_id: str) -> tuple[str, ...]:
+        """The run's TensorBoard run: ``<storage>/tb/<sweep>/<run_id>``."""
+        return ("tb", self.sweep, run_id)
+
     def run_folder(self, run_id: str) -> RunFolder:
-        return RunFolder(Path(self.sweep_dir) / "runs" / run_id)
+        return RunFolder(self.storage.path(*self.run_parts(run_id)))
 
     def tb_dir(self, run_id: str) -> Path:
-        """The run's TensorBoard run: ``<storage>/tb/<sweep>/<run_id>``."""
-        return Path(self.storage) / "tb" / self.sweep / run_id
+        return self.storage.path(*self.tb_parts(run_id))
 
-    def ray_train_dir(self, run_id: str) -> Path:
-        """Ray Train's own folder of a DDP run (its controller state; busray reads nothing there)."""
-        return Path(self.sweep_dir) / "train" / run_id
+    def ray_train_dir(self, run_id: str) -> str:
+        """Ray Train's own folder of a DDP run (its controller state; busray reads nothing there): in the
+        storage itself, which Ray Train writes through pyarrow.fs when it is a bucket."""
+        return self.storage.location(self.sweep, "train", run_id)
+
+    def pull(self, run_id: str) -> None:
+        """This machine's copy of a run's folder and TensorBoard run, from a bucket (a trial that
+        restarts on another node resumes from what its last epoch pushed)."""
+        self.storage.pull(*self.run_parts(run_id))
+        self.storage.pull(*self.tb_parts(run_id))
+
+    def push(self, run_id: str) -> None:
+        """A run's folder (checkpoints, history, outcome) and TensorBoard run, to a bucket."""
+        self.storage.push(*self.run_parts(run_id))
+        self.storage.push(*self.tb_parts(run_id))
 
 
 def request_of(tune_config: Mapping) -> RunRequest:

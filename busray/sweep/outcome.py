@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from busray.objective import Objective
 from busray.results import STATUSES, ResultsStore
 from busray.results.query import counts_text, format_table, pareto_note, show_table
+from busray.storage import Storage
 from busray.sweep.job import TrialJob
 
 
@@ -56,11 +56,12 @@ class SweepOutcome:
         if self.interrupted:
             lines.append(f"  {resume_command(command)}")
         # shell-quoted and a Python string literal: a storage path with spaces still pastes as it is
-        lines += [f"  busray results show {self.sweep} --storage {shlex.quote(str(self.storage))}",
-                  f"  tensorboard --logdir {shlex.quote(str(Path(self.storage) / 'tb' / self.sweep))}"]
+        where = Storage.at(self.storage)
+        lines += [f"  busray results show {self.sweep} --storage {shlex.quote(where.uri)}",
+                  f"  tensorboard --logdir {shlex.quote(where.location('tb', self.sweep))}"]
         if self.journal:
             lines.append(f"  optuna-dashboard {shlex.quote(str(self.journal))}")
-        runs_dir = json.dumps(str(ResultsStore(self.storage).runs_dir))
+        runs_dir = json.dumps(ResultsStore(where).runs_location)
         lines.append(f"  pandas: pd.read_parquet({runs_dir})   # one row per trial")
         return "\n".join(lines)
 
@@ -104,7 +105,7 @@ def sweep_outcome(job: TrialJob, journal: str | None = None, interrupted: str = 
     runs = ResultsStore(job.storage).runs()
     runs = runs[runs["sweep_id"] == job.sweep_id] if "sweep_id" in runs else runs.iloc[0:0]
     counts = {s: int((runs["status"] == s).sum()) if len(runs) else 0 for s in STATUSES}
-    return SweepOutcome(job.sweep, job.sweep_id, job.storage, counts, best_trials(runs, job.objective),
+    return SweepOutcome(job.sweep, job.sweep_id, job.storage.uri, counts, best_trials(runs, job.objective),
                         job.objective, journal, interrupted or ("Ctrl-C" if unfinished else ""),
                         tuple(unfinished), failure_texts(runs))
 

@@ -85,7 +85,7 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
     lines = [f"sweep {spec.name}: {what}, {spec.max_concurrent} at a time; objective {spec.objective.label()}",
              f"search: {spec.search.sampler} sampler (seed {spec.search.seed}); {_early_stopping(spec)}",
              f"each trial: {resources_text(spec.resources)}; seeds {spec.seed_list()}",
-             f"storage: {where}", f"space ({len(spec.space)}):"]
+             f"storage: {where.uri}", f"space ({len(spec.space)}):"]
     lines += aligned({key: _param(param) for key, param in spec.space.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
     return with_placement(lines, spec.resources, spec.worker_counts(), spec.max_concurrent)
@@ -105,7 +105,7 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
              f"{count_of(len(requests), 'run')}, {spec.max_concurrent} at a time; objective {spec.objective.label()}"
              + (" (recorded completed runs are skipped)" if resume else ""),
              f"each run: {resources_text(spec.resources)}; baseline {spec.baseline_name}",
-             f"storage: {where}", "variants (their changes to base):"]
+             f"storage: {where.uri}", "variants (their changes to base):"]
     lines += aligned({name: ", ".join(f"{k}={v}" for k, v in flatten(changes or {}).items()) or "(base)"
                       for name, changes in spec.variants.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]

@@ -46,7 +46,9 @@ Listener = Callable[[object, RunOutcome], None]  # (Tune trial, recorded outcome
 def record_trial(job: TrialJob, request: RunRequest, last_result: dict | None,
                  error: str | None = None) -> RunOutcome:
     """Write the outcome of ``request``'s run (run folder + store row + HParams) and return it."""
+    job.storage.pull(*job.run_parts(request.name))  # a bucket: what the trial pushed, on any node
     outcome = trial_outcome(job, request.name, last_result, error)
+    outcome.run_dir = job.storage.location(*job.run_parts(request.name))  # what every machine can open
     if outcome.status == "stopped_early" or error:
         job.run_folder(request.name).write_outcome(outcome)
     identity = RunIdentity(sweep=job.sweep, sweep_id=job.sweep_id, trial_id=request.name,
@@ -54,6 +56,8 @@ def record_trial(job: TrialJob, request: RunRequest, last_result: dict | None,
     ResultsStore(job.storage).record_run(run_row(identity, request.recorded(), outcome), outcome.history)
     write_hparams(job.tb_dir(request.name), hparams_of(request, job.swept_keys),
                   outcome.metric_columns(), step=outcome.epochs_run)
+    job.push(request.name)
+    job.storage.push(job.sweep, "optuna.journal")  # a bucket: the study as far as it got
     return outcome
 
 

@@ -49,6 +49,7 @@ from busray.results.schema import in_store_order
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
 from busray.sweep.job import REQUEST_KEY, TrialJob
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
+from busray.storage import Storage
 from busray.sweep.trial import run_trial
 
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
@@ -63,6 +64,7 @@ SNAPSHOT_TUNE = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 #: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
 #: turned off above); --verbose leaves them alone.
 QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
+JOURNAL = "optuna.journal"
 
 
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
@@ -110,7 +112,7 @@ def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: 
 
 def experiment_job(spec: ExperimentFile, state: SweepState, storage: str, kind: str,
                    swept: tuple[str, ...]) -> TrialJob:
-    return TrialJob(sweep=spec.name, sweep_id=state.sweep_id, sweep_dir=state.folder, storage=storage, kind=kind,
+    return TrialJob(sweep=spec.name, sweep_id=state.sweep_id, storage=storage, kind=kind,
                     objective=spec.objective, swept_keys=swept, max_failures=spec.resources.max_failures)
 
 
@@ -126,6 +128,7 @@ def _run(spec: ExperimentFile, job: TrialJob, total: int, worker_counts: list[in
             tune_round(callbacks, verbose)
         finally:
             console.close()
+            job.storage.push(job.sweep)  # a bucket: the study journal and the sweep's own files
     return sweep_outcome(job, journal=journal, interrupted=console.interrupted, unfinished=recorder.unfinished)
 
 
@@ -142,7 +145,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
     searcher = BusrayOptunaSearch(
         space=DefineByRun(spec.space, spec.full_base()), metric=metric, mode=mode,
         sampler=_sampler(spec, len(state.rounds) - 1), study_name=state.sweep_id,
-        storage=optuna_storage(spec, state), runs_dir=str(Path(state.folder) / "runs"),
+        storage=optuna_storage(spec, state, job.storage), runs_dir=job.storage.location(spec.name, "runs"),
         metric_names=list(obj.metrics), requests=spec)
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
@@ -167,25 +170,25 @@ def _never_started(job: TrialJob, state: SweepState) -> bool:
     from ray import tune
 
     path = _last_round(state)
-    restorable = path is not None and tune.Tuner.can_restore(str(path))
+    restorable = path is not None and tune.Tuner.can_restore(path)
     return not restorable and not ResultsStore(job.storage).trial_keys(state.sweep_id, STATUSES)
 
 
-def _last_round(state: SweepState) -> Path | None:
-    return state.tune_dir / state.rounds[-1] if state.rounds else None
+def _last_round(state: SweepState) -> str | None:
+    return f"{state.tune_dir}/{state.rounds[-1]}" if state.rounds else None
 
 
 def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
     from ray import tune
 
     path = _last_round(state)
-    if path is None or not tune.Tuner.can_restore(str(path)):
+    if path is None or not tune.Tuner.can_restore(path):
         raise ConfigError(f"sweep '{state.name}': no Tune experiment to restore under {state.tune_dir}")
     try:
-        tuner = tune.Tuner.restore(str(path), trainable=_trainable(job), resume_unfinished=True,
+        tuner = tune.Tuner.restore(path, trainable=_trainable(job), resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
     except (ModuleNotFoundError, AttributeError) as err:  # pickled by a busray whose modules moved
-        raise ConfigError(f"sweep '{state.name}': its Tune round {path.name} was saved by an older busray and "
+        raise ConfigError(f"sweep '{state.name}': its Tune round {state.rounds[-1]} was saved by an older busray and "
                           f"cannot be restored ({type(err).__name__}: {err}); continue its Optuna study in a new "
                           f"round with add_trials (--add-trials N) instead: its recorded trials are kept, "
                           f"unfinished ones are not resumed") from None
@@ -203,10 +206,10 @@ def _trainable(job: TrialJob):
                                lambda cfg: trial_resources(request_of(cfg).resources))
 
 
-def _run_config(job: TrialJob, tune_dir: Path, round_name: str, callbacks: list, verbose: bool):
+def _run_config(job: TrialJob, tune_dir: str, round_name: str, callbacks: list, verbose: bool):
     from ray import tune
 
-    return tune.RunConfig(storage_path=str(tune_dir), name=round_name, verbose=2 if verbose else 0,
+    return tune.RunConfig(storage_path=tune_dir, name=round_name, verbose=2 if verbose else 0,
                           callbacks=callbacks,
                           failure_config=tune.FailureConfig(max_failures=job.max_failures),
                           checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False))
@@ -230,7 +233,7 @@ def _console(job: TrialJob, total: int, progress: bool):
     console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
     noun = "trial" if job.kind == "sweep" else "run"
     console.write(f"{job.kind} {job.sweep} ({job.sweep_id}): {count_of(total, noun)}, objective "
-                  f"{job.objective.label()}, storage {job.storage}")
+                  f"{job.objective.label()}, storage {job.storage.uri}")
     url = dashboard_url()
     if url:
         console.write(f"Ray dashboard: {url}")
@@ -283,13 +286,16 @@ def _scheduler(spec: SweepSpec, metric, mode):
                                    max_t=sch.max_t or spec.epochs() + 1)
 
 
-def optuna_storage(spec: SweepSpec, state: SweepState):
-    """The study's storage: the journal file by default, else the RDB URL of ``search.optuna_storage``."""
+def optuna_storage(spec: SweepSpec, state: SweepState, storage: Storage):
+    """The study's storage: the journal file by default (in a bucket: its local mirror, pulled here
+    first and pushed as trials end, so a driver on another machine continues the study), else the RDB
+    URL of ``search.optuna_storage``."""
     url = spec.search.optuna_storage
     if url:
         return RDBStorage(url)
+    storage.pull(spec.name, JOURNAL)
     return JournalStorage(JournalFileBackend(_journal(spec, state)))
 
 
 def _journal(spec: SweepSpec, state: SweepState) -> str | None:
-    return None if spec.search.optuna_storage else str(Path(state.folder) / "optuna.journal")
+    return None if spec.search.optuna_storage else str(Path(state.folder) / JOURNAL)

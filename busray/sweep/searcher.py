@@ -68,7 +68,7 @@ class BusrayOptunaSearch(OptunaSearch):
         if ot_trial is None or not isinstance(suggestion, dict):
             return suggestion
         ot_trial.set_user_attr("busray_trial_id", trial_id)
-        ot_trial.set_user_attr("run_dir", str(Path(self._runs_dir) / trial_id))
+        ot_trial.set_user_attr("run_dir", f"{self._runs_dir}/{trial_id}")  # a folder, or a bucket URI
         request = self._requests.request(trial_id, suggestion, ot_trial.number)
         return {REQUEST_KEY: request.to_dict()}
 

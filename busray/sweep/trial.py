@@ -31,18 +31,21 @@ import shutil
 from busray.config import config_from_dict
 from busray.experiment.request import RunRequest
 from busray.runfolder import LAST, RunFolder, RunOutcome
-from busray.sweep.job import FINISHED, TrialJob, final_result, request_of
+from busray.sweep.job import FINISHED, SPLITS, TrialJob, final_result, request_of
 
 
 class TuneReporter:
-    """The training layer's ``Reporter`` for a single-process trial: epochs go to ``tune.report``."""
+    """The training layer's ``Reporter`` for a single-process trial: epochs go to ``tune.report``, after
+    the run folder (this epoch's checkpoint, history, TensorBoard events) went to the storage."""
 
-    def __init__(self, folder: RunFolder) -> None:
-        self.folder = folder
+    def __init__(self, job: TrialJob, run_id: str) -> None:
+        self.job, self.run_id = job, run_id
+        self.folder = job.run_folder(run_id)
 
     def report(self, epoch: int, metrics: dict[str, float], checkpoint_dir: str | None) -> None:
         from ray import tune  # the trial actor has Ray loaded already; keeps this module driver-light
 
+        self.job.push(self.run_id)  # before the report: ASHA may stop the trial right there
         tune.report({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
 
     def resume_checkpoint_dir(self) -> str | None:
@@ -57,12 +60,15 @@ def run_trial(tune_config: dict, job: TrialJob) -> None:
     from ray import tune
 
     request = request_of(tune_config)
+    job.pull(request.name)  # a restart on another node resumes from what the last epoch pushed
     done = job.run_folder(request.name).read_outcome()
     if done is not None and done.status == "failed" and job.kind == "ablation":
         _clear_failed_run(job, request.name)  # a resumed ablation runs its failed runs again, from scratch
         done = None
     if done is None or done.status not in FINISHED:
+        job.storage.pull(job.sweep, SPLITS)  # an ablation's cross-validation folds, if it has any
         done = _fit(job, request)
+        job.push(request.name)
     tune.report(final_result(done, job.objective))
 
 
@@ -72,7 +78,9 @@ def _clear_failed_run(job: TrialJob, run_id: str) -> None:
     one resumed."""
     shutil.rmtree(job.run_folder(run_id).path)
     shutil.rmtree(job.tb_dir(run_id), ignore_errors=True)
-    shutil.rmtree(job.ray_train_dir(run_id), ignore_errors=True)
+    if not job.storage.remote:  # a bucket's Ray Train folder is Ray's; a new attempt starts its own run
+        shutil.rmtree(job.ray_train_dir(run_id), ignore_errors=True)
+    job.push(run_id)  # and in a bucket: the deleted files go there too
 
 
 def _fit(job: TrialJob, request: RunRequest) -> RunOutcome:
@@ -107,4 +115,5 @@ def _fit_here(job: TrialJob, request: RunRequest) -> RunOutcome:
     torch.set_num_threads(request.threads())
     os.environ.setdefault("PYTHONHASHSEED", "0")
     folder = job.run_folder(request.name)
-    return fit(config_from_dict(request.config), TuneReporter(folder), folder.path, tb_dir=job.tb_dir(request.name))
+    return fit(config_from_dict(request.config), TuneReporter(job, request.name), folder.path,
+               tb_dir=job.tb_dir(request.name))

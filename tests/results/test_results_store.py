@@ -182,10 +182,14 @@ def test_empty_store_reads_as_empty_tables_with_every_column(store):
     assert list(store.runs().columns) == RUN_SCHEMA.names
 
 
-def test_object_store_uris_are_rejected_and_file_uris_accepted(tmp_path):
-    with pytest.raises(ResultsError, match="local or mounted path"):
-        ResultsStore("s3://bucket/storage")
+def test_buckets_and_file_uris_are_storages_other_uris_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUSRAY_STORAGE_CACHE", str(tmp_path / "cache"))
+    bucket = ResultsStore("s3://bucket/storage")  # nothing is opened until it is read or written
+    assert bucket.runs_location == "s3://bucket/storage/results/runs"
+    assert bucket.root.is_relative_to(tmp_path / "cache")  # the local mirror the store's code works in
     assert ResultsStore(f"file://{tmp_path}").root == tmp_path / "results"
+    with pytest.raises(ResultsError, match="hdfs://nn/x: 'hdfs://nn/x' is a URI busray cannot store to"):
+        ResultsStore("hdfs://nn/x")
 
 
 def test_sweeps_summarises_counts_and_best_objective(store, make_row):

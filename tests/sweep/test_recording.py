@@ -13,6 +13,7 @@ from busray.experiment import ResourcesSpec, build_request
 from busray.objective import Objective
 from busray.results import ResultsStore
 from busray.runfolder import RunOutcome
+from busray.storage import Storage
 from busray.sweep.job import TrialJob, final_result
 from busray.sweep.recording import record_trial
 
@@ -25,8 +26,8 @@ HISTORY = [{"epoch": e, "lr": 1e-3, "train/loss": 1.0 / e, "val/score": s, "val/
 
 @pytest.fixture
 def job(tmp_path) -> TrialJob:
-    return TrialJob(sweep="tiny", sweep_id="tiny-1", sweep_dir=str(tmp_path / "tiny"), storage=str(tmp_path),
-                    objective=OBJECTIVE, swept_keys=("model.tau", "loss.w_seg"))
+    return TrialJob(sweep="tiny", sweep_id="tiny-1", storage=Storage.at(tmp_path), objective=OBJECTIVE,
+                    swept_keys=("model.tau", "loss.w_seg"))
 
 
 def _run_folder(job: TrialJob, status: str):
