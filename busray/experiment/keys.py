@@ -11,6 +11,7 @@ loaded by a test so they stay valid files. Torch-free and Ray-free.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import typing
@@ -155,8 +156,9 @@ def keys_text(kind: str) -> str:
         lines.append(f"{row.key:38s} {value_text(row.default):24s} {row.help}"
                      + (f" [{allowed}]" if allowed else ""))
     if kind == "sweep":
-        lines.append(f"space.<key> is a parameter mapping: type (default {DEFAULT_TYPE}), when, and the type's fields:")
+        lines.append(f"space.<key> is a parameter mapping: type (default {DEFAULT_TYPE}), its fields, and when:")
         lines += [f"  {kind_:12s} {', '.join(fields):24s} {doc}" for kind_, fields, doc in param_types()]
+        lines.append(f"  {'when':12s} {'(any type)':24s} {_when_help()}")
     return "\n".join(lines)
 
 
@@ -196,7 +198,7 @@ def _space_section() -> list[str]:
              f"A key of `space` is a dotted run-config key ([CONFIG.md](CONFIG.md)) or {keys}, written dotted "
              "(`model.tau:`) or nested (`model: {tau: ...}`); its value is a parameter mapping. `type` picks "
              f"one of the types below (default `{DEFAULT_TYPE}`), each with its own fields; any parameter may "
-             f"add `when`. Parameters are drawn in file order. {_doc(Param).split('. ', 1)[1]}", "",
+             f"add `when`. Parameters are drawn in file order; {_when_help()}.", "",
              "| type | fields | value |", "|---|---|---|"]
     lines += [f"| `{kind}` | {', '.join(f'`{f}`' for f in fields)} | {_cell(doc)} |"
               for kind, fields, doc in param_types()]
@@ -204,6 +206,10 @@ def _space_section() -> list[str]:
     lines += ["", f"`{seg}` and `{clf}` sum to one (paper Sec. 2.4): search one of them, the other is set to 1 "
               "minus it."]
     return lines
+
+
+def _when_help() -> str:
+    return next(f.metadata["help"] for f in dataclasses.fields(Param) if f.name == "when")
 
 
 def _cell(text: str) -> str:

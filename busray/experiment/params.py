@@ -38,9 +38,10 @@ PARAM_FIELDS = frozenset({"type", "when", *(f for fields in TYPE_FIELDS.values()
 
 @dataclass(frozen=True)
 class Param:
-    """A search dimension. ``when: {key: value, ...}`` draws it only where every listed key (of the base
-    config, or a parameter listed before it) has the listed value; elsewhere the key keeps the base's value."""
-    when: Mapping[str, Any] = field(default_factory=dict)
+    """A search dimension; ``when``: draw it only where these keys have these values."""
+    when: Mapping[str, Any] = field(default_factory=dict, metadata={"help": (
+        "`when: {key: value, ...}` draws a parameter only where every listed key (of the base config, or a "
+        "parameter listed before it) has the listed value; elsewhere the key keeps the base's value")})
 
     type = ""
 

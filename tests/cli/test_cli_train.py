@@ -180,7 +180,8 @@ def test_docs_sweeps_md_is_current(kind, capsys):
 
 @pytest.mark.parametrize("kind, present, absent, types", [
     ("sweep", ["num_trials", "scheduler.grace_period", "search.sampler", "resources.workers"],
-     ["variants", "cv_folds", "model.tau"], ["uniform", "loguniform", "int", "categorical", "fixed", "complement"]),
+     ["variants", "cv_folds", "model.tau"],
+     ["uniform", "loguniform", "int", "categorical", "fixed", "complement", "when"]),
     ("ablation", ["variants", "cv_folds", "baseline", "resources.workers", "tracking.wandb.mode"],
      ["num_trials", "space", "model.tau"], []),
 ])
