@@ -329,14 +329,48 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(dotted key, default, help) for every field: used by ``busray config`` and the README."""
+class FieldDoc(typing.NamedTuple):
+    """One documented config key: what ``option(...)`` declared for it, under its dotted name."""
+    key: str
+    default: Any
+    help: str
+    type: Any                     # the field's annotation (``int``, ``str | None``, ``list[str]``, ...)
+    range: tuple | None           # inclusive (lo, hi), None on a side: unbounded
+    choices: tuple | None
+
+
+def field_docs(cls: type, prefix: str = "", defaults: Any = None) -> list[FieldDoc]:
+    """Every leaf field of ``cls`` (nested dataclasses flattened to dotted keys) with its declaration.
+    ``defaults``: an instance whose values are the defaults (a nested section's default may differ from
+    its class's, e.g. ``MLflowSpec(enabled=False)``); None: the declared defaults."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += describe(hints[f.name], f"{prefix}{f.name}.")
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if _is_section(hints[f.name]):
+            rows += field_docs(hints[f.name], f"{prefix}{f.name}.", default)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((prefix + f.name, default, f.metadata.get("help", "")))
+        meta = f.metadata
+        rows.append(FieldDoc(prefix + f.name, default, meta.get("help", ""), hints[f.name], meta.get("range"),
+                             meta.get("choices")))
     return rows
+
+
+def _is_section(tp: Any) -> bool:
+    """A nested config section: a dataclass whose fields are declared with :func:`option` (a value
+    class such as ``Objective`` is one key, not a group)."""
+    return dataclasses.is_dataclass(tp) and all("help" in f.metadata for f in dataclasses.fields(tp))
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, help) for every field: used by ``busray config`` and the README."""
+    return [(row.key, row.default, row.help) for row in field_docs(cls, prefix)]
+
+
+def yaml_text(value: Any) -> str:
+    """A value as it is written in a YAML file or ``--set``: null, true, [0.7, 0.15, 0.15], 'auto'."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()

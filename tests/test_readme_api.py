@@ -1,5 +1,6 @@
-"""The README's Python API example runs as written (in a temporary folder, on local Ray), and a second
-time refuses to train over the first run's folder, as ``busray train`` would, in Python words."""
+"""The README's Python API example runs as written (in a temporary folder, on local Ray): a second
+``run_sweep`` of the same name is refused, and a second run of the block refuses to train over the first
+run's folder, as ``busray sweep`` and ``busray train`` would, in Python words."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def test_readme_python_api_example_runs(local_ray, tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert out.startswith("completed ")
     assert "sweep api (" in out and "2 trials" in out
+    refused = f"sweep 'api' already exists in {tmp_path.resolve() / 'store_api' / 'api'}: use resume=True to " \
+              "finish it or add_trials=N to extend it, or another storage=\n"
+    assert refused in out  # the block's second run_sweep, in run_sweep's words
     assert (tmp_path / "runs" / "api" / "metrics.json").is_file()
     assert (tmp_path / "store_api" / "results").is_dir()
     finished = (tmp_path / "runs" / "api" / "metrics.json").read_bytes()

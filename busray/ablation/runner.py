@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from busray.experiment import AblationSpec, load_ablation_spec, open_sweep, resolve_storage
+from busray.experiment.state import PYTHON_WORDS, SweepWords
 from busray.storage import Storage
 from busray.sweep.job import SPLITS
 from busray.results.query import counts_text
@@ -59,20 +60,22 @@ class AblationOutcome:
 
 def run_ablation(spec: "str | Path | dict | AblationSpec", overrides: Iterable[str] = (),
                  storage: str | None = None, seeds: int | None = None, resume: bool = False,
-                 progress: bool = True, verbose: bool = False) -> AblationOutcome:
+                 progress: bool = True, verbose: bool = False, words: SweepWords = PYTHON_WORDS) -> AblationOutcome:
     """Run every (variant, replicate) of an ablation (a file, a dict of the same shape, or a spec);
     returns what the store holds.
 
     ``resume``: the ablation may already exist; runs recorded as completed are skipped. Without it an
-    existing ablation of this name in ``storage`` is a ``ConfigError`` that says to pass ``resume``.
+    existing ablation of this name in ``storage`` is a ``ConfigError`` that says to pass ``resume``
+    (``words``: how it is named; the CLI passes its flags).
     """
     from busray.sweep import run_requests  # lazy: Ray, once the file passed
 
     spec = load_ablation_spec(spec, overrides, seeds)
     storage = resolve_storage(storage or spec.storage)
-    open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation")  # refused before folds
+    open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation", words=words)  # before folds
     requests = spec.requests(make_folds(spec, storage) if spec.cv_folds > 1 else {})
-    out = run_requests(spec, requests, storage=storage, resume=resume, progress=progress, verbose=verbose)
+    out = run_requests(spec, requests, storage=storage, resume=resume, progress=progress, verbose=verbose,
+                       words=words)
     return AblationOutcome(name=spec.name, storage=storage.uri, planned=len(requests), counts=out.counts,
                            sweep_id=out.sweep_id, interrupted=out.interrupted, unfinished=out.unfinished,
                            errors=out.errors)

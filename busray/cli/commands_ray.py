@@ -136,31 +136,33 @@ def cmd_ablate(args) -> int:
 
 def _run_experiment(args, command: str, plan_args: tuple, run_args: dict) -> int:
     """The path ``sweep`` and ``ablate`` share: storage checked, then the plan (``--dry-run``) or the run,
-    its summary and exit status. Ray, Optuna and torch are imported only here, once the arguments passed."""
+    its summary and exit status. Ray, Optuna and torch are imported only here, once the arguments passed.
+    Refusals of an existing sweep or ablation name the command line's flags (``--resume``, ...)."""
     from busray.cli.outputs import spec_storage
+    from busray.experiment.state import CLI_WORDS
 
     storage = spec_storage(args.spec, args.storage)
     if args.dry_run:
         from busray.sweep.plan import ablation_plan, sweep_plan  # lazy: no Ray either way
         make_plan = sweep_plan if command == "sweep" else ablation_plan
-        return _print_plan(make_plan, args.spec, args.overrides, storage, *plan_args)
+        return _print_plan(make_plan, args.spec, args.overrides, storage, *plan_args, words=CLI_WORDS)
     if command == "sweep":
         from busray.sweep import run_sweep as run
     else:
         from busray.ablation import run_ablation as run
     with writing_to(storage or f"the {'sweep' if command == 'sweep' else 'ablation'}'s storage"):
         outcome = run(args.spec, overrides=args.overrides, storage=storage, progress=args.progress,
-                      verbose=getattr(args, "verbose", False), **run_args)
+                      verbose=getattr(args, "verbose", False), words=CLI_WORDS, **run_args)
     print(outcome.summary(command=_same_command(command, args, outcome.storage)))
     return _exit_status(outcome)
 
 
-def _print_plan(make_plan, *args) -> int:
+def _print_plan(make_plan, *args, **kwargs) -> int:
     """Print a ``--dry-run`` plan; one this machine cannot run is printed, then refused (exit 2)."""
     from busray.sweep.plan import PlanRefused  # lazy: the CLI imports what a command needs
 
     try:
-        print(make_plan(*args))
+        print(make_plan(*args, **kwargs))
     except PlanRefused as refused:
         print(refused.plan)
         raise

@@ -27,16 +27,21 @@ from typing import Any, Mapping
 from busray.configtools import ConfigError
 
 PARAM_TYPES = ("uniform", "loguniform", "int", "categorical", "fixed", "complement")
-_FIELDS = {"uniform": ("low", "high", "step"), "loguniform": ("low", "high"), "int": ("low", "high", "step"),
-           "categorical": ("choices",), "fixed": ("value",), "complement": ("of",)}
+#: The type of a parameter mapping without ``type``.
+DEFAULT_TYPE = "uniform"
+#: The fields each type takes besides ``type`` and ``when`` (docs/SWEEPS.md lists them from here).
+TYPE_FIELDS = {"uniform": ("low", "high", "step"), "loguniform": ("low", "high"), "int": ("low", "high", "step"),
+               "categorical": ("choices",), "fixed": ("value",), "complement": ("of",)}
 #: Every key a parameter mapping may have: a mapping with one of them is a parameter, not a group.
-PARAM_FIELDS = frozenset({"type", "when", *(f for fields in _FIELDS.values() for f in fields)})
+PARAM_FIELDS = frozenset({"type", "when", *(f for fields in TYPE_FIELDS.values() for f in fields)})
 
 
 @dataclass(frozen=True)
 class Param:
     """A search dimension; ``when``: draw it only where these keys have these values."""
-    when: Mapping[str, Any] = field(default_factory=dict)
+    when: Mapping[str, Any] = field(default_factory=dict, metadata={"help": (
+        "`when: {key: value, ...}` draws a parameter only where every listed key (of the base config, or a "
+        "parameter listed before it) has the listed value; elsewhere the key keeps the base's value")})
 
     type = ""
 
@@ -59,6 +64,8 @@ class Param:
 
 @dataclass(frozen=True)
 class Uniform(Param):
+    """A float drawn uniformly from ``low`` .. ``high`` (required); ``step`` (optional, > 0, at most
+    ``high - low``) draws from the grid ``low, low + step, ...`` instead."""
     low: float = 0.0
     high: float = 1.0
     step: float | None = None
@@ -76,6 +83,8 @@ class Uniform(Param):
 
 @dataclass(frozen=True)
 class LogUniform(Uniform):
+    """A float drawn uniformly on a log scale from ``low`` .. ``high`` (required, ``low > 0``): learning
+    rates, weight decay."""
     type = "loguniform"
 
     def draw(self, trial, key, known):
@@ -84,6 +93,8 @@ class LogUniform(Uniform):
 
 @dataclass(frozen=True)
 class IntRange(Param):
+    """An integer from ``low`` .. ``high`` (required integers), every ``step`` (optional integer > 0,
+    default 1)."""
     low: int = 0
     high: int = 1
     step: int = 1
@@ -101,6 +112,8 @@ class IntRange(Param):
 
 @dataclass(frozen=True)
 class Categorical(Param):
+    """One of ``choices`` (required): a non-empty list of distinct single values (strings, numbers,
+    booleans)."""
     choices: tuple = ()
     type = "categorical"
 
@@ -116,6 +129,7 @@ class Categorical(Param):
 
 @dataclass(frozen=True)
 class Fixed(Param):
+    """``value`` (required) in every trial, not searched: a key set beside the searched ones."""
     value: Any = None
     type = "fixed"
 
@@ -135,7 +149,8 @@ class Fixed(Param):
 
 @dataclass(frozen=True)
 class Complement(Param):
-    """``1 - <of>``: e.g. Tversky's beta = 1 - alpha, so one number moves the FP/FN balance."""
+    """``1 - <of>``, not searched: ``of`` (required) names a parameter listed before it, e.g. Tversky's
+    beta = 1 - alpha, so one number moves the FP/FN balance."""
     of: str = ""
     type = "complement"
 
@@ -163,10 +178,10 @@ def parse_param(key: str, raw: Any) -> Param:
     where = f"space.{key}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping such as {{type: uniform, low: 0, high: 1}}, got {raw!r}")
-    kind = raw.get("type", "uniform")
+    kind = raw.get("type", DEFAULT_TYPE)
     if kind not in PARAM_TYPES:
         raise ConfigError(f"{where}.type: {kind!r} is not one of {', '.join(map(repr, PARAM_TYPES))}")
-    allowed = ("type", "when", *_FIELDS[kind])
+    allowed = ("type", "when", *TYPE_FIELDS[kind])
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (a {kind} parameter takes "

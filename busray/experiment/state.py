@@ -10,6 +10,10 @@ silently mixing two experiments.
 a sweep refused earlier (a pre-flight check, Ctrl-C while Ray starts) leaves nothing behind, and the
 same command then runs as if it was never tried. A ``sweep.json`` without rounds (an older busray
 wrote it before its checks) counts as absent too.
+
+The refusals name the caller's own words (:data:`CLI_WORDS` for ``busray sweep|ablate``'s flags,
+:data:`PYTHON_WORDS` for ``run_sweep``/``run_ablation``'s arguments), as
+:mod:`busray.training.runguard` does for ``fit``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from busray.configtools import ConfigError
 from busray.storage import Storage
 
 STATE_FILE = "sweep.json"
+
+
+@dataclass(frozen=True)
+class SweepWords:
+    """How a caller spells the options of an existing sweep or ablation in its messages."""
+
+    resume: str       # ``--resume`` or ``resume=True``
+    add_trials: str   # ``--add-trials N`` or ``add_trials=N``
+    storage: str      # ``--storage`` or ``storage=``
+
+
+CLI_WORDS = SweepWords("--resume", "--add-trials N", "--storage")
+PYTHON_WORDS = SweepWords("resume=True", "add_trials=N", "storage=")
 
 
 @dataclass
@@ -55,8 +72,11 @@ class SweepState:
 
 
 def open_sweep(storage: "str | Path | Storage", name: str, *, resume: bool, add_trials: int | None,
-               kind: str = "sweep") -> SweepState:
-    """Create (fresh run) or load (``resume`` / ``add_trials``) the state of sweep ``name``."""
+               kind: str = "sweep", words: SweepWords = PYTHON_WORDS) -> SweepState:
+    """Create (fresh run) or load (``resume`` / ``add_trials``) the state of sweep ``name``; refusals
+    are spelled in ``words``."""
+    if resume and add_trials:
+        raise ConfigError(f"{words.resume} and {words.add_trials} are exclusive: resume first, then add trials")
     where = Storage.at(storage)
     where.pull(name, STATE_FILE)
     folder = where.path(name).resolve()
@@ -64,9 +84,9 @@ def open_sweep(storage: "str | Path | Storage", name: str, *, resume: bool, add_
     folder = where.location(name) if where.remote else folder
     if saved is not None:
         if not (resume or add_trials):
-            raise ConfigError(f"{kind} '{name}' already exists in {folder}: use --resume to finish it"
-                              + (" or --add-trials N to extend it" if kind == "sweep" else "")
-                              + ", or another --storage")
+            raise ConfigError(f"{kind} '{name}' already exists in {folder}: use {words.resume} to finish it"
+                              + (f" or {words.add_trials} to extend it" if kind == "sweep" else "")
+                              + f", or another {words.storage}")
         return saved
     if resume and kind == "sweep":
         raise ConfigError(f"{kind} '{name}': nothing to resume in {folder}")

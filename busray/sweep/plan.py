@@ -24,6 +24,7 @@ from busray.sweep.outcome import count_of
 from busray.experiment import (ResourcesSpec, SweepSpec, load_ablation_spec, load_sweep_spec, open_sweep,
                                resolve_storage)
 from busray.experiment.params import Param
+from busray.experiment.state import PYTHON_WORDS, SweepWords
 
 NOTHING_STARTED = "nothing was started (--dry-run)"
 
@@ -69,11 +70,11 @@ def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: li
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,
-               resume: bool = False, add_trials: int | None = None) -> str:
-    """The plan of ``busray sweep`` with these arguments, as printed lines."""
+               resume: bool = False, add_trials: int | None = None, words: SweepWords = PYTHON_WORDS) -> str:
+    """The plan of ``busray sweep`` with these arguments, as printed lines (refusals spelled in ``words``)."""
     spec = load_sweep_spec(source, overrides)
     where = resolve_storage(storage or spec.storage)
-    state = open_sweep(where, spec.name, resume=resume, add_trials=add_trials)
+    state = open_sweep(where, spec.name, resume=resume, add_trials=add_trials, words=words)
     check_encoders(_encoders(spec, source))
     trials = add_trials or spec.num_trials
     if resume:
@@ -92,12 +93,12 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
 
 
 def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
-                  seeds: int | None = None, resume: bool = False) -> str:
+                  seeds: int | None = None, resume: bool = False, words: SweepWords = PYTHON_WORDS) -> str:
     """The plan of ``busray ablate`` with these arguments, as printed lines. Cross-validation folds are
     named, not written (a real run writes them first)."""
     spec = load_ablation_spec(source, overrides, seeds)
     where = resolve_storage(storage or spec.storage)
-    open_sweep(where, spec.name, resume=resume, add_trials=None, kind="ablation")
+    open_sweep(where, spec.name, resume=resume, add_trials=None, kind="ablation", words=words)
     requests = spec.requests()
     check_encoders({f"{source}: variants.{r.variant}: model.encoder": r.config["model"]["encoder"] for r in requests})
     replicates = f"{spec.cv_folds} folds" if spec.cv_folds > 1 else f"seeds {spec.seed_list()}"

@@ -44,6 +44,7 @@ from busray.configtools import ConfigError
 from busray.experiment import (ExperimentFile, RunRequest, SweepSpec, SweepState, load_sweep_spec, open_sweep,
                                resolve_storage)
 from busray.experiment.space import DefineByRun
+from busray.experiment.state import PYTHON_WORDS, SweepWords
 from busray.results import STATUSES, ResultsStore
 from busray.results.schema import in_store_order
 from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
@@ -69,20 +70,19 @@ JOURNAL = "optuna.journal"
 
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
               resume: bool = False, add_trials: int | None = None, progress: bool = True,
-              verbose: bool = False) -> SweepOutcome:
+              verbose: bool = False, words: SweepWords = PYTHON_WORDS) -> SweepOutcome:
     """Run (or ``resume``, or extend by ``add_trials``) a sweep: a sweep file, a dict of the same shape,
-    or a SweepSpec."""
+    or a SweepSpec. A sweep of that name already in ``storage`` is refused unless ``resume`` or
+    ``add_trials``; ``words``: how the refusals name them (the CLI passes its flags)."""
     spec = load_sweep_spec(spec, overrides)
-    if resume and add_trials:
-        raise ConfigError("resume and add_trials are exclusive: resume first, then add trials")
     storage = resolve_storage(storage or spec.storage)
-    state = open_sweep(storage, spec.name, resume=resume, add_trials=add_trials)
+    state = open_sweep(storage, spec.name, resume=resume, add_trials=add_trials, words=words)
     job = experiment_job(spec, state, storage, "sweep", tuple(spec.space))
     total = add_trials or spec.num_trials
 
     def tune_round(callbacks: list, verbose: bool) -> None:
         if resume and not _never_started(job, state):
-            _restore(job, state, callbacks)
+            _restore(job, state, callbacks, words)
         else:
             _search_tuner(spec, job, state, total, callbacks, verbose).fit()
 
@@ -90,14 +90,15 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
 
 
 def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: str | None = None,
-                 resume: bool = False, progress: bool = True, verbose: bool = False) -> SweepOutcome:
+                 resume: bool = False, progress: bool = True, verbose: bool = False,
+                 words: SweepWords = PYTHON_WORDS) -> SweepOutcome:
     """Train fixed run requests (an ablation's variants x replicates) under ``spec``'s name, resources,
     objective and trackers. With ``resume``, requests whose key is recorded as completed are skipped."""
     names = [r.name for r in requests]
     if len(set(names)) != len(names):
         raise ConfigError(f"{spec.name}: run '{next(n for n in names if names.count(n) > 1)}' appears twice")
     storage = resolve_storage(storage or spec.storage)
-    state = open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation")
+    state = open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation", words=words)
     job = experiment_job(spec, state, storage, "ablation", ())
     done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
     todo = [r for r in requests if r.key not in done]
@@ -178,7 +179,7 @@ def _last_round(state: SweepState) -> str | None:
     return f"{state.tune_dir}/{state.rounds[-1]}" if state.rounds else None
 
 
-def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
+def _restore(job: TrialJob, state: SweepState, callbacks: list, words: SweepWords) -> None:
     from ray import tune
 
     path = _last_round(state)
@@ -190,7 +191,7 @@ def _restore(job: TrialJob, state: SweepState, callbacks: list) -> None:
     except (ModuleNotFoundError, AttributeError) as err:  # pickled by a busray whose modules moved
         raise ConfigError(f"sweep '{state.name}': its Tune round {state.rounds[-1]} was saved by an older busray and "
                           f"cannot be restored ({type(err).__name__}: {err}); continue its Optuna study in a new "
-                          f"round with add_trials (--add-trials N) instead: its recorded trials are kept, "
+                          f"round with {words.add_trials} instead: its recorded trials are kept, "
                           f"unfinished ones are not resumed") from None
     # the restored RunConfig holds the callbacks of the killed driver: give it this driver's
     tuner._local_tuner._run_config.callbacks = callbacks

@@ -146,6 +146,8 @@ def test_config_keys_lists_every_group(capsys):
     (["evaluate", "/nonexistent/run"], "/nonexistent/run"),
     (["predict", "/nonexistent/best.pt", "/nonexistent/img.png", "--out", "/tmp/x"], "/nonexistent/img.png"),
     (["train", "--data", "/nonexistent/busi", "--set", "model.weights=none"], "/nonexistent/busi"),
+    (["config", "--kind", "sweep"], "--kind sweep lists the keys of sweep files: add --keys"),
+    (["config", "--keys", "--kind", "ablation", "--set", "seeds=3"], "--kind ablation lists keys and reads no"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path):
     code = main(argv + (["--out", str(tmp_path / "r")] if argv[0] == "train" else []))
@@ -166,6 +168,29 @@ def test_docs_config_md_is_current(capsys):
     assert main(["config", "--keys", "--markdown"]) == 0
     current = (Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md").read_text()
     assert capsys.readouterr().out == current, "run: busray config --keys --markdown > docs/CONFIG.md"
+
+
+@pytest.mark.parametrize("kind", ["sweep", "ablation"])
+def test_docs_sweeps_md_is_current(kind, capsys):
+    """docs/SWEEPS.md (both kinds of file, one page) is generated from the declarations the loaders use."""
+    assert main(["config", "--keys", "--kind", kind, "--markdown"]) == 0
+    current = (Path(__file__).resolve().parents[2] / "docs" / "SWEEPS.md").read_text()
+    assert capsys.readouterr().out == current, "run: busray config --keys --kind sweep --markdown > docs/SWEEPS.md"
+
+
+@pytest.mark.parametrize("kind, present, absent, types", [
+    ("sweep", ["num_trials", "scheduler.grace_period", "search.sampler", "resources.workers"],
+     ["variants", "cv_folds", "model.tau"],
+     ["uniform", "loguniform", "int", "categorical", "fixed", "complement", "when"]),
+    ("ablation", ["variants", "cv_folds", "baseline", "resources.workers", "tracking.wandb.mode"],
+     ["num_trials", "space", "model.tau"], []),
+])
+def test_config_keys_of_a_kind_of_file(kind, present, absent, types, capsys):
+    assert main(["config", "--keys", "--kind", kind]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = {line.split()[0] for line in lines if not line.startswith(" ")}
+    assert set(present) <= keys and not keys & set(absent)
+    assert [line.split()[0] for line in lines if line.startswith("  ")] == types  # space parameter types
 
 
 @pytest.mark.parametrize("checkpointed", [True, False])

@@ -64,7 +64,8 @@ def test_base_key_override_applies(spec_file):
 def test_existing_ablation_needs_resume(spec_file, tmp_path):
     storage = tmp_path / "store"
     open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
-    with pytest.raises(ConfigError, match="ablation 'mini' already exists .*--resume"):
+    with pytest.raises(ConfigError, match="ablation 'mini' already exists in .*: use resume=True to finish it, "
+                                          "or another storage=$"):  # Python words (the CLI: --resume, --storage)
         run_ablation(spec_file, storage=str(storage), progress=False)
 
 

@@ -14,6 +14,7 @@ from busray.results import ResultsStore, RunIdentity, run_row
 from busray.runfolder import RunOutcome
 from busray.experiment import load_sweep_spec, open_sweep
 from busray.experiment.space import DefineByRun
+from busray.experiment.state import CLI_WORDS
 from busray.experiment.sweepfile import parse_sweep
 from busray.sweep.runner import _never_started, experiment_job
 
@@ -154,15 +155,28 @@ def test_a_complement_follows_the_value_it_complements():
         assert 0.5 <= loss["tversky_beta"] <= 0.8
 
 
-def test_sweep_state_refuses_a_silent_restart(tmp_path):
+@pytest.mark.parametrize("words, options", [
+    ({}, "use resume=True to finish it or add_trials=N to extend it, or another storage="),  # run_sweep's
+    ({"words": CLI_WORDS}, "use --resume to finish it or --add-trials N to extend it, or another --storage"),
+])
+def test_sweep_state_refuses_a_silent_restart(tmp_path, words, options):
     first = open_sweep(tmp_path, "s", resume=False, add_trials=None)
     assert not (tmp_path / "s").exists()  # nothing on disk until the first round starts
     first.new_round()
-    with pytest.raises(ConfigError, match="already exists .* --resume .* --add-trials"):
-        open_sweep(tmp_path, "s", resume=False, add_trials=None)
+    with pytest.raises(ConfigError) as err:
+        open_sweep(tmp_path, "s", resume=False, add_trials=None, **words)
+    assert str(err.value) == f"sweep 's' already exists in {tmp_path.resolve() / 's'}: {options}"
     assert open_sweep(tmp_path, "s", resume=True, add_trials=None).sweep_id == first.sweep_id
     with pytest.raises(ConfigError, match="no study to add trials to"):
         open_sweep(tmp_path, "other", resume=False, add_trials=2)
+
+
+@pytest.mark.parametrize("words, message", [
+    ({}, "resume=True and add_trials=N are exclusive"), ({"words": CLI_WORDS}, "--resume and --add-trials N are exclusive"),
+])
+def test_resume_and_add_trials_exclude_each_other(tmp_path, words, message):
+    with pytest.raises(ConfigError, match=f"^{message}: resume first, then add trials$"):
+        open_sweep(tmp_path, "s", resume=True, add_trials=2, **words)
 
 
 def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path):

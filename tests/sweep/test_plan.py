@@ -57,7 +57,9 @@ def test_a_sweep_plan_says_what_would_run(tmp_path, capsys, extra, existing, fir
 
 
 @pytest.mark.parametrize("extra, existing, message", [
-    ([], True, "sweep 'tiny' already exists"),
+    ([], True, "sweep 'tiny' already exists in {st}/tiny: use --resume to finish it or --add-trials N to extend "
+               "it, or another --storage"),  # the CLI's words (run_sweep's name its arguments)
+    (["--resume", "--add-trials", "2"], True, "--resume and --add-trials N are exclusive: resume first, then add trials"),
     (["--add-trials", "2"], False, "no study to add trials to"),
     (["--set", "base.train.epochz=2"], False, "epochz"),
     (["--set", "base.model.encoder=efficientnet_b99"], False, "tiny.yaml: base.model.encoder: unknown timm model "
@@ -74,7 +76,7 @@ def test_a_sweep_plan_refuses_what_the_run_would(tmp_path, capsys, extra, existi
     argv = ["sweep", str(TINY_SPEC), "--set", SYNTH, "--storage", str(tmp_path / "st"), "--dry-run", *extra]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("busray: error:") and message in err and "\n" not in err
+    assert err.startswith("busray: error:") and message.format(st=tmp_path / "st") in err and "\n" not in err
 
 
 @pytest.mark.parametrize("kind, first_line", [("sweep", "sweep tiny: 4 trials"), ("ablate", "ablation abl: 2 variants")])
@@ -143,3 +145,13 @@ def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
     spec.write_text(ABLATION.replace("{model: {upa: false}}", "{model: {encoder: efficientnet_b99}}"))
     assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
     assert "abl.yaml: variants.no_upa: model.encoder: unknown timm model 'efficientnet_b99'" in capsys.readouterr().err
+
+
+def test_an_existing_ablation_is_refused_in_the_command_lines_words(tmp_path, capsys):
+    spec = tmp_path / "abl.yaml"
+    spec.write_text(ABLATION)
+    open_sweep(tmp_path / "st", "abl", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
+    assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
+    assert capsys.readouterr().err == (f"busray: error: ablation 'abl' already exists in {tmp_path / 'st' / 'abl'}: "
+                                       "use --resume to finish it, or another --storage\n")
+    assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run", "--resume"]) == 0
