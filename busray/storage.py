@@ -232,6 +232,20 @@ class Storage:
                 yield path.relative_to(self.local).as_posix(), path.stat()
 
 
+def local_copy(location: str | Path, *files: str) -> Path:
+    """A folder (or file) by its location, as a path on this machine: a path as it is; a bucket URI
+    (a run folder a bucket storage recorded, ``s3://lab/busi/sweep/runs/a1``) pulled into this machine's
+    mirror first -- only ``files`` of it when given (``checkpoints/best.pt``), else everything."""
+    if not is_bucket(str(location)):
+        return Path(location)
+    storage = Storage.at(str(location))
+    for name in files or ("",):
+        storage.pull(*([name] if name else []))
+    if not storage.local.exists():
+        raise ConfigError(f"{location}: not found in the bucket")
+    return storage.local
+
+
 def _under(rel: str, prefix: str) -> bool:
     return not prefix or rel == prefix or rel.startswith(prefix.rstrip("/") + "/")
 

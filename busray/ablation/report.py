@@ -37,7 +37,8 @@ from busray.ablation.stats import BootstrapConfig, VariantResults
 from busray.ablation.render import FORMATS
 from busray.ablation.table import COLUMNS, SPREADS, AblationTable, Column, build_table
 from busray.results.query import counts_text
-from busray.runfolder import RunFolder
+from busray.runfolder import CONFIG, HISTORY, PREDICTIONS, SAMPLES, RunFolder
+from busray.storage import is_bucket, local_copy
 
 USABLE_STATUS = "completed"
 PROVENANCE = "provenance.json"
@@ -146,11 +147,15 @@ def _resolve_order(present: list[str], baseline: str | None, order: Sequence[str
 def _resolve(run_dir: Any, root: Path, variant: str, seed: Any) -> Path:
     if not isinstance(run_dir, str) or not run_dir:
         raise ReportError(f"run of variant '{variant}' seed {seed} has no run_dir in the results store")
+    if is_bucket(run_dir):  # a bucket storage's run: the files the report reads, in this machine's mirror
+        return local_copy(run_dir, *REPORT_FILES)
     path = Path(run_dir)
     return path if path.is_absolute() else root / path
 
 
 # ------------------------------------------------------------------------------------ run folders
+#: What the report reads of a run folder (pulled from a bucket storage, the checkpoints left there).
+REPORT_FILES = (PREDICTIONS, HISTORY, SAMPLES, CONFIG)
 
 def _read(path: Path, reader) -> Any:
     if not path.is_file():

@@ -193,14 +193,17 @@ def cmd_report(args) -> int:
     from busray.cli.guard import check_writable_folder
     from busray.cli.outputs import existing_store
     from busray.results import ResultsStore
+    from busray.storage import Storage
 
     storage = existing_store(args.storage, name=args.ablation)
-    out = Path(args.out or f"{storage}/reports/{args.ablation}")
+    out = Path(args.out) if args.out else Storage.at(storage).path("reports", args.ablation)
     check_writable_folder(out, "--out")
     with writing_to(out):
         report = build_report(ResultsStore(storage), args.ablation, args.format, str(out),
                               baseline=args.baseline, spread=args.spread)
     print(console_table(report.table), end="\n\n")
+    if not args.out:  # a bucket: the report goes there too
+        Storage.at(storage).push("reports", args.ablation)
     print(f"report written to {report.path} (all tables, figures, provenance)")
     missing = without_runs_line(report.provenance)
     if missing:  # a variant whose every run failed is not in the tables: say so here too

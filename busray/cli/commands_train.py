@@ -219,6 +219,7 @@ def cmd_evaluate(args) -> int:
     from busray.training.evaluation import EVALUATION_CSV, evaluate_checkpoint, write_evaluation
 
     check_device(args.device, "--device")
+    args.checkpoint = str(local_checkpoint(args.checkpoint))
     out = Path(args.out) if args.out else None
     if out is not None:
         check_writable_folder(out, "--out")
@@ -257,6 +258,7 @@ def cmd_predict(args) -> int:
     from busray.training.inference import predict_images
 
     check_device(args.device, "--device")
+    args.checkpoint = str(local_checkpoint(args.checkpoint))
     images = check_images(args.images)
     load_checkpoint(args.checkpoint)  # a bad checkpoint is refused before the output folder is made
     with weights_named(args.checkpoint):
@@ -266,6 +268,19 @@ def cmd_predict(args) -> int:
     print(predictions_text(csv_path))
     print(f"wrote {len(files) - 1} mask(s) and {csv_path}")
     return 0
+
+
+def local_checkpoint(location: str) -> Path:
+    """A run folder or checkpoint on this machine; one a bucket storage recorded (``s3://...``) is
+    pulled into this machine's mirror first (its config, split and checkpoints)."""
+    from busray.storage import is_bucket, local_copy  # lazy: start-up time
+
+    if not is_bucket(location):
+        return Path(location)
+    if location.endswith(".pt"):  # a checkpoint file: its run folder's config and split come along
+        folder = location.rsplit("/checkpoints/", 1)[0]
+        return local_copy(folder, "config.yaml", "split.json", location[len(folder) + 1:]) / location[len(folder) + 1:]
+    return local_copy(location, "config.yaml", "split.json", "checkpoints/best.pt")
 
 
 @contextmanager

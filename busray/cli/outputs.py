@@ -5,8 +5,9 @@
   place, so a failure leaves ``--out`` (and parents it would have created) as it was. An earlier
   ``predictions.csv`` there is kept unless ``--overwrite``; two images with one file stem (whose masks
   would overwrite each other) are refused.
-- ``--storage`` is a local or mounted folder: a URI other than ``file://`` is refused (it would
-  otherwise become a local folder named ``s3:``); reading commands need an existing store.
+- ``--storage`` is a local or mounted folder, or a bucket (``s3://``, ``gs://``: busray.storage) that a
+  writing command probes with a small object before Ray starts; another URI is refused (it would
+  otherwise become a local folder named ``hdfs:``); reading commands need an existing store.
 - ``predict`` then prints what it predicted, one line per image (the first ``SHOWN_PREDICTIONS``).
 - ``results export`` infers ``--format`` from ``--out``'s extension, else writes ``<out>.csv``.
 """
@@ -31,6 +32,16 @@ PREDICTIONS_CSV = "predictions.csv"
 SHOWN_PREDICTIONS = 20
 EXPORT_FORMATS = {".csv": "csv", ".md": "md", ".parquet": "parquet"}
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+PROBE = ".busray-write-probe"
+
+
+def _bucket_has_results(bucket, flag: str) -> bool:
+    from busray.configtools import ConfigError
+
+    try:
+        return bucket.exists("results")
+    except (OSError, ConfigError) as err:
+        raise CliError(f"{flag}: cannot read {bucket.uri} ({str(err).splitlines()[0]})") from None
 
 
 def check_images(paths: list[str]) -> list[str]:
@@ -124,24 +135,53 @@ def predictions_text(csv_path: Path, limit: int = SHOWN_PREDICTIONS) -> str:
 
 
 def storage_path(text: str, flag: str = "--storage") -> Path:
-    """A local storage folder from ``text`` (``file://`` stripped); other URIs are refused."""
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    elif _URI.match(text):
-        raise CliError(f"{flag}: '{text}' is a URI; busray's storage is a local or mounted folder "
-                       f"(mount the bucket and pass its path)")
+    """A local storage folder from ``text`` (``file://`` stripped, ``~`` expanded); a bucket URI or
+    another scheme is a ``CliError`` here (callers that take buckets ask :func:`bucket_of` first)."""
+    if _URI.match(text) and not text.startswith("file://"):
+        raise CliError(f"{flag}: '{text}' is a URI; a local or mounted folder is needed here")
     if not text.strip():
         raise CliError(f"{flag}: empty path")
-    return Path(text).expanduser()
+    return Path(text.removeprefix("file://")).expanduser()
+
+
+def bucket_of(text: str, flag: str = "--storage"):
+    """The :class:`busray.storage.Storage` of a bucket URI (``s3://``, ``gs://``), None for a path;
+    another scheme is a one-line ``CliError``."""
+    from busray.configtools import ConfigError
+    from busray.storage import Storage, check_location, is_uri  # lazy: start-up time
+
+    if not is_uri(text) or text.startswith("file://"):
+        return None
+    try:
+        return Storage(check_location(text, flag))
+    except ConfigError as err:
+        raise CliError(str(err)) from None
 
 
 def writable_storage(text: str | None, flag: str = "--storage") -> str | None:
-    """For commands that write a store (sweep, ablate): a usable folder, checked before Ray starts."""
+    """For commands that write a store (sweep, ablate): a usable folder, or a bucket this machine can
+    write (a probe object is written and deleted), checked before Ray starts."""
     if text is None:
         return None
+    bucket = bucket_of(text, flag)
+    if bucket is not None:
+        _probe_bucket(bucket, flag)
+        return bucket.uri
     path = storage_path(text, flag)
     check_writable_folder(path, flag)
     return str(path)
+
+
+def _probe_bucket(bucket, flag: str) -> None:
+    from busray.configtools import ConfigError
+
+    try:
+        bucket.write_json({"probe": True}, PROBE)
+        bucket.delete(PROBE)
+    except (OSError, ConfigError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CliError(f"{flag}: cannot write to {bucket.uri} ({first}); check AWS_ENDPOINT_URL, "
+                       f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket's name") from None
 
 
 def spec_storage(spec: str, storage: str | None) -> str | None:
@@ -156,8 +196,14 @@ def spec_storage(spec: str, storage: str | None) -> str | None:
 
 
 def existing_store(text: str, flag: str = "--storage", name: str | None = None) -> str:
-    """For commands that read a store: the folder must exist and hold ``results/``. ``name``: the
-    sweep/ablation argument, which a user may have given the store's folder instead."""
+    """For commands that read a store: the folder (or bucket) must exist and hold ``results/``. ``name``:
+    the sweep/ablation argument, which a user may have given the store's folder instead."""
+    bucket = bucket_of(text, flag)
+    if bucket is not None:
+        if not _bucket_has_results(bucket, flag):
+            raise CliError(f"{flag}: {bucket.uri} is not a results store (no results/ there; run a sweep "
+                           f"with --storage {bucket.uri} first)")
+        return bucket.uri
     path = storage_path(text, flag)
     if name and Path(name, "results").is_dir() and not (path / "results").is_dir():
         quoted = shlex.quote(name)
