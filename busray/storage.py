@@ -69,10 +69,11 @@ def check_location(text: str, key: str = "--storage") -> str:
     return str(Path(text).expanduser().absolute())
 
 
-def cache_folder(uri: str) -> Path:
-    """This machine's mirror of a bucket: ``$BUSRAY_STORAGE_CACHE`` (else ``$XDG_CACHE_HOME/busray``, else
-    ``~/.cache/busray``) ``/storage/<16 hex of the URI>``."""
-    base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "busray"
+def cache_folder(uri: str, base: str | Path | None = None) -> Path:
+    """This machine's mirror of a bucket: ``base`` (default ``$BUSRAY_STORAGE_CACHE``, else
+    ``$XDG_CACHE_HOME/busray``, else ``~/.cache/busray``) ``/storage/<16 hex of the URI>``."""
+    base = base or os.environ.get(CACHE_ENV) or \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "busray"
     return Path(base) / "storage" / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 

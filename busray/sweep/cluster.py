@@ -14,12 +14,12 @@ Ray 2.60 facts this module works with (read from the installed package):
   (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, meant for laptops) keeps the node on 127.0.0.1, and every
   server, dashboard and agent included, listens on loopback only; busray starts local clusters that
   way (tested). ``docs/SECURITY.md`` says what listens where and how to expose a cluster safely.
-- **Trial slots.** A local cluster gets ``busray_trial_slot = max_concurrent``; each trial takes one slot.
-  On an existing cluster started without it (``ray start --head --resources '{"busray_trial_slot": 8}'``
-  adds it), trials ask for 1 byte of ``memory`` instead and Tune's ``max_concurrent_trials`` bounds them.
-- **Pre-flight.** Before any trial is started, what one trial asks for (CPUs, GPUs, slots) is compared
-  with what the cluster has: a trial that could never be placed would otherwise wait forever while
-  Tune warns. The error names the resource and the ``--set resources.…`` that would fit.
+- **Trial slots.** A local cluster gets ``busray_trial_slot = max_concurrent``, for DDP trials' driving
+  actors (:mod:`busray.sweep.placement`).
+- **Pre-flight.** Before any trial is started, a trial's shape is compared with the nodes that are up
+  (:func:`alive_nodes`) and the node types the cluster's autoscaler may start (:func:`node_types`), by
+  :func:`busray.sweep.placement.check_resources`; a shape only new nodes hold is asked of the
+  autoscaler (:func:`ask_autoscaler`).
 - **Quiet.** Workers' stdout/stderr is not forwarded to the driver (``log_to_driver``) unless
   ``--verbose``: the sweep console (:mod:`busray.sweep.console`) reports trial events itself, and a
   failed trial's error is recorded from its outcome.
@@ -37,20 +37,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from typing import Iterator, Mapping
 
-from busray.configtools import ConfigError
+from busray.configtools import load_yaml
 from busray.experiment.files import ResourcesSpec
+from busray.sweep.placement import SLOT_RESOURCE, NodeType, worker_bundle
 
 TEMP_DIR_ENV = "BUSRAY_RAY_TEMP_DIR"
 LOOPBACK = "127.0.0.1"
 TRAIN_POLL_S = "0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
-#: The custom resource of a local cluster's trial slots (one per trial; ``max_concurrent`` of them).
-SLOT_RESOURCE = "busray_trial_slot"
+AUTOSCALER_CONFIG_ENV = "BUSRAY_AUTOSCALER_CONFIG"
 
 
 def _drop_token_auth_notice(record: logging.LogRecord) -> bool:
@@ -114,46 +113,45 @@ def dashboard_url() -> str | None:
     return (url if url.startswith("http") else f"http://{url}") if url else None
 
 
-def trial_resources(resources: Mapping[str, float]) -> dict[str, float]:
-    """What one Tune trial of a run request's ``resources`` reserves.
+def alive_nodes() -> list[dict[str, float]]:
+    """The resources of each node of the connected cluster that is up."""
+    import ray
 
-    A single-worker trial trains in its own actor, so the actor takes the worker's CPUs/GPUs (a
-    fractional GPU packs several trials on one card). A DDP trial's actor only drives a
-    ``TorchTrainer`` whose workers reserve their own resources, so it takes none. Either way it holds
-    one trial slot.
-    """
-    slot = _slot()
-    if int(resources["workers"]) > 1:
-        return {"CPU": 0.0, **slot}
-    gpus = float(resources["gpus_per_worker"])
-    return {"CPU": float(resources["cpus_per_worker"]), **({"GPU": gpus} if gpus > 0 else {}), **slot}
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
-def check_resources(res: ResourcesSpec, worker_counts: list[int],
-                    have: Mapping[str, float] | None = None) -> None:
-    """Refuse, with one line, a trial that this cluster can never place (``have``: what the cluster has,
-    by default the connected one's resources; a ``--dry-run`` passes :func:`local_resources`)."""
-    if have is None:
-        import ray
+def node_types() -> list[NodeType]:
+    """The node types the connected cluster's autoscaler may start, with their most nodes: what it
+    reported to the GCS (``ray up`` clusters; Ray 2.60 has no public API for it), else the file
+    ``$BUSRAY_AUTOSCALER_CONFIG`` (a ``ray up`` config); none on a cluster without an autoscaler."""
+    import ray._private.state as ray_state  # private: the autoscaler's ClusterConfig in the GCS
 
-        have = ray.cluster_resources()
-    for workers in sorted(set(worker_counts)):
-        wants = _demand(res, workers)
-        short = [name for name, amount in wants.items() if amount > have.get(name, 0.0) + 1e-9]
-        if short:
-            raise ConfigError(_unplaceable(short, wants, have, workers, res))
-
-
-def room_for_trials(res: ResourcesSpec, workers: int, have: Mapping[str, float]) -> int:
-    """How many trials of ``workers`` workers the cluster ``have`` runs at once (each worker takes its
-    CPUs and GPUs; a DDP trial's driving actor takes none)."""
-    return min((math.floor(have.get(name, 0.0) / amount + 1e-9)
-                for name, amount in _demand(res, workers).items() if amount > 0), default=10**9)
+    try:
+        config = ray_state.state.get_cluster_config()
+    except Exception:  # an older Ray, or a GCS without the key
+        config = None
+    if config is not None and config.node_group_configs:
+        return [NodeType(g.name, {k: float(v) for k, v in g.resources.items()},
+                         10**6 if g.max_count < 0 else int(g.max_count)) for g in config.node_group_configs]
+    path = os.environ.get(AUTOSCALER_CONFIG_ENV)
+    return node_types_of(load_yaml(path)) if path else []
 
 
-def _demand(res: ResourcesSpec, workers: int) -> dict[str, float]:
-    """The CPUs and GPUs one trial of ``workers`` workers reserves."""
-    return {"CPU": res.cpus_per_worker * workers, "GPU": res.gpus_per_worker * workers}
+def node_types_of(cluster_yaml: Mapping) -> list[NodeType]:
+    """The node types of a ``ray up`` config (``available_node_types``), at their ``max_workers``."""
+    types = cluster_yaml.get("available_node_types") or {}
+    head = cluster_yaml.get("head_node_type")
+    return [NodeType(name, {k: float(v) for k, v in (spec.get("resources") or {}).items()},
+                     1 if name == head else int(spec.get("max_workers", cluster_yaml.get("max_workers", 0))))
+            for name, spec in types.items()]
+
+
+def ask_autoscaler(res: ResourcesSpec, workers: int) -> None:
+    """Ask the autoscaler for the nodes a trial of ``workers`` workers needs (it starts them now rather
+    than when Tune's first request reaches it)."""
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=[worker_bundle(res)] * workers)
 
 
 def local_resources() -> dict[str, float] | None:
@@ -169,34 +167,3 @@ def local_resources() -> dict[str, float] | None:
     except Exception:  # another Ray version: the run checks its cluster when it starts, as before
         return None
     return {"CPU": float(spec.num_cpus), "GPU": float(spec.num_gpus)}
-
-
-def _unplaceable(short: list[str], wants: Mapping[str, float], have: Mapping[str, float], workers: int,
-                 res: ResourcesSpec) -> str:
-    """One line for every resource a trial lacks (a GPU preset on a CPU machine lacks both), with one
-    ``--set`` per key that would make it fit."""
-    keys, needs, has, hints = [], [], [], {}
-    for name in short:
-        key = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
-        per, there = getattr(res, key), have.get(name, 0.0)
-        keys.append(f"resources.{key}")
-        needs.append(f"{wants[name]:g} {name} ({workers} worker(s) x {per:g})")
-        has.append(f"{there:g} {name}")
-        if workers > 1 and there >= per > 0:
-            hints["workers"] = min(int(there // per), hints.get("workers", workers))
-        elif there > 0:
-            share = there / workers
-            hints[key] = math.floor(share * 100) / 100 if name == "GPU" else max(1, int(share))
-        elif name == "GPU":
-            hints[key] = 0
-    fits = " ".join(f"--set resources.{key}={value:g}" for key, value in hints.items()) or "a cluster with CPUs"
-    return (f"{', '.join(keys)}: a trial needs {' and '.join(needs)} but the Ray cluster has "
-            f"{' and '.join(has)}; try {fits}")
-
-
-def _slot() -> dict[str, float]:
-    import ray
-
-    if ray.cluster_resources().get(SLOT_RESOURCE, 0) >= 1:
-        return {SLOT_RESOURCE: 1.0}
-    return {"memory": 1.0}

@@ -19,7 +19,8 @@ from typing import Iterable
 
 from busray.configtools import ConfigError, flatten
 from busray.models.config import ModelConfig
-from busray.sweep.cluster import check_resources, local_resources, room_for_trials
+from busray.sweep.cluster import local_resources
+from busray.sweep.placement import check_resources, room_for_trials
 from busray.sweep.outcome import count_of
 from busray.experiment import (ResourcesSpec, SweepSpec, load_ablation_spec, load_sweep_spec, open_sweep,
                                resolve_storage)
@@ -58,12 +59,12 @@ def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: li
         end = f"{NOTHING_STARTED}; whether the cluster of RAY_ADDRESS can place a trial is checked when it runs"
         return "\n".join([*lines, end])
     try:
-        check_resources(resources, worker_counts, have)
+        check_resources(resources, worker_counts, [have])
     except ConfigError as err:  # a plan made here for a cluster elsewhere: say which cluster was meant
         raise PlanRefused(f"{err} (the local Ray a run here would start; with RAY_ADDRESS set, a run uses "
                           "that cluster)", "\n".join([*lines, NOTHING_STARTED])) from None
     fits = f"{count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')}"
-    room = room_for_trials(resources, max(worker_counts), have)
+    room = room_for_trials(resources, max(worker_counts), [have])
     if room < concurrent:
         fits += f"; room for {room} trial(s) at a time, not {concurrent}: the others wait"
     return "\n".join([*lines, f"{NOTHING_STARTED}; a trial fits the local Ray a run would start ({fits})"])

@@ -47,7 +47,9 @@ from busray.experiment.space import DefineByRun
 from busray.experiment.state import PYTHON_WORDS, SweepWords
 from busray.results import STATUSES, ResultsStore
 from busray.results.schema import in_store_order
-from busray.sweep.cluster import check_resources, dashboard_url, ray_session, trial_resources
+from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
+from busray.sweep.nodes import check_storage_on_nodes
+from busray.sweep.placement import check_resources, trial_resources
 from busray.sweep.job import REQUEST_KEY, TrialJob
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.storage import Storage
@@ -122,8 +124,12 @@ def _run(spec: ExperimentFile, job: TrialJob, total: int, worker_counts: list[in
          journal: str | None) -> SweepOutcome:
     """The path both kinds share: Ray, pre-flight, console, recorder and trackers, one Tune round."""
     with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
-        check_resources(spec.resources, worker_counts)
+        waiting = check_resources(spec.resources, worker_counts, alive_nodes(), node_types())
+        check_storage_on_nodes(job.storage)
         console = _console(job, total, progress)
+        if waiting:  # an autoscaling cluster: start the nodes now, and say why nothing runs yet
+            console.write(waiting)
+            ask_autoscaler(spec.resources, max(worker_counts))
         callbacks, recorder = _callbacks(job, console, spec)
         try:
             tune_round(callbacks, verbose)
@@ -199,12 +205,14 @@ def _restore(job: TrialJob, state: SweepState, callbacks: list, words: SweepWord
 
 
 def _trainable(job: TrialJob):
+    import ray
     from ray import tune
 
     from busray.sweep.job import request_of
 
+    cluster = ray.cluster_resources()
     return tune.with_resources(tune.with_parameters(run_trial, job=job),
-                               lambda cfg: trial_resources(request_of(cfg).resources))
+                               lambda cfg: trial_resources(request_of(cfg).resources, cluster))
 
 
 def _run_config(job: TrialJob, tune_dir: str, round_name: str, callbacks: list, verbose: bool):

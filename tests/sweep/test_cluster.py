@@ -15,8 +15,9 @@ import pytest
 import ray
 
 from busray.configtools import ConfigError
-from busray.sweep.cluster import AUTH_LOGGER, _drop_token_auth_notice, check_resources
+from busray.sweep.cluster import AUTH_LOGGER, _drop_token_auth_notice
 from busray.experiment import ResourcesSpec
+from busray.sweep.placement import check_resources
 
 pytestmark = [pytest.mark.ray]
 LISTEN = "0A"
@@ -129,12 +130,13 @@ def test_preflight_refuses_a_trial_the_cluster_cannot_place(local_ray, short_dir
 ])
 def test_an_unplaceable_trial_is_one_line_with_every_fix(resources, counts, have, message):
     with pytest.raises(ConfigError) as err:
-        check_resources(ResourcesSpec(**resources), counts, have)
+        check_resources(ResourcesSpec(**resources), counts, [have])
     assert str(err.value).endswith(message) and "\n" not in str(err.value)
 
 
 def test_a_trial_that_fits_passes():
-    check_resources(ResourcesSpec(workers=2, cpus_per_worker=1.0, gpus_per_worker=0.5), [1, 2], {"CPU": 2.0, "GPU": 1.0})
+    assert check_resources(ResourcesSpec(workers=2, cpus_per_worker=1.0, gpus_per_worker=0.5), [1, 2],
+                           [{"CPU": 2.0, "GPU": 1.0}]) is None
 
 
 @pytest.mark.parametrize("message, shown", [

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from busray.cli import main
-from busray.sweep.cluster import local_resources, room_for_trials
+from busray.sweep.cluster import local_resources
+from busray.sweep.placement import room_for_trials
 from busray.experiment import ResourcesSpec
 from busray.experiment import open_sweep
 
@@ -118,7 +119,7 @@ def test_the_plan_says_where_trials_were_checked_to_fit(tmp_path, capsys, monkey
     ({"cpus_per_worker": 0.0}, 1, {"CPU": 2.0}, 10**9),                      # asks for nothing: no bound
 ])
 def test_room_counts_the_trials_a_cluster_runs_at_once(resources, workers, have, room):
-    assert room_for_trials(ResourcesSpec(**resources), workers, have) == room
+    assert room_for_trials(ResourcesSpec(**resources), workers, [have]) == room
 
 
 def test_a_plan_says_when_the_machine_runs_fewer_trials_at_once_than_asked(tmp_path, capsys, monkeypatch):
