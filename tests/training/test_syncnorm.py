@@ -10,7 +10,7 @@ from torch import nn
 
 from busray.config import load_config
 from busray.models import create_model
-from busray.training.syncnorm import SyncBatchStatisticsError, sync_batch_statistics
+from busray.training.syncnorm import SUPPORTED_NORMS, SyncBatchStatisticsError, sync_batch_statistics
 
 from ddp_rank import layer_cases, output_weights, outputs_of, run_ranks
 from tinyrun import tiny
@@ -94,6 +94,24 @@ def test_conversion_keeps_modules_hooks_frozen_norms_and_state():
     frozen = model.encoder._frozen_norms
     assert frozen and all(not m.training for m in frozen) and hooked.training
     assert any(isinstance(m, BatchNormAct2d) for m in frozen)
+
+
+@pytest.mark.parametrize("plain", SUPPORTED_NORMS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_on_cuda_the_layer_becomes_torchs_sync_batchnorm_and_on_cpu_not(plain, device):
+    """CUDA: an ``nn.SyncBatchNorm`` (torch's forward under DDP); CPU: not one, as DDP refuses a CPU
+    module holding one. Either way the plain layer's forward outside DDP, in train and eval mode."""
+    shape = {nn.BatchNorm1d: (4, 3), nn.BatchNorm3d: (4, 3, 2, 5, 5)}.get(plain, (4, 3, 5, 5))
+    x = torch.randn(shape)
+    torch.manual_seed(0)
+    layer, reference = plain(3), plain(3)
+    reference.load_state_dict(layer.state_dict())
+    sync_batch_statistics(layer, torch.device(device))
+    assert isinstance(layer, nn.SyncBatchNorm) == (device == "cuda") and isinstance(layer, plain)
+    for mode in (True, False):
+        layer.train(mode), reference.train(mode)
+        torch.testing.assert_close(layer(x), reference(x), rtol=0, atol=0)
+    torch.testing.assert_close(layer.running_var, reference.running_var, rtol=0, atol=0)
 
 
 def test_an_unknown_batchnorm_subclass_is_refused_naming_the_key():
