@@ -49,6 +49,11 @@ class UncertaintyProxyAttention(nn.Module):
         u_clf = f_enh.float().var(dim=1, unbiased=False)
         return torch.stack([u_seg, u_clf], dim=1)
 
+    def batch_mean(self, u: torch.Tensor) -> torch.Tensor:
+        """The batch mean of ``u`` (B, 2) -> (2,). Under DDP, ``train.sync_batchnorm`` makes it the mean
+        over every rank's batch in training (busray.training.syncnorm), as one process would see it."""
+        return u.mean(dim=0)
+
     def weights(self, d_enh: torch.Tensor, f_enh: torch.Tensor) -> torch.Tensor:
         """Eq. 7: ``[w_seg, w_clf]`` per sample, (B, 2), each row summing to 1."""
         u = self.uncertainty(d_enh, f_enh)
@@ -68,7 +73,7 @@ class UncertaintyProxyAttention(nn.Module):
 
         Branches on tensors are ``torch.where``, not Python ``if``: no GPU-to-host sync per level
         and step, and the module runs under ``torch.func.vmap``."""
-        batch_mean = u.mean(dim=0)
+        batch_mean = self.batch_mean(u)
         if self.norm == "batch":
             return batch_mean
         if self.training:

@@ -52,6 +52,8 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, rank: int
 
     Every rank draws the same permutation (same generator state) and keeps every ``world``-th index,
     truncated to a common length so all ranks take the same number of steps (DDP all-reduces each step).
+    Rank r's step s holds ``perm[world*b*s + r + world*k]`` (k < b): the ranks' step-s batches together
+    are the single-process step-s batch at batch ``world * b`` (the ``n % world`` last images excepted).
     The last partial batch is dropped when it would hold a single image (BatchNorm needs two).
     """
     perm = torch.randperm(n, generator=generator)

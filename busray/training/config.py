@@ -6,6 +6,10 @@ code it is the cosine schedule's floor as a fraction of lr, lr(t) = lr * (α + (
 a floor of 9e-6 rather than the text's 1.5e-6. ``lr_floor_fraction`` selects that reading (default None:
 the text's ``lr_min``).
 
+Not a paper question: ``sync_batchnorm`` (on) makes a DDP trial of W workers x ``batch_size`` b train
+like one process with batch W*b (:mod:`busray.training.syncnorm`). A bool, not ``auto``: it acts
+only when ``torch.distributed`` runs more than one rank, so ``auto`` would mean ``true``.
+
 Where the paper is silent:
 - ``monitor``: the paper early-stops "on validation performance" without naming the metric. The default
   ``val/score`` is the mean of validation lesion IoU and classification accuracy, so neither task alone
@@ -46,6 +50,12 @@ class TrainConfig:
     device: str = option("auto", "auto (cuda if available), cpu, cuda or cuda:N.")
     seed: int = option(0, "Seed for weights, split-independent sampling and augmentation.", range=(0, 2**31 - 1))
     deterministic: bool = option(False, "Ask torch for deterministic kernels (slower on GPU).")
+    sync_batchnorm: bool = option(
+        True, "DDP trials (resources.workers > 1): BatchNorm statistics and UPA's u_bar over the global "
+        "batch of each step (every rank's images; running statistics equal on every rank), so W workers "
+        "x batch_size b train like one worker x batch W*b. Acts only when torch.distributed is "
+        "initialised with more than one rank: single-process runs are unaffected. false: per-rank "
+        "statistics (fewer collectives per step; DDP runs before this key).")
     num_threads: int = option(0, "torch CPU threads (0 = torch default).", range=(0, 1024))
     compile: bool = option(False, "torch.compile the model (GPU; adds start-up time).")
     channels_last: bool = option(False, "Keep the model's weights (hence its activations) in NHWC "

@@ -18,6 +18,7 @@ from busray.data import augment_batch
 from busray.metrics import MetricAccumulator
 from busray.models import DIAGNOSTIC_KEYS
 from busray.training.batches import DeviceSplit, eval_batches, to_model_input
+from busray.training.distributed import sum_over_ranks
 
 NAN_CHECK_EVERY = 10
 
@@ -53,9 +54,15 @@ class StepContext:
 
 def train_epoch(ctx: StepContext, split: DeviceSplit, batches: list[torch.Tensor], epoch: int,
                 progress=None) -> dict[str, float]:
-    """Run one epoch of optimisation; returns the mean of every loss term as ``train/<term>``."""
+    """Run one epoch of optimisation; returns every loss term's epoch mean as ``train/<term>``.
+
+    The mean is over the epoch's images of every DDP rank (each step's batch-mean term weighted by its
+    batch size, sums and counts added over ranks), so all ranks return the global epoch's number,
+    the one a single process training on the union of the ranks' batches reports.
+    """
     ctx.model.train()
     sums: dict[str, torch.Tensor] = {}
+    seen = 0  # images trained on by this rank
     finite = torch.ones((), dtype=torch.bool, device=ctx.device)
     for step, idx in enumerate(batches, start=1):
         idx = idx.to(ctx.device)
@@ -67,14 +74,24 @@ def train_epoch(ctx: StepContext, split: DeviceSplit, batches: list[torch.Tensor
         finite &= torch.isfinite(terms["loss"])
         _backward_step(ctx, terms["loss"])
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v.detach().float()
+            sums[k] = sums.get(k, 0.0) + v.detach().float() * len(idx)
+        seen += len(idx)
         if step % NAN_CHECK_EVERY == 0 or step == len(batches):
             if not bool(finite):
                 raise NonFiniteLoss(f"non-finite training loss at epoch {epoch}, step {step}")
         if progress is not None:
             progress.update(1)
-    n = max(1, len(batches))
-    return {f"train/{k}": float(v) / n for k, v in sums.items()}
+    return _epoch_means(sums, seen, ctx.device)
+
+
+def _epoch_means(sums: dict[str, torch.Tensor], images: int, device: torch.device) -> dict[str, float]:
+    """``train/<term>`` = (sum over ranks of the term's image-weighted sum) / (images over ranks)."""
+    if not sums:
+        return {}
+    keys = list(sums)
+    local = torch.stack([sums[k] for k in keys] + [torch.tensor(float(images), device=device)])
+    totals = sum_over_ranks(local).tolist()  # one collective per epoch, one read-back
+    return {f"train/{k}": totals[i] / max(1.0, totals[-1]) for i, k in enumerate(keys)}
 
 
 def _forward_loss(ctx: StepContext, images: torch.Tensor, masks: torch.Tensor,

@@ -6,9 +6,12 @@ best/last checkpoints, TensorBoard scalars and overlays, and a final test evalua
 checkpoint. The run folder it writes is described in docs/ARCHITECTURE.md.
 
 Distributed: when ``torch.distributed`` is already initialised (Ray Train does that for DDP trials), the
-model is wrapped in DDP and each rank trains on its shard of every epoch's permutation. Every rank
-evaluates the full validation split with identical weights, so all ranks take the same early-stopping
-decision without extra communication; only the main rank (``reporter.is_main()``) writes files.
+model is wrapped in DDP and each rank trains on its shard of every epoch's permutation, with batch
+statistics over the global batch (``train.sync_batchnorm``, :mod:`busray.training.syncnorm`) and
+``train/*`` averaged over every rank's images: W ranks x batch b train and report like one process x
+batch W*b. Every rank evaluates the full validation split with identical weights (and running
+statistics), so all ranks take the same early-stopping decision without extra communication; only the
+main rank (``reporter.is_main()``) writes files.
 """
 
 from __future__ import annotations

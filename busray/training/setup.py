@@ -23,7 +23,9 @@ from busray.models import create_model, param_groups_summary
 from busray.runfolder import RunFolder, predictions_frame
 from busray.training.batches import DeviceSplit
 from busray.training.checkpoint import BEST, LAST, TrainingState, load_checkpoint
+from busray.training.distributed import rank_and_world
 from busray.training.epoch import StepContext, evaluate, sample_picks
+from busray.training.syncnorm import sync_batch_statistics
 
 log = logging.getLogger(__name__)
 TEST_SAMPLES = 8
@@ -97,12 +99,6 @@ def build_scheduler(optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def load_splits(cfg: Config, device: torch.device, run_dir: Path | None):
     """Decode the dataset, split it (saving split.json), and move each split to ``device``."""
     ds = load_dataset(cfg.data)
@@ -128,9 +124,12 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
     if t.channels_last:  # conv weights in NHWC make PyTorch run every convolution in NHWC
         raw = raw.to(memory_format=torch.channels_last)
     log.info("parameters per module group: %s", param_groups_summary(raw))
-    rank, world = _dist_info()
+    rank, world = rank_and_world()
     model = raw
     if world > 1:
+        if t.sync_batchnorm:  # before the wrap: DDP inspects the norm layers it is given
+            log.info("train.sync_batchnorm: %d norm/UPA modules use global-batch statistics",
+                     sync_batch_statistics(raw, device))
         model = nn.parallel.DistributedDataParallel(
             raw, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
     if t.compile:
