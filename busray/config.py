@@ -19,6 +19,7 @@ from busray.data.config import DataConfig
 from busray.data.embedded import is_embedded
 from busray.losses import LossConfig
 from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX, ModelConfig, weights_file
+from busray.storage import Storage, is_bucket
 from busray.training.config import TrainConfig
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "config_to_dict", "save_config",
@@ -75,6 +76,16 @@ def _check_package_weights(value: str, prefix: str) -> None:
         raise ConfigError(f"{prefix}{err}") from None
 
 
+def _check_bucket_root(value: str, prefix: str) -> None:
+    """A bucket dataset (``s3://lab/Dataset_BUSI_with_GT``) exists and this machine can read it."""
+    try:
+        found = Storage.at(value, f"{prefix}data.root").exists()
+    except OSError as err:
+        raise ConfigError(f"{prefix}data.root: cannot read {value} ({str(err).splitlines()[0]})") from None
+    if not found:
+        raise ConfigError(f"{prefix}data.root: dataset folder or manifest not found: {value}")
+
+
 def resolve_run_paths(data: dict, prefix: str = "") -> dict:
     """A copy of the nested run config ``data`` whose relative paths are absolute, checked to exist.
 
@@ -82,7 +93,8 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
     started in, so ``data.root: data/busi`` must be anchored by the driver, as ``busray train`` reads it.
     A missing dataset, split file or weights file is a ``ConfigError`` naming the key (``prefix`` +
     key) before any trial starts. ``synthetic...`` roots are not paths; ``package:`` weights stay as
-    written (a worker finds its own install) once the file is found in this one.
+    written (a worker finds its own install) once the file is found in this one; a bucket dataset
+    (``s3://...``) stays a URI, checked to exist (each node stages it into its own cache).
     """
     out = copy.deepcopy(data)
     for dotted in (*_MUST_EXIST, *_ANCHORED):
@@ -93,6 +105,9 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
             continue
         if dotted == "model.weights" and value.startswith(PACKAGE_PREFIX):
             _check_package_weights(value, prefix)
+            continue
+        if dotted == "data.root" and is_bucket(value):  # staged into each node's cache when loaded
+            _check_bucket_root(value, prefix)
             continue
         path = Path(value).expanduser().absolute()
         if dotted in _MUST_EXIST and not path.exists():

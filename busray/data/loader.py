@@ -27,6 +27,7 @@ from busray.data.errors import DataError
 from busray.data.images import load_pair
 from busray.data.imageset import ImageSet
 from busray.data.readers import Listing, Record, list_dataset
+from busray.storage import is_bucket, local_copy
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,15 @@ CACHE_VERSION = 1
 
 
 def load_dataset(cfg: DataConfig, root: str | Path | None = None) -> ImageSet:
-    """Decode the dataset at ``root`` (default ``cfg.root``) into an :class:`ImageSet`."""
+    """Decode the dataset at ``root`` (default ``cfg.root``: a folder, a manifest, ``synthetic:...``, or a
+    bucket folder, ``s3://...``, pulled into this machine's cache first) into an :class:`ImageSet`."""
     root = root if root is not None else cfg.root
     if root is None:
         raise DataError("data.root: no dataset folder given (set data.root or pass --data)")
     if is_embedded(root):
         root = materialize(root)
+    elif is_bucket(str(root)):  # s3://lab/Dataset_BUSI_with_GT: this node's copy (what changed, once)
+        root = local_copy(str(root))
     listing = list_dataset(Path(root).expanduser(), cfg)
     images, masks = _decoded(listing, cfg)
     ds = ImageSet(images=torch.from_numpy(images), masks=torch.from_numpy(masks),

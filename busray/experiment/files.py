@@ -23,8 +23,11 @@ import yaml
 from busray.config import Config, config_from_dict, config_to_dict, resolve_run_paths
 from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, check_file_kind, flatten, from_dict,
                                 load_yaml, option, unknown_key_error)
+from busray.data.embedded import is_embedded
+from busray.experiment.storage import in_ray_job
 from busray.experiment.tracking import TrackingSpec, check_installed
 from busray.objective import DEFAULT_OBJECTIVE, Objective
+from busray.storage import is_uri
 
 F = TypeVar("F", bound="ExperimentFile")
 
@@ -102,8 +105,24 @@ def build_spec(cls: type[F], raw: dict, **parsed: Any) -> F:
         setattr(spec, key, value)
     check_base(spec.base)
     spec.validate()
+    check_job_data_root(spec.base)
     spec.base = resolve_run_paths(spec.base, "base.")  # last: a placeholder root hides no other error
     return spec
+
+
+def check_job_data_root(base: dict) -> None:
+    """Under ``ray job submit`` the entrypoint runs in Ray's unpacked copy of ``--working-dir``, which
+    every node unpacks at the same place: a relative ``data.root`` inside it (uploaded with the job) is
+    found on every node; one outside it names a folder of Ray's temporary tree, so it is refused."""
+    root = (base.get("data") or {}).get("root") if isinstance(base.get("data"), dict) else None
+    if not in_ray_job() or not isinstance(root, str) or is_embedded(root) or is_uri(root) \
+            or Path(root).expanduser().is_absolute():
+        return
+    here = Path.cwd().resolve()
+    if not (here / root).resolve().is_relative_to(here):
+        raise ConfigError(f"base.data.root: '{root}' is relative and outside the job's --working-dir, so under "
+                          f"ray job submit it names a folder in Ray's temporary copy of it; give a path every node "
+                          f"sees (absolute), or a bucket (s3://bucket/Dataset_BUSI_with_GT)")
 
 
 def parse_objective(raw: Any, key: str = "objective") -> Objective:
