@@ -123,6 +123,9 @@ class Storage:
             local = self.path(rel)
             mtime = int(info.mtime_ns or 0)
             if local.is_file() and local.stat().st_mtime_ns >= mtime:  # as new here (or newer, unpushed)
+                here = local.stat()
+                if here.st_size == info.size:  # the bucket's version: a push need not send it again
+                    self._synced[rel] = (here.st_size, here.st_mtime_ns)
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_name(f".{local.name}.pull")

@@ -53,14 +53,15 @@ def _uses_ray(path: str) -> bool:
 #: Ray test modules that keep both cores busy (DDP worker groups, concurrent trials, a second Ray head) run
 #: last, when the other xdist worker has usually finished: earlier, three busy processes would share the
 #: two cores. (The order of tests only; every test runs.)
-BUSY_RAY_MODULES = ("test_sweep_ray.py", "test_sweep_resume.py", "test_ablation_resume.py", "test_job_submit.py")
+BUSY_RAY_MODULES = ("test_sweep_ray.py", "test_sweep_resume.py", "test_ablation_resume.py", "test_job_submit.py",
+                    "test_multinode.py")
 #: Ray modules that are work units of their own, not part of the one "ray" unit: the Ray unit is the
 #: suite's critical path (≈ 6 of its 7 minutes on 2 cores) while the other worker idles for its last
 #: 3 minutes, so the last units in the queue -- these, sorted last -- go to whichever worker is free.
-#: ``test_job_submit`` runs its own ``ray start`` head anyway; ``test_sweep_resume`` and
+#: ``test_job_submit`` and ``test_multinode`` run their own ``ray start`` nodes anyway; ``test_sweep_resume`` and
 #: ``test_ablation_resume`` start that worker's session Ray if it has none (a second local cluster, on
 #: its own ports).
-OWN_UNIT_RAY_MODULES = ("test_job_submit.py", "test_sweep_resume.py", "test_ablation_resume.py")
+OWN_UNIT_RAY_MODULES = ("test_job_submit.py", "test_sweep_resume.py", "test_ablation_resume.py", "test_multinode.py")
 
 
 def pytest_collection_modifyitems(items):

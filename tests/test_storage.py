@@ -4,6 +4,7 @@ machine pushes another pulls (tests/results/test_results_bucket.py: the results 
 from __future__ import annotations
 
 import os
+import time
 
 import pyarrow.fs as pafs
 import pytest
@@ -75,3 +76,22 @@ def test_what_one_machine_pushes_another_pulls(s3, tmp_path, monkeypatch):
 def test_the_mirror_is_per_machine_and_per_bucket(tmp_path, monkeypatch):
     monkeypatch.setenv("BUSRAY_STORAGE_CACHE", str(tmp_path))
     assert cache_folder("s3://a/x").parent == tmp_path / "storage" and cache_folder("s3://a/x") != cache_folder("s3://a/y")
+
+
+def test_a_file_pulled_as_it_is_in_the_bucket_is_not_sent_back(s3, tmp_path, monkeypatch):
+    """A driver records trials whose run folders it pulled: pushing the folder again sends only what it
+    changed, not the trial's checkpoints once more."""
+    here = Storage.at(s3)
+    here.path("runs", "r1").mkdir(parents=True)
+    here.path("runs", "r1", "last.pt").write_bytes(b"x" * 1000)
+    here.push("runs")
+    fs, base = pafs.FileSystem.from_uri(s3)
+    sent = fs.get_file_info(f"{base}/runs/r1/last.pt").mtime
+    _other_machine(monkeypatch, tmp_path, "driver")
+    there = Storage.at(s3)
+    there.pull("runs")
+    there.path("runs", "r1", "metrics.json").write_text("{}")
+    time.sleep(1.1)  # an object store's times have one-second resolution
+    there.push("runs")
+    assert fs.get_file_info(f"{base}/runs/r1/last.pt").mtime == sent
+    assert _bucket_files(s3) == ["runs/r1/last.pt", "runs/r1/metrics.json"]

@@ -32,6 +32,7 @@ ERROR_KEY = "busray/error"
 OUTCOME_KEY = "busray/outcome"
 FINISHED = ("completed", "failed")
 SPLITS = "splits"  # <storage>/<name>/splits: an ablation's cross-validation folds
+JOURNAL = "optuna.journal"  # <storage>/<name>/optuna.journal: a sweep's Optuna study
 #: Errors a trial raises for its config or data (a bad ``model.encoder``, an unreadable weights file):
 #: when the sweep's first trials all fail with the same one, every trial would.
 INPUT_ERRORS = ("ConfigError", "DataError", "CheckpointError")

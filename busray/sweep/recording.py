@@ -38,7 +38,7 @@ from busray.experiment.request import RunRequest
 from busray.results import ResultsStore, RunIdentity, run_row
 from busray.runfolder import RunOutcome, best_val
 from busray.sweep.hparams import hparam_value, write_hparams
-from busray.sweep.job import TrialJob, outcome_of, request_of, run_id_of
+from busray.sweep.job import JOURNAL, TrialJob, outcome_of, request_of, run_id_of
 
 Listener = Callable[[object, RunOutcome], None]  # (Tune trial, recorded outcome)
 
@@ -57,7 +57,7 @@ def record_trial(job: TrialJob, request: RunRequest, last_result: dict | None,
     write_hparams(job.tb_dir(request.name), hparams_of(request, job.swept_keys),
                   outcome.metric_columns(), step=outcome.epochs_run)
     job.push(request.name)
-    job.storage.push(job.sweep, "optuna.journal")  # a bucket: the study as far as it got
+    job.storage.push(job.sweep, JOURNAL)  # a bucket: the study as far as it got
     return outcome
 
 

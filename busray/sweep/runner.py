@@ -50,7 +50,7 @@ from busray.results.schema import in_store_order
 from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
 from busray.sweep.nodes import check_storage_on_nodes
 from busray.sweep.placement import check_resources, trial_resources
-from busray.sweep.job import REQUEST_KEY, TrialJob
+from busray.sweep.job import JOURNAL, REQUEST_KEY, TrialJob
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.storage import Storage
 from busray.sweep.trial import run_trial
@@ -67,7 +67,6 @@ SNAPSHOT_TUNE = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 #: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
 #: turned off above); --verbose leaves them alone.
 QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
-JOURNAL = "optuna.journal"
 
 
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
@@ -135,7 +134,7 @@ def _run(spec: ExperimentFile, job: TrialJob, total: int, worker_counts: list[in
             tune_round(callbacks, verbose)
         finally:
             console.close()
-            job.storage.push(job.sweep)  # a bucket: the study journal and the sweep's own files
+            job.storage.push(job.sweep, JOURNAL)  # a bucket: the study as it ended (trials push their own)
     return sweep_outcome(job, journal=journal, interrupted=console.interrupted, unfinished=recorder.unfinished)
 
 

@@ -5,7 +5,7 @@ the CLI with ``RAY_ADDRESS``:
 
 - a storage folder node ``b`` cannot see is refused before any trial starts, naming ``--storage``;
 - with a bucket (a real S3 server) trials run on both workers and every row, run folder and Optuna
-  trial agrees;
+  trial agrees, all of it in the bucket, where another machine reads it;
 - a worker node killed mid-trial costs nothing: the trial resumes on the other node from the last
   checkpoint it pushed, and is recorded once, with every epoch once.
 """
@@ -95,6 +95,9 @@ def test_a_storage_a_node_cannot_see_is_refused_at_start(cluster, synth_root, tm
 
 
 def test_trials_run_on_both_workers_and_tell_one_story(cluster, synth_root, tmp_path):
+    """Four trials into a bucket, two at a time: both workers train, and the bucket holds what a user
+    reads -- rows (pandas from the bucket), run folders with checkpoints, TensorBoard runs, the study,
+    Tune's state -- and another machine (a fresh mirror) reads results and a run folder from it alone."""
     nodes, _ = cluster
     from s3server import BUCKET
 
@@ -102,15 +105,36 @@ def test_trials_run_on_both_workers_and_tell_one_story(cluster, synth_root, tmp_
     out = _busray(_sweep_args(uri, synth_root, "num_trials=4", "max_concurrent=2", "base.train.epochs=2"),
                   _driver_env(nodes, tmp_path))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "4 trials (4 completed)" in out.stdout and f'pd.read_parquet("{uri}/results/runs")' in out.stdout
     assert {nodes.node_of("a"), nodes.node_of("b")} <= _trial_nodes(nodes, at_least=2)
     runs = pd.read_parquet(f"{uri}/results/runs")
     assert len(runs) == 4 and set(runs["status"]) == {"completed"}, runs[["trial_id", "status", "error"]]
-    journal = tmp_path / "driver-mirror"
-    study_file = next(journal.rglob("optuna.journal"))
+    files = _bucket_files(uri)
+    for trial_id, run_dir in zip(runs["trial_id"], runs["run_dir"]):
+        assert run_dir == f"{uri}/tiny/runs/{trial_id}"
+        for name in ("config.yaml", "split.json", "history.csv", "metrics.json", "test_predictions.parquet",
+                     "checkpoints/best.pt", "checkpoints/last.pt"):
+            assert f"tiny/runs/{trial_id}/{name}" in files, name
+        assert any(f.startswith(f"tb/tiny/{trial_id}/events.out.tfevents") for f in files)
+    assert {"tiny/sweep.json", "tiny/optuna.journal"} <= set(files)
+    assert any(f.startswith("tiny/tune/round-000/") for f in files)  # Ray Tune's own state, in the bucket
+    study_file = next((tmp_path / "driver-mirror").rglob("optuna.journal"))
     study = optuna.load_study(study_name=runs["sweep_id"].iloc[0],
                               storage=JournalStorage(JournalFileBackend(str(study_file))))
     values = {t.user_attrs["busray_trial_id"]: t.value for t in study.trials}
     assert values == pytest.approx(dict(zip(runs["trial_id"], runs["val/score"])))
+
+    elsewhere = {**nodes.env, "BUSRAY_STORAGE_CACHE": str(tmp_path / "laptop")}  # no Ray, nothing local
+    shown = _busray(["results", "show", "tiny", "--storage", uri], elsewhere)
+    assert shown.returncode == 0 and all(t in shown.stdout for t in runs["trial_id"]), shown.stderr
+    scored = _busray(["evaluate", runs["run_dir"].iloc[0]], elsewhere)
+    assert scored.returncode == 0 and scored.stdout.startswith("scored ") and "seg/iou" in scored.stdout
+
+
+def _bucket_files(uri: str) -> list[str]:
+    fs, base = pafs.FileSystem.from_uri(uri)
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File)
 
 
 def test_a_killed_worker_node_costs_no_data(cluster, synth_root, tmp_path):
