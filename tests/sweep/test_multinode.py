@@ -28,6 +28,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from busray.storage import cache_folder
+from busray.sweep.cluster import SINGLE_MACHINE_ENV
 
 from multinode import RayNodes, can_unshare
 from sweephelpers import ROOT, TINY_SPEC, kill_group
@@ -41,6 +42,7 @@ def cluster(s3_server, tmp_path_factory):
     shared = tmp_path_factory.mktemp("shared-storage")
     env = {**os.environ, **s3_server.env, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
+    env.pop(SINGLE_MACHINE_ENV, None)  # set to 0 by a local Ray this pytest worker started: no second node
     nodes = RayNodes(env).start_head()
     try:
         nodes.add_worker("a")
