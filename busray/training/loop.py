@@ -30,6 +30,7 @@ from busray.training.batches import epoch_batches
 from busray.training.checkpoint import (TrainingState, load_checkpoint, restore_rng, restore_training_state,
                                        rng_state, save_checkpoint)
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
+from busray.training.memory import release_memory
 from busray.training.reporter import NullReporter, Reporter
 from busray.training.setup import TrainingSetup, build_setup, finish_with_test
 from busray.training.tensorboard import TensorBoardLogger
@@ -46,8 +47,11 @@ def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | Non
     from the start, then the final outcome. A non-finite loss ends the run as ``failed`` (returned);
     any other exception is recorded as ``failed`` with its message and re-raised. ``tb_dir`` puts the
     TensorBoard events elsewhere than ``<run>/tb`` (a sweep gathers its trials under one log dir).
+    Nothing of the run outlives the call, and the memory it freed goes back to the system
+    (:mod:`busray.training.memory`): a warm sweep process stays flat from trial to trial.
     """
     reporter = reporter or NullReporter()
+    release_memory()  # what an earlier run in this process freed (one that raised, see below)
     clock = RunClock()
     folder = _prepare_run_dir(cfg, run_dir, reporter.is_main())
     outcome = RunOutcome(run_dir=str(folder.path) if folder else None)
@@ -59,6 +63,10 @@ def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | Non
     except KeyboardInterrupt:
         _finish(folder, outcome, clock, "failed", "interrupted")
         raise
+    finally:
+        # the run's model, optimiser and data are garbage now (unless an exception's traceback
+        # still holds them: then the next fit's first call releases them)
+        release_memory()
     return _finish(folder, outcome, clock, outcome.status, outcome.error)
 
 
