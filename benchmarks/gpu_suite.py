@@ -87,7 +87,7 @@ def throughput(s: dict) -> dict[str, float | str]:
             continue
         try:
             setup = build_setup(model_config(s, "train.progress=false", *extra), run_dir=None)
-            out[name] = busray_throughput(setup, s["batch"], s["steps"])
+            out[name] = busray_throughput(setup, s["batch"], s["steps"]).per_s
         except Exception as err:  # a precision this device cannot run: say so in the table
             out[name] = f"n/a ({type(err).__name__})"
     return out

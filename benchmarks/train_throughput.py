@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -74,21 +75,36 @@ def naive_throughput(setup, batch: int, steps: int, workers: int) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
-def busray_throughput(setup, batch: int, steps: int) -> float:
+def step_batches(n_images: int, batch: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``steps`` training batches drawn epoch after epoch as ``fit`` draws them: an epoch's last batch
+    holds what is left of the split (fewer than ``batch`` images), so ``steps * batch`` overcounts."""
+    batches: list[torch.Tensor] = []
+    while len(batches) < steps:
+        batches += epoch_batches(n_images, batch, generator)
+    return batches[:steps]
+
+
+class Timed(NamedTuple):
+    images: int     # the images the timed steps processed (partial batches counted as they are)
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.images / self.seconds
+
+
+def busray_throughput(setup, batch: int, steps: int, warmup: int = 2) -> Timed:
+    """``fit``'s epoch code over ``steps`` batches after ``warmup`` untimed ones: images and seconds."""
     split = setup.splits["train"]
     gen = torch.Generator().manual_seed(0)
-
-    def run(n, epoch):
-        batches = []
-        while len(batches) < n:
-            batches += epoch_batches(len(split), batch, gen)
-        train_epoch(setup.ctx, split, batches[:n], epoch)
+    if warmup:
+        train_epoch(setup.ctx, split, step_batches(len(split), batch, warmup, gen), 1)
         _sync(setup.device)
-
-    run(2, 1)
+    timed = step_batches(len(split), batch, steps, gen)
     t0 = time.perf_counter()
-    run(steps, 2)
-    return steps * batch / (time.perf_counter() - t0)
+    train_epoch(setup.ctx, split, timed, 2)
+    _sync(setup.device)
+    return Timed(sum(len(b) for b in timed), time.perf_counter() - t0)
 
 
 def _sync(device):
@@ -116,7 +132,7 @@ def main() -> None:
     for name, amp in (("naive", "off"), ("busray", "auto")):
         setup = build_setup(load_config(None, [*overrides, f"train.amp={amp}"]), run_dir=None)
         results[name] = naive_throughput(setup, batch, steps, args.workers) if name == "naive" \
-            else busray_throughput(setup, batch, steps)
+            else busray_throughput(setup, batch, steps).per_s
     print(f"device={setup.device_name} encoder={args.encoder} size={size} batch={batch} steps={steps}")
     print(f"(a) naive reference : {results['naive']:8.1f} img/s  (eager fp32, per-sample CPU augmentation, "
           f"DataLoader x{args.workers} workers)")
