@@ -43,7 +43,9 @@ from busray.training.setup import build_setup  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUSI = REPO.parent / "shared" / "data"
-PRECISIONS = {"fp32": ["train.amp=off"], "bf16": ["train.amp=bf16"],
+#: explicit layouts: train.channels_last's default (auto) would turn NHWC on for bf16 and on CPU
+PRECISIONS = {"fp32": ["train.amp=off", "train.channels_last=false"],
+              "bf16": ["train.amp=bf16", "train.channels_last=false"],
               "bf16+channels_last": ["train.amp=bf16", "train.channels_last=true"],
               "bf16+channels_last+compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=true"]}
 

@@ -1,6 +1,6 @@
 """Training-step throughput: a naive reference pipeline vs busray's, measured in one run.
 
-(a) naive: the same model and loss, eager fp32, a ``torch.utils.data.DataLoader`` whose dataset
+(a) naive: the same model and loss, eager fp32 in NCHW, a ``torch.utils.data.DataLoader`` whose dataset
     augments each sample on the CPU (the same rotation/flip/elastic transform, one sample at a time),
     batches copied to the device every step;
 (b) busray: the dataset resident on the device, batches gathered by index, batched on-device
@@ -26,7 +26,7 @@ from busray.config import load_config
 from busray.data import augment_batch
 from busray.training.batches import epoch_batches, to_model_input
 from busray.training.epoch import train_epoch
-from busray.training.setup import build_setup
+from busray.training.setup import build_setup, use_channels_last
 
 
 class PerSampleAugmented(Dataset):
@@ -129,15 +129,18 @@ def main() -> None:
                  f"data.root=synthetic:n={n},size={size}", "data.detect_near_duplicates=false",
                  "data.split_fractions=[0.8,0.1,0.1]"]
     results = {}
-    for name, amp in (("naive", "off"), ("busray", "auto")):
-        setup = build_setup(load_config(None, [*overrides, f"train.amp={amp}"]), run_dir=None)
+    # the naive reference in plain NCHW fp32; busray with its defaults (NHWC on CPU, bf16 on CUDA)
+    for name, layout in (("naive", ["train.amp=off", "train.channels_last=false"]), ("busray", [])):
+        cfg = load_config(None, [*overrides, *layout])
+        setup = build_setup(cfg, run_dir=None)
         results[name] = naive_throughput(setup, batch, steps, args.workers) if name == "naive" \
             else busray_throughput(setup, batch, steps).per_s
     print(f"device={setup.device_name} encoder={args.encoder} size={size} batch={batch} steps={steps}")
-    print(f"(a) naive reference : {results['naive']:8.1f} img/s  (eager fp32, per-sample CPU augmentation, "
+    print(f"(a) naive reference : {results['naive']:8.1f} img/s  (eager fp32, NCHW, per-sample CPU augmentation, "
           f"DataLoader x{args.workers} workers)")
     print(f"(b) busray pipeline : {results['busray']:8.1f} img/s  (device-resident data, batched on-device "
-          f"augmentation, amp={setup.ctx.amp_dtype})")
+          f"augmentation, amp={setup.ctx.amp_dtype}, "
+          f"channels_last={use_channels_last(cfg.train.channels_last, setup.device, setup.ctx.amp_dtype)})")
     print(f"ratio b/a           : {results['busray'] / results['naive']:8.2f}x")
 
 
