@@ -13,10 +13,11 @@ Where the paper is silent:
 - ``grad_clip`` (global norm 1.0), ``warmup_epochs`` (0) and mixed precision (``amp: auto`` = bfloat16
   autocast on CUDA, full fp32 on CPU where bf16 autocast is slower) are careful-reimplementation defaults.
 - ``channels_last: auto`` (None): NHWC where it pays. On CPU, in fp32, epochs of ``busray train`` ran
-  1.02-1.14x faster in NHWC (Lite0 at 128 px, one thread, runs interleaved:
-  ``benchmarks/cpu_channels_last.py``). On CUDA, NHWC is the layout of the tensor-core convolution
-  kernels cuDNN runs in bf16 and fp16, hence on with mixed precision; fp32 on CUDA stays NCHW (not
-  measured on this project's GPUs yet).
+  1.00-1.37x as fast in NHWC in six interleaved NCHW/NHWC pairs (a seventh, 1.94x, met a load spike),
+  never slower (Lite0 at 128 px, one thread: ``benchmarks/cpu_channels_last.py``, README
+  "Performance"). On CUDA, NHWC is the layout of the tensor-core convolution kernels cuDNN runs in
+  bf16 and fp16, hence on with mixed precision; fp32 on CUDA stays NCHW (not measured on this
+  project's GPUs yet).
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model (GPU; adds start-up time).")
     channels_last: bool | None = option(
         None, "Keep the model's weights (hence its activations) in NHWC memory layout. auto: on for CPU "
-        "(+8 % per epoch measured, Lite0 at 128 px, benchmarks/cpu_channels_last.py) and for CUDA with "
-        "mixed precision (NHWC is the tensor cores' layout), off for CUDA in fp32; true/false force it.",
+        "(epochs 1.0-1.4x as fast, never slower: Lite0 at 128 px, benchmarks/cpu_channels_last.py) and "
+        "for CUDA with mixed precision (NHWC is the tensor cores' layout), off for CUDA in fp32; true/false "
+        "force it.",
         none_word="auto")
     tb_images: int = option(4, "Validation overlays logged to TensorBoard per epoch (0 = none).",
                             range=(0, 64))
