@@ -43,7 +43,9 @@ from busray.training.setup import build_setup  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUSI = REPO.parent / "shared" / "data"
-PRECISIONS = {"fp32": ["train.amp=off"], "bf16": ["train.amp=bf16"],
+#: explicit layouts: train.channels_last's default (auto) would turn NHWC on for bf16 and on CPU
+PRECISIONS = {"fp32": ["train.amp=off", "train.channels_last=false"],
+              "bf16": ["train.amp=bf16", "train.channels_last=false"],
               "bf16+channels_last": ["train.amp=bf16", "train.channels_last=true"],
               "bf16+channels_last+compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=true"]}
 
@@ -87,7 +89,7 @@ def throughput(s: dict) -> dict[str, float | str]:
             continue
         try:
             setup = build_setup(model_config(s, "train.progress=false", *extra), run_dir=None)
-            out[name] = busray_throughput(setup, s["batch"], s["steps"])
+            out[name] = busray_throughput(setup, s["batch"], s["steps"]).per_s
         except Exception as err:  # a precision this device cannot run: say so in the table
             out[name] = f"n/a ({type(err).__name__})"
     return out

@@ -1,6 +1,6 @@
 """Training-step throughput: a naive reference pipeline vs busray's, measured in one run.
 
-(a) naive: the same model and loss, eager fp32, a ``torch.utils.data.DataLoader`` whose dataset
+(a) naive: the same model and loss, eager fp32 in NCHW, a ``torch.utils.data.DataLoader`` whose dataset
     augments each sample on the CPU (the same rotation/flip/elastic transform, one sample at a time),
     batches copied to the device every step;
 (b) busray: the dataset resident on the device, batches gathered by index, batched on-device
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -25,7 +26,7 @@ from busray.config import load_config
 from busray.data import augment_batch
 from busray.training.batches import epoch_batches, to_model_input
 from busray.training.epoch import train_epoch
-from busray.training.setup import build_setup
+from busray.training.setup import build_setup, use_channels_last
 
 
 class PerSampleAugmented(Dataset):
@@ -74,21 +75,36 @@ def naive_throughput(setup, batch: int, steps: int, workers: int) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
-def busray_throughput(setup, batch: int, steps: int) -> float:
+def step_batches(n_images: int, batch: int, steps: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``steps`` training batches drawn epoch after epoch as ``fit`` draws them: an epoch's last batch
+    holds what is left of the split (fewer than ``batch`` images), so ``steps * batch`` overcounts."""
+    batches: list[torch.Tensor] = []
+    while len(batches) < steps:
+        batches += epoch_batches(n_images, batch, generator)
+    return batches[:steps]
+
+
+class Timed(NamedTuple):
+    images: int     # the images the timed steps processed (partial batches counted as they are)
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.images / self.seconds
+
+
+def busray_throughput(setup, batch: int, steps: int, warmup: int = 2) -> Timed:
+    """``fit``'s epoch code over ``steps`` batches after ``warmup`` untimed ones: images and seconds."""
     split = setup.splits["train"]
     gen = torch.Generator().manual_seed(0)
-
-    def run(n, epoch):
-        batches = []
-        while len(batches) < n:
-            batches += epoch_batches(len(split), batch, gen)
-        train_epoch(setup.ctx, split, batches[:n], epoch)
+    if warmup:
+        train_epoch(setup.ctx, split, step_batches(len(split), batch, warmup, gen), 1)
         _sync(setup.device)
-
-    run(2, 1)
+    timed = step_batches(len(split), batch, steps, gen)
     t0 = time.perf_counter()
-    run(steps, 2)
-    return steps * batch / (time.perf_counter() - t0)
+    train_epoch(setup.ctx, split, timed, 2)
+    _sync(setup.device)
+    return Timed(sum(len(b) for b in timed), time.perf_counter() - t0)
 
 
 def _sync(device):
@@ -113,15 +129,18 @@ def main() -> None:
                  f"data.root=synthetic:n={n},size={size}", "data.detect_near_duplicates=false",
                  "data.split_fractions=[0.8,0.1,0.1]"]
     results = {}
-    for name, amp in (("naive", "off"), ("busray", "auto")):
-        setup = build_setup(load_config(None, [*overrides, f"train.amp={amp}"]), run_dir=None)
+    # the naive reference in plain NCHW fp32; busray with its defaults (NHWC on CPU, bf16 on CUDA)
+    for name, layout in (("naive", ["train.amp=off", "train.channels_last=false"]), ("busray", [])):
+        cfg = load_config(None, [*overrides, *layout])
+        setup = build_setup(cfg, run_dir=None)
         results[name] = naive_throughput(setup, batch, steps, args.workers) if name == "naive" \
-            else busray_throughput(setup, batch, steps)
+            else busray_throughput(setup, batch, steps).per_s
     print(f"device={setup.device_name} encoder={args.encoder} size={size} batch={batch} steps={steps}")
-    print(f"(a) naive reference : {results['naive']:8.1f} img/s  (eager fp32, per-sample CPU augmentation, "
+    print(f"(a) naive reference : {results['naive']:8.1f} img/s  (eager fp32, NCHW, per-sample CPU augmentation, "
           f"DataLoader x{args.workers} workers)")
     print(f"(b) busray pipeline : {results['busray']:8.1f} img/s  (device-resident data, batched on-device "
-          f"augmentation, amp={setup.ctx.amp_dtype})")
+          f"augmentation, amp={setup.ctx.amp_dtype}, "
+          f"channels_last={use_channels_last(cfg.train.channels_last, setup.device, setup.ctx.amp_dtype)})")
     print(f"ratio b/a           : {results['busray'] / results['naive']:8.2f}x")
 
 

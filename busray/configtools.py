@@ -33,13 +33,17 @@ class ConfigError(ValueError):
 
 
 def option(default: Any, help: str, *, range: tuple | None = None,
-           choices: typing.Iterable | None = None) -> Any:
+           choices: typing.Iterable | None = None, none_word: str | None = None) -> Any:
     """Declare a config field with its documentation and limits.
 
     ``range=(lo, hi)`` is inclusive (``None`` on either side means unbounded); ``choices`` limits a
-    scalar, or every element of a list field. Mutable defaults (lists, dataclasses) are copied.
+    scalar, or every element of a list field. ``none_word`` is a word files and ``--set`` may write
+    for None (``auto`` for a ``bool | None`` field whose None means "decide by the device"): the
+    field's type, hence its results-store column, stays the plain one. Mutable defaults (lists,
+    dataclasses) are copied.
     """
-    meta = {"help": help, "range": range, "choices": tuple(choices) if choices is not None else None}
+    meta = {"help": help, "range": range, "choices": tuple(choices) if choices is not None else None,
+            "none_word": none_word}
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
         factory = (lambda d=default: type(d)(d)) if not dataclasses.is_dataclass(default) \
             else (lambda d=default: dataclasses.replace(d))
@@ -77,7 +81,7 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = from_dict(tp, value, key + ".")
         else:
-            kwargs[name] = _coerce(value, tp, key)
+            kwargs[name] = _coerce_field(value, tp, key, fields[name].metadata.get("none_word"))
             _check_limits(kwargs[name], fields[name].metadata, key)
     cfg = cls(**kwargs)
     check = getattr(cfg, "check", None)
@@ -136,6 +140,18 @@ def check_file_kind(raw: dict, path: str | Path, wanted: str) -> None:
         under_base = " (or put it under base: of one)" if kind == "run config" else ""
         raise ConfigError(f"{path}: {article.get(kind, 'a')} {kind} file, not {article.get(wanted, 'a')} "
                           f"{wanted} file: {_RUNNERS[kind]} {shlex.quote(str(path))} runs it{under_base}")
+
+
+def _coerce_field(value: Any, tp: Any, key: str, none_word: str | None) -> Any:
+    """:func:`_coerce`, with the field's word for None (``option(none_word=...)``) accepted and named."""
+    if none_word is None:
+        return _coerce(value, tp, key)
+    if value == none_word:
+        return None
+    try:
+        return _coerce(value, tp, key)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("expected ", f"expected {none_word}, ", 1)) from None
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -354,6 +370,8 @@ def field_docs(cls: type, prefix: str = "", defaults: Any = None) -> list[FieldD
             rows += field_docs(hints[f.name], f"{prefix}{f.name}.", default)
             continue
         meta = f.metadata
+        if default is None and meta.get("none_word"):
+            default = meta["none_word"]
         rows.append(FieldDoc(prefix + f.name, default, meta.get("help", ""), hints[f.name], meta.get("range"),
                              meta.get("choices")))
     return rows

@@ -26,6 +26,9 @@ def _value(key: str, cfg) -> object:
     ("data.limit_per_class=5", 5),
     ("loss.class_weights=[1, 2, 3.5]", [1.0, 2.0, 3.5]),  # list[float] | None: ints become floats
     ("train.lr_floor_fraction=0.03", 0.03),
+    ("train.channels_last=auto", None),            # bool | None with none_word="auto"
+    ("train.channels_last=null", None),
+    ("train.channels_last=true", True),
 ])
 def test_accepted_values(override, expected):
     value = _value(override.split("=")[0], load_config(None, [override]))
@@ -45,6 +48,7 @@ def test_accepted_values(override, expected):
     ("model.decoder_channels=[64, x, 16, 8]", "model.decoder_channels[1]: expected an integer, got 'x'"),
     ("data.limit_per_class=many", "data.limit_per_class: expected an integer, got 'many'"),
     ("loss.class_weights=[1, true, 1]", "loss.class_weights[1]: expected a number, got True"),
+    ("train.channels_last=fast", "train.channels_last: expected auto, true or false, got 'fast'"),
 ])
 def test_refused_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
@@ -53,7 +57,8 @@ def test_refused_values_name_the_key(override, message):
 
 
 def test_a_saved_config_reads_back_equal():
-    cfg = load_config(None, ["model.tau=0.9", "loss.class_weights=[1, 2, 3]", "data.limit_per_class=4"])
+    cfg = load_config(None, ["model.tau=0.9", "loss.class_weights=[1, 2, 3]", "data.limit_per_class=4",
+                             "train.channels_last=auto"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
 
 

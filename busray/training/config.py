@@ -16,6 +16,12 @@ Where the paper is silent:
   decides which epoch is "best" in a multi-task model; any ``val/<metric>`` key may be chosen instead.
 - ``grad_clip`` (global norm 1.0), ``warmup_epochs`` (0) and mixed precision (``amp: auto`` = bfloat16
   autocast on CUDA, full fp32 on CPU where bf16 autocast is slower) are careful-reimplementation defaults.
+- ``channels_last: auto`` (None): NHWC where it pays. On CPU, in fp32, epochs of ``busray train`` ran
+  1.00-1.37x as fast in NHWC in six interleaved NCHW/NHWC pairs (a seventh, 1.94x, met a load spike),
+  never slower (Lite0 at 128 px, one thread: ``benchmarks/cpu_channels_last.py``, README
+  "Performance"). On CUDA, NHWC is the layout of the tensor-core convolution kernels cuDNN runs in
+  bf16 and fp16, hence on with mixed precision; fp32 on CUDA stays NCHW (not measured on this
+  project's GPUs yet).
 """
 
 from __future__ import annotations
@@ -58,8 +64,12 @@ class TrainConfig:
         "statistics (fewer collectives per step; DDP runs before this key).")
     num_threads: int = option(0, "torch CPU threads (0 = torch default).", range=(0, 1024))
     compile: bool = option(False, "torch.compile the model (GPU; adds start-up time).")
-    channels_last: bool = option(False, "Keep the model's weights (hence its activations) in NHWC "
-                                 "memory layout: faster convolutions with bf16 on recent GPUs.")
+    channels_last: bool | None = option(
+        None, "Keep the model's weights (hence its activations) in NHWC memory layout. auto: on for CPU "
+        "(epochs 1.0-1.4x as fast, never slower: Lite0 at 128 px, benchmarks/cpu_channels_last.py) and "
+        "for CUDA with mixed precision (NHWC is the tensor cores' layout), off for CUDA in fp32; true/false "
+        "force it.",
+        none_word="auto")
     tb_images: int = option(4, "Validation overlays logged to TensorBoard per epoch (0 = none).",
                             range=(0, 64))
     progress: bool = option(True, "Show a progress bar of the epochs (on a terminal, also of the "

@@ -33,6 +33,7 @@ from busray.training.batches import epoch_batches
 from busray.training.checkpoint import (TrainingState, load_checkpoint, restore_rng, restore_training_state,
                                        rng_state, save_checkpoint)
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
+from busray.training.memory import release_memory
 from busray.training.reporter import NullReporter, Reporter, ResumeFromDir
 from busray.training.runguard import PYTHON_WORDS, default_run_dir, plan_run, run_planned
 from busray.training.setup import TrainingSetup, build_setup, finish_with_test
@@ -57,6 +58,9 @@ def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | Non
     as ``train.epochs``) or ``overwrite=True`` (replace it; the old run is kept until the new one
     completes). With a ``reporter`` the caller owns the folder and the reporter says what to resume
     from: a Ray trial, or ``busray train``, which applied the same rules naming its flags.
+
+    Nothing of the run outlives the call, and the memory it freed goes back to the system
+    (:mod:`busray.training.memory`): a warm sweep process stays flat from trial to trial.
     """
     if reporter is not None:
         if resume or overwrite:
@@ -70,6 +74,7 @@ def fit(cfg: Config, reporter: Reporter | None = None, run_dir: str | Path | Non
 
 def _fit_folder(cfg: Config, reporter: Reporter, run_dir, tb_dir) -> RunOutcome:
     """``fit`` in a folder whose use was settled by the caller."""
+    release_memory()  # what an earlier run in this process freed (one that raised, see below)
     clock = RunClock()
     folder = _prepare_run_dir(cfg, run_dir, reporter.is_main())
     outcome = RunOutcome(run_dir=str(folder.path) if folder else None)
@@ -81,6 +86,10 @@ def _fit_folder(cfg: Config, reporter: Reporter, run_dir, tb_dir) -> RunOutcome:
     except KeyboardInterrupt:
         _finish(folder, outcome, clock, "failed", "interrupted")
         raise
+    finally:
+        # the run's model, optimiser and data are garbage now (unless an exception's traceback
+        # still holds them: then the next fit's first call releases them)
+        release_memory()
     return _finish(folder, outcome, clock, outcome.status, outcome.error)
 
 

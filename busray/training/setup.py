@@ -81,6 +81,14 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.float16 if mode == "fp16" else torch.bfloat16
 
 
+def use_channels_last(setting: bool | None, device: torch.device, dtype: torch.dtype | None) -> bool:
+    """``train.channels_last``: true/false as given; auto (None) on CPU, and on CUDA with mixed
+    precision (see busray/training/config.py for the measurements and reasons)."""
+    if setting is not None:
+        return setting
+    return device.type == "cpu" or (device.type == "cuda" and dtype is not None)
+
+
 def build_scheduler(optimizer, cfg: Config) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-epoch linear warm-up, then cosine annealing from lr (first epoch) to the floor (last epoch):
     ``lr_min``, or ``lr_floor_fraction * lr`` when set (the authors' code)."""
@@ -120,8 +128,9 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
     if len(ds.class_names) != cfg.model.num_classes:
         raise ValueError(f"model.num_classes: {cfg.model.num_classes} but the dataset has "
                          f"{len(ds.class_names)} classes {ds.class_names}")
+    dtype = amp_dtype(t.amp, device)
     raw = create_model(cfg.model).to(device)
-    if t.channels_last:  # conv weights in NHWC make PyTorch run every convolution in NHWC
+    if use_channels_last(t.channels_last, device, dtype):  # NHWC conv weights: every convolution runs NHWC
         raw = raw.to(memory_format=torch.channels_last)
     log.info("parameters per module group: %s", param_groups_summary(raw))
     rank, world = rank_and_world()
@@ -136,7 +145,6 @@ def build_setup(cfg: Config, run_dir: Path | None) -> TrainingSetup:
         model = torch.compile(model)
     optimizer = torch.optim.Adam([p for p in raw.parameters() if p.requires_grad], lr=t.lr,
                                  weight_decay=t.weight_decay)
-    dtype = amp_dtype(t.amp, device)
     ctx = StepContext(
         model=model, raw_model=raw, loss_fn=MultiTaskLoss(cfg.loss).to(device), optimizer=optimizer,
         device=device, in_chans=cfg.model.in_chans,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import ray
@@ -35,3 +36,17 @@ def test_gpu_suite_trials_tiny(local_ray, tmp_path, capsys):
     assert figures["sequential_trials_per_h"] > 0 and "throughput" not in figures
     table = capsys.readouterr().out
     assert "trials packed" in table and "not run (--tiny)" in table and "train img/s" not in table
+
+
+def test_sweep_memory_tiny(local_ray, tmp_path, capsys):
+    # on the session's Ray: the trial actor's RSS is read from its own process after each trial
+    out = tmp_path / "memory.json"
+    assert load_benchmark("sweep_memory").main(["--tiny", "--trials", "3", "--epochs", "1",
+                                                        "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    trials = figures["trials"]
+    assert len(trials) == 3 and figures["actors"] == 1  # one reused actor ran them all
+    assert all(t["pid"] not in (None, os.getpid()) and t["rss_after_mib"] > 0 and t["peak_mib"] > 0
+               for t in trials)  # sampled in the trial actor's process, not in the driver
+    assert math.isfinite(figures["growth_after_mib_per_trial"])
+    assert "growth per extra trial" in capsys.readouterr().out
