@@ -3,7 +3,6 @@ machine pushes another pulls (tests/results/test_results_bucket.py: the results 
 
 from __future__ import annotations
 
-import os
 import time
 
 import pyarrow.fs as pafs

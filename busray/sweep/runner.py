@@ -33,7 +33,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
@@ -54,6 +54,9 @@ from busray.sweep.job import JOURNAL, REQUEST_KEY, TrialJob
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.storage import Storage
 from busray.sweep.trial import run_trial
+
+if TYPE_CHECKING:  # imported where the Tuner is built (the module docstring says why)
+    from busray.sweep.recording import RecordingCallback
 
 #: Tune's own CSV/JSON/TensorBoard result loggers off (busray's run folder and store hold all of it
 #: once), and Tune's legacy output engine, whose ``verbose=0`` really is silent.

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from pathlib import Path
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError

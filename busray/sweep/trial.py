@@ -30,7 +30,7 @@ import shutil
 
 from busray.config import config_from_dict
 from busray.experiment.request import RunRequest
-from busray.runfolder import LAST, RunFolder, RunOutcome
+from busray.runfolder import LAST, RunOutcome
 from busray.sweep.job import FINISHED, SPLITS, TrialJob, final_result, request_of
 
 
