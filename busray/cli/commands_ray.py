@@ -67,7 +67,33 @@ def register(sub) -> None:
                    help="what follows a mean's ±: the std over seeds, or the 95%% CI of the mean (Student t); "
                         "the csv format has both")
     p.set_defaults(handler=cmd_report)
+    _register_confirm(sub)
     _register_results(sub)
+
+
+def _register_confirm(sub) -> None:
+    p = sub.add_parser(
+        "confirm", help="re-run a sweep's top configs with fresh seeds against a reference, and report",
+        description="Is the sweep's winner really better? Train its top K configurations and a reference (the "
+                    "paper's defaults for the keys the sweep searched) with N seeds the sweep never used, as an "
+                    "ablation named <SWEEP>_confirm (resumable), then report each config's mean ± CI, the paired "
+                    "difference to the reference with its bootstrap CI, and how often the winner stays the best.",
+        epilog="examples:\n  busray confirm loss_balance --storage store --top 3 --seeds 3\n"
+               "  busray confirm loss_balance --storage store --resume        # after an interruption\n"
+               "  busray confirm loss_balance --storage store --reference my_reference.yaml --format html")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (its file's name: key)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="the sweep's storage (the confirmation is stored there too)")
+    p.add_argument("--top", type=bounded_int(1, 100), default=3, help="how many of the sweep's best configs")
+    p.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="fresh seeds per config")
+    p.add_argument("--reference", default="paper",
+                   help="paper (the searched keys at busray's defaults, the paper's values) or a YAML file of "
+                        "key: value overrides on top of that")
+    p.add_argument("--max-concurrent", type=bounded_int(1, 10_000), default=2, help="runs training at once")
+    p.add_argument("--format", default="md", choices=("md", "tex", "csv", "html"), help="report format")
+    p.add_argument("--out", help="report folder (default: <storage>/reports/<SWEEP>_confirm)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted confirmation")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(handler=cmd_confirm)
 
 
 def _common(p) -> None:
@@ -208,6 +234,38 @@ def cmd_report(args) -> int:
     missing = without_runs_line(report.provenance)
     if missing:  # a variant whose every run failed is not in the tables: say so here too
         print(missing)
+    return 0
+
+
+def cmd_confirm(args) -> int:
+    from busray.ablation import run_ablation
+    from busray.ablation.confirm import confirm_plan, confirm_report
+    from busray.ablation.render import console_table
+    from busray.cli.guard import check_writable_folder
+    from busray.cli.outputs import existing_store
+    from busray.experiment.state import CLI_WORDS
+    from busray.results import ResultsStore
+    from busray.storage import Storage
+
+    storage = existing_store(args.storage, name=args.sweep)
+    store = ResultsStore(storage)
+    plan = confirm_plan(store.runs(sweep=args.sweep), args.sweep, args.top, args.seeds, args.reference,
+                        args.max_concurrent)
+    out = Path(args.out) if args.out else Storage.at(storage).path("reports", plan.name)
+    check_writable_folder(out, "--out")
+    with writing_to(storage):
+        outcome = run_ablation(plan.spec, storage=storage, resume=args.resume, progress=args.progress,
+                               verbose=getattr(args, "verbose", False), words=CLI_WORDS)
+    if outcome.interrupted or outcome.failure():
+        print(outcome.summary(command=f"busray confirm {shlex.quote(args.sweep)} --storage {shlex.quote(storage)}"))
+        return _exit_status(outcome)
+    with writing_to(out):
+        report, line = confirm_report(store, plan, args.format, out)
+    print(console_table(report.table), end="\n\n")
+    print(line)
+    if not args.out:
+        Storage.at(storage).push("reports", plan.name)
+    print(f"report written to {report.path} (all tables, figures, provenance)")
     return 0
 
 
