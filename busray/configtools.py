@@ -150,8 +150,10 @@ def _coerce_field(value: Any, tp: Any, key: str, none_word: str | None) -> Any:
         return None
     try:
         return _coerce(value, tp, key)
-    except ConfigError as err:
-        raise ConfigError(str(err).replace("expected ", f"expected {none_word}, ", 1)) from None
+    except ConfigError as err:  # "expected true or false" -> "expected auto, true or false"
+        text = str(err)
+        joiner = ", " if " or " in text.split("expected ", 1)[-1].split(", got")[0] else " or "
+        raise ConfigError(text.replace("expected ", f"expected {none_word}{joiner}", 1)) from None
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -353,6 +355,11 @@ class FieldDoc(typing.NamedTuple):
     type: Any                     # the field's annotation (``int``, ``str | None``, ``list[str]``, ...)
     range: tuple | None           # inclusive (lo, hi), None on a side: unbounded
     choices: tuple | None
+    none_word: str | None = None  # the word a file writes for None (``auto``): ``default`` shows it
+
+    def value(self) -> Any:
+        """The default as the loaded config holds it (None where the doc shows the ``none_word``)."""
+        return None if self.none_word is not None and self.default == self.none_word else self.default
 
 
 def field_docs(cls: type, prefix: str = "", defaults: Any = None) -> list[FieldDoc]:
@@ -373,7 +380,7 @@ def field_docs(cls: type, prefix: str = "", defaults: Any = None) -> list[FieldD
         if default is None and meta.get("none_word"):
             default = meta["none_word"]
         rows.append(FieldDoc(prefix + f.name, default, meta.get("help", ""), hints[f.name], meta.get("range"),
-                             meta.get("choices")))
+                             meta.get("choices"), meta.get("none_word")))
     return rows
 
 

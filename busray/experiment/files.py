@@ -53,7 +53,9 @@ class ExperimentFile:
                                   "'val/score:max', or {metrics: [...], modes: [...]}; several metrics = "
                                   "multi-objective (a Pareto front); train.monitor follows it")
     seeds: Any = option([0], "train.seed values: a list, or a count N for 0..N-1")
-    max_concurrent: int = option(2, "runs training at once", range=(1, 10_000))
+    max_concurrent: int | None = option(None, "runs training at once; auto: as many as the cluster places at "
+                                        "once (on a CPU machine one 1-CPU, 1-thread run per core), at most "
+                                        "the runs there are", range=(1, 10_000), none_word="auto")
     resources: ResourcesSpec = option(ResourcesSpec(), "per-run Ray Train resources")
     tracking: TrackingSpec = option(TrackingSpec(), "experiment trackers (MLflow, W&B) that log every run")
 

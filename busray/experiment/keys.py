@@ -95,7 +95,8 @@ def type_text(row: FieldDoc) -> str:
     """The annotation in a reader's words: ``integer``, ``string or null``, ``list of strings``, ``mapping``."""
     if row.key in _KEY_TYPES:
         return _KEY_TYPES[row.key]
-    return _type_words(row.type)
+    words = _type_words(row.type)
+    return words.replace(" or null", f" or {row.none_word}") if row.none_word else words
 
 
 def _type_words(tp: Any) -> str:

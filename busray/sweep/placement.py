@@ -84,6 +84,18 @@ def room_for_trials(res: ResourcesSpec, workers: int, nodes: Sequence[Mapping[st
     return capacity(worker_bundle(res), nodes) // max(1, workers)
 
 
+def concurrency(wanted: int | None, res: ResourcesSpec, workers: int, runs: int,
+                nodes: Sequence[Mapping[str, float]], types: Sequence[NodeType] = ()) -> int:
+    """Trials at once: ``wanted`` (a file's ``max_concurrent``), or for ``auto`` (None) as many as the
+    ``nodes`` place (else the autoscaler's node ``types``), at most ``runs`` and at least one. On a
+    CPU machine that is one trial per core for the default 1 CPU (and so 1 torch thread) per trial."""
+    if wanted is not None:
+        return wanted
+    bundle = worker_bundle(res)
+    room = capacity(bundle, nodes) // max(1, workers) or type_capacity(bundle, types) // max(1, workers)
+    return max(1, min(room, runs))
+
+
 def _text(bundle: Mapping[str, float]) -> str:
     return " + ".join(f"{amount:g} {name}" for name, amount in bundle.items() if amount > 0) or "nothing"
 

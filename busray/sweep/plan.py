@@ -20,7 +20,7 @@ from typing import Iterable
 from busray.configtools import ConfigError, flatten
 from busray.models.config import ModelConfig
 from busray.sweep.cluster import local_resources
-from busray.sweep.placement import check_resources, room_for_trials
+from busray.sweep.placement import check_resources, concurrency, room_for_trials
 from busray.sweep.outcome import count_of
 from busray.experiment import (ResourcesSpec, SweepSpec, load_ablation_spec, load_sweep_spec, open_sweep,
                                resolve_storage)
@@ -50,9 +50,11 @@ def check_encoders(encoders: dict[str, str]) -> None:
         check_encoder(name, key=where)
 
 
-def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: list[int], concurrent: int) -> str:
+def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: list[int],
+                   concurrent: int | None) -> str:
     """The plan's text with its closing line, which says what was checked (and when the machine has
-    room for fewer than ``concurrent`` trials at a time, that Ray will queue the rest); :class:`PlanRefused`,
+    room for fewer than the ``concurrent`` trials a file asks for, that Ray will queue the rest; None:
+    ``max_concurrent: auto``, which asks for what fits); :class:`PlanRefused`,
     as the run would refuse it, when the local Ray a run here would start cannot place a trial."""
     have = local_resources()
     if have is None:
@@ -65,7 +67,7 @@ def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: li
                           "that cluster)", "\n".join([*lines, NOTHING_STARTED])) from None
     fits = f"{count_of(int(have['CPU']), 'CPU')}, {count_of(int(have['GPU']), 'GPU')}"
     room = room_for_trials(resources, max(worker_counts), [have])
-    if room < concurrent:
+    if concurrent is not None and room < concurrent:
         fits += f"; room for {room} trial(s) at a time, not {concurrent}: the others wait"
     return "\n".join([*lines, f"{NOTHING_STARTED}; a trial fits the local Ray a run would start ({fits})"])
 
@@ -84,7 +86,8 @@ def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage
         what = f"{count_of(trials, 'more trial')} in the study of {state.sweep_id}"
     else:
         what = count_of(trials, "trial")
-    lines = [f"sweep {spec.name}: {what}, {spec.max_concurrent} at a time; objective {spec.objective.label()}",
+    lines = [f"sweep {spec.name}: {what}, {_at_a_time(spec, trials, spec.worker_counts())}; objective "
+             f"{spec.objective.label()}",
              f"search: {spec.search.sampler} sampler (seed {spec.search.seed}); {_early_stopping(spec)}",
              f"each trial: {resources_text(spec.resources)}; seeds {spec.seed_list()}",
              f"storage: {where.uri}", f"space ({len(spec.space)}):"]
@@ -104,7 +107,8 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
     check_encoders({f"{source}: variants.{r.variant}: model.encoder": r.config["model"]["encoder"] for r in requests})
     replicates = f"{spec.cv_folds} folds" if spec.cv_folds > 1 else f"seeds {spec.seed_list()}"
     lines = [f"ablation {spec.name}: {count_of(len(spec.variants), 'variant')} x {replicates} = "
-             f"{count_of(len(requests), 'run')}, {spec.max_concurrent} at a time; objective {spec.objective.label()}"
+             f"{count_of(len(requests), 'run')}, {_at_a_time(spec, len(requests), [spec.resources.workers])}; "
+             f"objective {spec.objective.label()}"
              + (" (recorded completed runs are skipped)" if resume else ""),
              f"each run: {resources_text(spec.resources)}; baseline {spec.baseline_name}",
              f"storage: {where.uri}", "variants (their changes to base):"]
@@ -112,6 +116,17 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
                       for name, changes in spec.variants.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
     return with_placement(lines, spec.resources, [spec.resources.workers], spec.max_concurrent)
+
+
+def _at_a_time(spec, runs: int, worker_counts: list[int]) -> str:
+    """``2 at a time``; for ``max_concurrent: auto``, what the local Ray a run here would start places."""
+    if spec.max_concurrent is not None:
+        return f"{spec.max_concurrent} at a time"
+    have = local_resources()
+    if have is None:
+        return "as many at a time as the cluster places (max_concurrent: auto)"
+    n = concurrency(None, spec.resources, max(worker_counts), runs, [have])
+    return f"{n} at a time (max_concurrent: auto, on this machine)"
 
 
 def _encoders(spec: SweepSpec, source: str | Path | dict) -> dict[str, str]:

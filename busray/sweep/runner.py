@@ -49,7 +49,7 @@ from busray.results import STATUSES, ResultsStore
 from busray.results.schema import in_store_order
 from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
 from busray.sweep.nodes import check_storage_on_nodes
-from busray.sweep.placement import check_resources, trial_resources
+from busray.sweep.placement import check_resources, concurrency, trial_resources
 from busray.sweep.job import JOURNAL, REQUEST_KEY, TrialJob
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.storage import Storage
@@ -109,8 +109,8 @@ def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: 
     if not todo:
         return sweep_outcome(job)
 
-    def tune_round(callbacks: list, verbose: bool) -> None:
-        _grid_tuner(job, state, todo, spec.max_concurrent, callbacks, verbose).fit()
+    def tune_round(callbacks: list, verbose: bool, concurrent: int) -> None:
+        _grid_tuner(job, state, todo, concurrent, callbacks, verbose).fit()
 
     return _run(spec, job, len(todo), sorted({r.workers for r in todo}), tune_round, progress, verbose, None)
 
@@ -122,27 +122,30 @@ def experiment_job(spec: ExperimentFile, state: SweepState, storage: str, kind: 
 
 
 def _run(spec: ExperimentFile, job: TrialJob, total: int, worker_counts: list[int],
-         tune_round: Callable[[list, bool], None], progress: bool, verbose: bool,
+         tune_round: Callable[[list, bool, int], None], progress: bool, verbose: bool,
          journal: str | None) -> SweepOutcome:
     """The path both kinds share: Ray, pre-flight, console, recorder and trackers, one Tune round."""
-    with ray_session(spec.max_concurrent, verbose), _quiet_tune(verbose):
-        waiting = check_resources(spec.resources, worker_counts, alive_nodes(), node_types())
+    slots = spec.max_concurrent or total  # a local cluster's trial slots (DDP drivers); Tune bounds the rest
+    with ray_session(slots, verbose), _quiet_tune(verbose):
+        nodes, types = alive_nodes(), node_types()
+        waiting = check_resources(spec.resources, worker_counts, nodes, types)
         check_storage_on_nodes(job.storage)
-        console = _console(job, total, progress)
+        concurrent = concurrency(spec.max_concurrent, spec.resources, max(worker_counts), total, nodes, types)
+        console = _console(job, total, concurrent, progress)
         if waiting:  # an autoscaling cluster: start the nodes now, and say why nothing runs yet
             console.write(waiting)
             ask_autoscaler(spec.resources, max(worker_counts))
         callbacks, recorder = _callbacks(job, console, spec)
         try:
-            tune_round(callbacks, verbose)
+            tune_round(callbacks, verbose, concurrent)
         finally:
             console.close()
             job.storage.push(job.sweep, JOURNAL)  # a bucket: the study as it ended (trials push their own)
     return sweep_outcome(job, journal=journal, interrupted=console.interrupted, unfinished=recorder.unfinished)
 
 
-def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, callbacks: list,
-                  verbose: bool):
+def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples: int, concurrent: int,
+                  callbacks: list, verbose: bool):
     from ray import tune
 
     from busray.sweep.searcher import BusrayOptunaSearch  # Ray Tune's OptunaSearch underneath
@@ -157,7 +160,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
         storage=optuna_storage(spec, state, job.storage), runs_dir=job.storage.location(spec.name, "runs"),
         metric_names=list(obj.metrics), requests=spec)
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
-                                  num_samples=num_samples, max_concurrent_trials=spec.max_concurrent,
+                                  num_samples=num_samples, max_concurrent_trials=concurrent,
                                   reuse_actors=True)
     return tune.Tuner(_trainable(job), tune_config=tune_config,
                       run_config=_run_config(job, state.tune_dir, round_name, callbacks, verbose))
@@ -237,14 +240,14 @@ def _callbacks(job: TrialJob, console, spec: ExperimentFile) -> tuple[list, "Rec
     return [console, recorder, *trackers], recorder
 
 
-def _console(job: TrialJob, total: int, progress: bool):
+def _console(job: TrialJob, total: int, concurrent: int, progress: bool):
     from busray.sweep.console import ConsoleCallback
 
     swept = in_store_order(list(job.swept_keys))  # in the order of the summary's table
     console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
     noun = "trial" if job.kind == "sweep" else "run"
-    console.write(f"{job.kind} {job.sweep} ({job.sweep_id}): {count_of(total, noun)}, objective "
-                  f"{job.objective.label()}, storage {job.storage.uri}")
+    console.write(f"{job.kind} {job.sweep} ({job.sweep_id}): {count_of(total, noun)}, {concurrent} at a time, "
+                  f"objective {job.objective.label()}, storage {job.storage.uri}")
     url = dashboard_url()
     if url:
         console.write(f"Ray dashboard: {url}")

@@ -61,7 +61,7 @@ def test_fixture_spec_parses_with_typed_groups():
     ("objective.metrics=[val/score, val/seg/iou]", "objective.modes: 1 modes for 2 metrics"),
     ("objective.metrics=[test/seg/iou]", "objective.metrics: 'test/seg/iou' is not a val/<metric> key"),
     ("num_trials=0", "num_trials: 0 is outside"),
-    ("max_concurrent=two", "max_concurrent: expected an integer"),
+    ("max_concurrent=two", "max_concurrent: expected auto or an integer"),
     ("scheduler.reduction_factor=1", "scheduler.reduction_factor: 1.0 is outside"),
     ("resources.gpus_per_worker=-0.5", "resources.gpus_per_worker: -0.5 is outside"),
     ("search.sampler=cmaes", "search.sampler: 'cmaes' is not one of"),

@@ -136,7 +136,9 @@ def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
     spec.write_text(ABLATION)
     assert main(["ablate", str(spec), "--seeds", "3", "--storage", str(tmp_path / "st"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "ablation abl: 2 variants x seeds [0, 1, 2] = 6 runs, 2 at a time; objective val/score:max"
+    auto = min(int(local_resources()["CPU"]), 6)  # max_concurrent: auto -- one 1-CPU run per core, at most 6
+    assert lines[0] == (f"ablation abl: 2 variants x seeds [0, 1, 2] = 6 runs, {auto} at a time (max_concurrent: "
+                        "auto, on this machine); objective val/score:max")
     variants = lines[lines.index("variants (their changes to base):") + 1:][:2]
     assert [line.split() for line in variants] == [["full", "(base)"], ["no_upa", "model.upa=False"]]
     assert not (tmp_path / "st").exists()
