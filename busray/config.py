@@ -79,7 +79,7 @@ def _check_package_weights(value: str, prefix: str) -> None:
 def _check_bucket_root(value: str, prefix: str) -> None:
     """A bucket dataset (``s3://lab/Dataset_BUSI_with_GT``) exists and this machine can read it."""
     try:
-        found = Storage.at(value, f"{prefix}data.root").exists()
+        found = Storage.at(value, f"{prefix}data.root").exists(quick=True)
     except OSError as err:
         raise ConfigError(f"{prefix}data.root: cannot read {value} ({str(err).splitlines()[0]})") from None
     if not found:

@@ -22,6 +22,7 @@ results store after every row it records. Nothing here imports torch or Ray.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from busray.configtools import ConfigError
 
 #: URI schemes a storage may have besides a path (``file://`` is a path).
 BUCKET_SCHEMES = ("s3", "gs", "gcs")
+PROBE = ".busray-write-probe"
 _URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 CACHE_ENV = "BUSRAY_STORAGE_CACHE"
 
@@ -156,11 +158,12 @@ class Storage:
                 fs.delete_file(f"{base}/{rel}")
             del self._synced[rel]
 
-    def exists(self, *parts: str) -> bool:
-        """Whether ``parts`` (a file or folder) exists in the storage itself."""
+    def exists(self, *parts: str, quick: bool = False) -> bool:
+        """Whether ``parts`` (a file or folder) exists in the storage itself (``quick``: a check before
+        Ray starts, which fails within seconds)."""
         if not self.remote:
             return self.path(*parts).exists()
-        fs, base = self._filesystem()
+        fs, base = open_bucket(self.uri, quick=True) if quick else self._filesystem()
         import pyarrow.fs as pafs  # lazy: only a bucket needs it
 
         return fs.get_file_info(f"{base}/{'/'.join(parts)}").type != pafs.FileType.NotFound
@@ -198,14 +201,18 @@ class Storage:
 
     # ------------------------------------------------------------------ internals
     def _filesystem(self):
+        """(pyarrow filesystem, path of the storage in it), opened once per process."""
         if self._fs is None:
-            import pyarrow.fs as pafs  # lazy: only a bucket needs it
-
-            try:
-                self._fs = pafs.FileSystem.from_uri(self.uri)
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"{self.uri}: cannot open the bucket ({str(err).splitlines()[0]})") from None
+            self._fs = open_bucket(self.uri)
         return self._fs
+
+    def probe(self) -> None:
+        """Write and delete a small object, with short time limits (a ``--storage`` check before Ray
+        starts: an unreachable endpoint or missing credentials fail in seconds, not minutes)."""
+        fs, base = open_bucket(self.uri, quick=True)
+        with fs.open_output_stream(f"{base}/{PROBE}") as out:
+            out.write(b"busray")
+        fs.delete_file(f"{base}/{PROBE}")
 
     def _exists(self, path: str) -> bool:
         import pyarrow.fs as pafs
@@ -234,6 +241,43 @@ class Storage:
         for path in sorted(root.rglob("*")) if root.is_dir() else ():
             if path.is_file() and not path.name.endswith((".pull", ".lock")) and not _is_temp(path.name):
                 yield path.relative_to(self.local).as_posix(), path.stat()
+
+
+def open_bucket(uri: str, quick: bool = False):
+    """(pyarrow filesystem, the URI's path in it) of a bucket URI, with bounded timeouts and retries: a
+    trial's pushes ride out a transient error; ``quick``: fail within seconds (probes). Credentials,
+    region and endpoint come the standard way (``AWS_*`` variables, instance profiles; Google's
+    application-default credentials)."""
+    import pyarrow.fs as pafs  # lazy: only a bucket needs it
+
+    scheme, rest = uri.split("://", 1)
+    path = rest.strip("/")
+    try:
+        if scheme.lower() == "s3":
+            attempts, timeout = (2, 10) if quick else (5, 120)
+            fs = pafs.S3FileSystem(region=_s3_region(path.split("/")[0]),
+                                   endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
+                                   connect_timeout=5 if quick else 20, request_timeout=timeout,
+                                   retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=attempts))
+        else:
+            fs = pafs.GcsFileSystem(retry_time_limit=dt.timedelta(seconds=5 if quick else 120))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{uri}: cannot open the bucket ({str(err).splitlines()[0]})") from None
+    return fs, path
+
+
+def _s3_region(bucket: str) -> str:
+    """``AWS_REGION`` (or ``AWS_DEFAULT_REGION``); else the bucket's own region if AWS says it (a custom
+    endpoint has none to ask: us-east-1)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region or os.environ.get("AWS_ENDPOINT_URL"):
+        return region or "us-east-1"
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.resolve_s3_region(bucket)
+    except (OSError, ValueError):
+        return "us-east-1"
 
 
 def local_copy(location: str | Path, *files: str) -> Path:

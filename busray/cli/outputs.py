@@ -32,14 +32,13 @@ PREDICTIONS_CSV = "predictions.csv"
 SHOWN_PREDICTIONS = 20
 EXPORT_FORMATS = {".csv": "csv", ".md": "md", ".parquet": "parquet"}
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-PROBE = ".busray-write-probe"
 
 
 def _bucket_has_results(bucket, flag: str) -> bool:
     from busray.configtools import ConfigError
 
     try:
-        return bucket.exists("results")
+        return bucket.exists("results", quick=True)
     except (OSError, ConfigError) as err:
         raise CliError(f"{flag}: cannot read {bucket.uri} ({str(err).splitlines()[0]})") from None
 
@@ -176,8 +175,7 @@ def _probe_bucket(bucket, flag: str) -> None:
     from busray.configtools import ConfigError
 
     try:
-        bucket.write_json({"probe": True}, PROBE)
-        bucket.delete(PROBE)
+        bucket.probe()
     except (OSError, ConfigError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CliError(f"{flag}: cannot write to {bucket.uri} ({first}); check AWS_ENDPOINT_URL, "

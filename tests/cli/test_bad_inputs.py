@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,17 @@ def _erofs(mp):
     def fail(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     mp.setattr(tempfile, "mkstemp", fail)
+
+
+def _no_endpoint(mp):
+    """A bucket nothing answers for: an S3 endpoint on a loopback port nobody listens on (offline or not,
+    the same refusal), with made-up credentials."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k",
+                       "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}.items():
+        mp.setenv(key, value)
 
 
 def _corrupt_image(root: Path) -> str:
@@ -248,7 +260,9 @@ RUN_AND_STORE_CASES = [
     ("list-missing", lambda w, t, mp: (["results", "list", "--storage", str(t / "nostore")], "nostore")),
     ("list-file", lambda w, t, mp: ((t / "plainfile").write_text("x") and ["results", "list", "--storage", str(t / "plainfile")], "plainfile")),
     ("list-not-store", lambda w, t, mp: (["results", "list", "--storage", str(w.run)], str(w.run))),
-    ("show-uri", lambda w, t, mp: (["results", "show", "s", "--storage", "s3://bucket/x"], "s3://bucket/x")),
+    ("show-uri", lambda w, t, mp: (["results", "show", "s", "--storage", "hdfs://nn/x"], "'hdfs://nn/x' is a URI busray")),
+    ("show-bucket-unreachable", lambda w, t, mp: (_no_endpoint(mp), ["results", "show", "s", "--storage", "s3://bucket/x"])[1:]
+                                + ("--storage: cannot read s3://bucket/x",)),
     ("show-top-zero", lambda w, t, mp: (["results", "show", "s", "--storage", str(w.store), "--top", "0"], "--top")),
     ("export-to-folder", lambda w, t, mp: (["results", "export", "s", "--storage", str(w.store), "--out", str(w.run)], str(w.run))),
     ("export-format-clash", lambda w, t, mp: (["results", "export", "s", "--storage", str(w.store), "--format", "md",
@@ -258,14 +272,15 @@ RUN_AND_STORE_CASES = [
     ("report-missing", lambda w, t, mp: (["report", "a", "--storage", str(t / "nostore")], "nostore")),
     ("report-store-as-name", lambda w, t, mp: (["report", str(w.store)], f"pass --storage {w.store}")),
     ("show-store-as-name", lambda w, t, mp: (["results", "show", str(w.store)], f"pass --storage {w.store}")),
-    ("sweep-uri", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", "s3://bucket/x"], "s3://bucket/x")),
+    ("sweep-uri", lambda w, t, mp: (_no_endpoint(mp), ["sweep", str(_spec(t)), "--storage", "s3://bucket/x"])[1:]
+                   + ("--storage: cannot write to s3://bucket/x",)),
     ("sweep-readonly", lambda w, t, mp: (_erofs(mp), ["sweep", str(_spec(t)), "--storage", str(w.store)])[1:] + ("--storage",)),
     ("sweep-add-trials", lambda w, t, mp: (["sweep", str(_spec(t)), "--add-trials", "-1"], "--add-trials")),
     ("sweep-add-zero", lambda w, t, mp: (["sweep", str(_spec(t)), "--add-trials", "0"], "--add-trials")),
     ("sweep-missing-spec", lambda w, t, mp: (["sweep", str(t / "none.yaml"), "--storage", str(w.store)], "none.yaml")),
     ("sweep-bomb-spec", lambda w, t, mp: (["sweep", str(yaml_bomb(t / "b.yaml")), "--storage", str(w.store)], "b.yaml")),
-    ("sweep-uri-in-file", lambda w, t, mp: ((t / "u.yaml").write_text("name: s\nstorage: s3://bucket/y\n")
-                                            and ["sweep", str(t / "u.yaml")], "s3://bucket/y")),
+    ("sweep-uri-in-file", lambda w, t, mp: ((t / "u.yaml").write_text("name: s\nstorage: hdfs://nn/y\n")
+                                            and ["sweep", str(t / "u.yaml")], "u.yaml: storage: 'hdfs://nn/y'")),
     ("sweep-missing-data", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
                                               "base.data.root=no_such_busi"], "base.data.root")),
     ("sweep-missing-weights", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
@@ -276,7 +291,7 @@ RUN_AND_STORE_CASES = [
     ("ablate-missing-data", lambda w, t, mp: (["ablate", str(_ablation(t)), "--storage", str(w.store), "--set",
                                                "base.data.root=no_such_busi"], "base.data.root")),
     ("ablate-seeds", lambda w, t, mp: (["ablate", str(_spec(t)), "--seeds", "0"], "--seeds")),
-    ("ablate-uri", lambda w, t, mp: (["ablate", str(_spec(t)), "--storage", "gs://b/x"], "gs://b/x")),
+    ("ablate-uri", lambda w, t, mp: (["ablate", str(_spec(t)), "--storage", "gs://"], "'gs://' names no bucket")),
     ("train-config-is-a-sweep", _yaml("name: s\nbase: {train: {epochs: 1}}\nspace: {model.tau: {low: 0.2, high: 1}}\n",
                                       "cfg.yaml: a sweep file, not a run config file: busray sweep")),
     ("unknown-command", lambda w, t, mp: (["trian"], "trian")),
