@@ -19,6 +19,15 @@ modes (``model.upa_norm``):
 
 Training-mode outputs of the two modes are identical for the same weights (the running mean is only
 read in evaluation), so ``running`` changes what evaluation measures, not what training optimises.
+
+The mean tracked in training sees train-mode features (dropout on, BatchNorm on batch statistics),
+which are not what evaluation sees: on BUSI, evaluation's mean u~_seg came out 0.59-0.69 instead of
+1, so UPA's MLP was fed inputs it never saw in training. ``model.upa_calibration: eval_pass`` (the
+default; the paper is silent) therefore re-estimates ``u_bar`` in evaluation mode before every
+evaluation, as BatchNorm recalibration does (:mod:`busray.models.calibration`, :meth:`set_reference`),
+and training does not track it (``track_running=False``): a pass's ``u`` at level l depends on the
+``u_bar`` of the levels before it, so each pass starts from the previous calibration rather than
+from train-mode means (until the first one, evaluation uses the batch mean).
 """
 
 from __future__ import annotations
@@ -31,12 +40,14 @@ NORM_MODES = ("batch", "running")
 
 
 class UncertaintyProxyAttention(nn.Module):
-    def __init__(self, hidden: int = 32, norm: str = "running", momentum: float = 0.1):
+    def __init__(self, hidden: int = 32, norm: str = "running", momentum: float = 0.1,
+                 track_running: bool = True):
         super().__init__()
         if norm not in NORM_MODES:
             raise ValueError(f"upa norm must be one of {NORM_MODES}, got {norm!r}")
         self.norm = norm
         self.momentum = momentum
+        self.track_running = track_running   # False: only set_reference sets the running mean
         self.weight_mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2))
         if norm == "running":
             self.register_buffer("running_u", torch.ones(2))
@@ -63,6 +74,14 @@ class UncertaintyProxyAttention(nn.Module):
         f_final = f + w[:, 1, None] * (f_enh - f)
         return d_final, f_final, w
 
+    @torch.no_grad()
+    def set_reference(self, mean_u: torch.Tensor) -> None:
+        """Make ``mean_u`` (2,) the ``u_bar`` of evaluation (``norm='running'`` only)."""
+        if self.norm != "running":
+            raise ValueError(f"set_reference: upa norm '{self.norm}' has no running mean")
+        self.running_u.copy_(mean_u)
+        self.num_batches_tracked.clamp_(min=1)   # evaluation reads running_u from now on
+
     def _reference(self, u: torch.Tensor) -> torch.Tensor:
         """``u_bar``, (2,): the batch mean, or the running mean in eval with ``norm='running'``.
 
@@ -72,7 +91,8 @@ class UncertaintyProxyAttention(nn.Module):
         if self.norm == "batch":
             return batch_mean
         if self.training:
-            self._track(batch_mean.detach())
+            if self.track_running:
+                self._track(batch_mean.detach())
             return batch_mean
         return torch.where(self.num_batches_tracked > 0, self.running_u, batch_mean)
 
