@@ -8,11 +8,13 @@ features (Eq. 8): ``D_final = D + w_seg (D_enh - D)``, ``f_final = f + w_clf (f_
 
 ``u_bar`` (the paper only says "normalised"; the authors' code uses the batch mean) comes in two
 modes (``model.upa_norm``):
-- ``running`` (the default): training normalises by the batch mean as the authors' code, and also
-  tracks an exponential running mean like BatchNorm (the first batch initialises it); evaluation
-  divides by the running mean, so each image's prediction depends on that image alone and a split's
-  metrics are the same for any batch size and order (tests/training/test_evaluate_invariance.py).
-  Before any training step evaluation falls back to the batch mean;
+- ``running`` (the default): training normalises by the batch mean as the authors' code; evaluation
+  divides by a stored mean ``running_u``, so each image's prediction depends on that image alone and
+  a split's metrics are the same for any batch size and order
+  (tests/training/test_evaluate_invariance.py). ``running_u`` is either set in evaluation mode by
+  :meth:`set_reference` (the default, below) or, with ``track_running``, an exponential running mean
+  of the training batches' means like BatchNorm's (the first batch initialises it). Until it has
+  been set, evaluation falls back to the batch mean;
 - ``batch``: the batch mean in evaluation too, as the authors' code. Predictions then
   depend on which images share a batch (a batch of one gives u~ ~ 1 for every image, so the signal is
   lost); kept as an option and compared in ``sweeps/upa_norm.yaml``.
