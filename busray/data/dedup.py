@@ -13,6 +13,13 @@ annotated; one is filed both as "normal (1)" and "benign (269)"), at 8-12 differ
 same breast appear. At 6, BUSI has 142 groups covering 320 of its 780 images, and a plain random
 70/15/15 split (seed 0) leaves 77 of them straddling splits. (A hash nearly always has 32 bits
 set, one per coefficient above the median plus the DC term, so distances come out even.)
+
+**One hash per image, whatever ``data.image_size``.** Every image is hashed on one fixed view of its
+decoded original, letterboxed to ``HASH_VIEW_SIZE`` = 224 x 224 (:func:`original_hash`, computed by
+the loader while it decodes, cached with the decoded tensors), not on the tensors the run trains on.
+Hashing the resized tensors gave different groups at 64, 128 and 224 px, hence three different
+grouped splits of BUSI (26 of 116 test images shared by all three). 224 letterboxed is the view the
+threshold was chosen on, so a 224 px ``pad`` run's groups, split and split hash are what they were.
 """
 
 from __future__ import annotations
@@ -21,8 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from busray.data.images import fit_square
+
 HASH_SIZE = 8          # 8 x 8 = 64 bits
 _SHRINK = 32           # DCT input side
+HASH_VIEW_SIZE = 224   # side of the fixed letterboxed view of an original that is hashed
+HASH_VIEW = f"original letterboxed to {HASH_VIEW_SIZE}x{HASH_VIEW_SIZE}"
+"""What ``split.json`` records as ``near_duplicates.hashed_on`` for hashes of :func:`original_hash`."""
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -44,6 +56,12 @@ def phash(images: torch.Tensor) -> np.ndarray:
     return flat > median
 
 
+def original_hash(gray: np.ndarray) -> np.ndarray:
+    """``uint8 (H, W)`` decoded original -> ``bool (64,)``: its pHash on the fixed letterboxed view."""
+    view = fit_square(gray, HASH_VIEW_SIZE, "pad", is_mask=False)
+    return phash(torch.from_numpy(view)[None, None])[0]
+
+
 def hamming_matrix(bits: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Pairwise Hamming distances ``int (N, N)`` of ``bool (N, B)`` hashes, in row chunks."""
     b = bits.astype(np.float32)
@@ -54,13 +72,14 @@ def hamming_matrix(bits: np.ndarray, chunk: int = 2048) -> np.ndarray:
     return out
 
 
-def near_duplicate_groups(images: torch.Tensor, threshold: int) -> list[list[int]]:
-    """Groups (sorted index lists, >= 2 members, ordered by first index) of near-duplicates."""
-    if len(images) < 2:
+def near_duplicate_groups(hashes: np.ndarray, threshold: int) -> list[list[int]]:
+    """Groups (sorted index lists, >= 2 members, ordered by first index) of the images whose
+    ``bool (N, 64)`` hashes lie within ``threshold`` bits, linked transitively."""
+    if len(hashes) < 2:
         return []
-    dist = hamming_matrix(phash(images))
+    dist = hamming_matrix(hashes)
     i, j = np.nonzero(np.triu(dist <= threshold, k=1))
-    parent = list(range(len(images)))
+    parent = list(range(len(hashes)))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -73,6 +92,6 @@ def near_duplicate_groups(images: torch.Tensor, threshold: int) -> list[list[int
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     members: dict[int, list[int]] = {}
-    for idx in range(len(images)):
+    for idx in range(len(hashes)):
         members.setdefault(find(idx), []).append(idx)
     return sorted((g for g in members.values() if len(g) > 1), key=lambda g: g[0])

@@ -174,12 +174,3 @@ def _resize(arr: np.ndarray, width: int, height: int, is_mask: bool) -> np.ndarr
         return (np.asarray(img) >= 128).astype(np.uint8)
     # Pillow's BICUBIC filter widens its support when shrinking, so it antialiases as well
     return np.array(Image.fromarray(arr).resize((width, height), Image.BICUBIC))  # writable, unlike asarray
-
-
-def load_pair(image_path: Path, mask_paths: list[Path], size: int,
-              mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one image with the union of its masks, both resized to ``(size, size)`` uint8."""
-    image = read_gray(image_path)
-    mask = read_mask_union(mask_paths, image_path, image.shape)
-    return (fit_square(image, size, mode, is_mask=False),
-            fit_square(mask, size, mode, is_mask=True))

@@ -20,7 +20,10 @@ class ImageSet:
     images: ``uint8 (N, 1, S, S)`` grayscale; masks: ``uint8 (N, 1, S, S)`` in {0, 1};
     labels: ``int64 (N,)`` indices into ``class_names``; names: paths relative to ``root``;
     source: ``"busi" | "busi_whu" | "csv" | "synthetic"``; preset_split: per-image
-    ``"train" | "val" | "test"`` when the layout ships its own split (BUSI-WHU), else None.
+    ``"train" | "val" | "test"`` when the layout ships its own split (BUSI-WHU), else None;
+    hashes: ``bool (N, 64)`` perceptual hashes of the decoded originals on the fixed view of
+    :func:`busray.data.dedup.original_hash` (what near-duplicate search uses, so the split does not
+    depend on the image size), or None for a set built in memory (its images are hashed as held).
     """
 
     images: torch.Tensor
@@ -31,6 +34,7 @@ class ImageSet:
     source: str
     root: str = ""
     preset_split: list[str] | None = None
+    hashes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -39,6 +43,8 @@ class ImageSet:
                              f"masks={self.masks.shape[0]} labels={self.labels.shape[0]} names={n}")
         if self.images.dtype != torch.uint8 or self.masks.dtype != torch.uint8:
             raise ValueError("ImageSet: images and masks must be uint8")
+        if self.hashes is not None and len(self.hashes) != n:
+            raise ValueError(f"ImageSet: {len(self.hashes)} hashes for {n} images")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -55,9 +61,10 @@ class ImageSet:
         """The images at ``indices`` (a sequence or array of ints), in that order."""
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         preset = [self.preset_split[i] for i in idx.tolist()] if self.preset_split else None
+        hashes = self.hashes[idx.numpy()] if self.hashes is not None else None
         return replace(self, images=self.images[idx], masks=self.masks[idx],
                        labels=self.labels[idx], names=[self.names[i] for i in idx.tolist()],
-                       preset_split=preset)
+                       preset_split=preset, hashes=hashes)
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.class_counts().items())

@@ -5,6 +5,11 @@ order), the near-duplicate groups found, and a ``split_hash``: a stable hash of 
 assignment, independent of index order, so results from different runs can be grouped by the exact
 split they used, and the ``protocol`` (``data.split_protocol``: ``grouped`` keeps near-duplicates in
 one split, ``random`` does not, as the authors' code). :func:`busray.data.stratify.make_split` builds one.
+
+Version 2 records what the near-duplicate hashes were computed on (``near_duplicates.hashed_on``): the
+decoded originals on one fixed view, so a dataset and seed give one split at every image size.
+Version 1 files (hashes of the tensors resized to ``data.image_size``) load as they are, with their
+own split hash (which is what tells their split from today's), and read back as :data:`LEGACY_HASHED_ON`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from busray.data.errors import DataError
 from busray.data.imageset import ImageSet
 
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_VERSION = 1
+SPLIT_VERSION = 2
+LEGACY_HASHED_ON = "images resized to data.image_size (split.json version 1)"
 
 
 @dataclass
@@ -38,6 +44,7 @@ class Split:
     threshold: int | None = None        # pHash Hamming threshold of ``groups`` (None: not searched)
     kept_together: bool = True
     protocol: str = "grouped"           # data.split_protocol (grouped | random), or official
+    hashed_on: str | None = None        # what the near-duplicate hashes saw (None: not searched)
 
     def indices(self, part: str) -> list[int]:
         if part not in SPLIT_NAMES:
@@ -81,7 +88,7 @@ class Split:
         if ds is not None:
             data["class_counts"] = self.class_counts(ds.labels.tolist(), ds.class_names)
         data["near_duplicates"] = {
-            "threshold": self.threshold, "n_groups": self.n_groups,
+            "threshold": self.threshold, "hashed_on": self.hashed_on, "n_groups": self.n_groups,
             "n_images": sum(len(g) for g in self.groups), "kept_together": self.kept_together,
             "groups_across_splits": self.groups_across_splits(),
             "groups": [[self.names[i] for i in g] for g in self.groups],
@@ -120,4 +127,12 @@ def load_split(path: str | Path, ds: ImageSet) -> Split:
                  fractions=tuple(data.get("fractions", ())), dataset=data.get("dataset", ""),
                  threshold=near.get("threshold"), kept_together=near.get("kept_together", True),
                  protocol=data.get("protocol", "grouped" if near.get("kept_together", True)
-                                   else "random"))
+                                   else "random"),
+                 hashed_on=_hashed_on(near))
+
+
+def _hashed_on(near: dict) -> str | None:
+    """A file's ``near_duplicates.hashed_on``; version 1 files (no such key) hashed resized tensors."""
+    if "hashed_on" in near:
+        return near["hashed_on"]
+    return LEGACY_HASHED_ON if near.get("threshold") is not None else None

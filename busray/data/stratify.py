@@ -18,7 +18,7 @@ import logging
 import numpy as np
 
 from busray.data.config import DataConfig
-from busray.data.dedup import near_duplicate_groups
+from busray.data.dedup import HASH_VIEW, near_duplicate_groups, phash
 from busray.data.errors import DataError
 from busray.data.imageset import ImageSet
 from busray.data.split import SPLIT_NAMES, Split, load_split
@@ -44,7 +44,7 @@ def make_split(ds: ImageSet, cfg: DataConfig) -> Split:
                       names=list(ds.names), groups=groups, strategy="stratified",
                       seed=cfg.split_seed, fractions=tuple(cfg.split_fractions),
                       dataset=ds.source, threshold=_threshold(cfg), kept_together=together,
-                      protocol=cfg.split_protocol)
+                      protocol=cfg.split_protocol, hashed_on=_hashed_on(ds, cfg))
     _check_classes(ds, split, SPLIT_NAMES, split.fractions)
     log.info("split %s: train %d, val %d, test %d; %d near-duplicate groups (%d across splits)",
              split.split_hash, len(split.train), len(split.val), len(split.test),
@@ -71,7 +71,7 @@ def kfold_splits(ds: ImageSet, cfg: DataConfig, k: int) -> list[Split]:
                       names=list(ds.names), groups=base.groups, strategy=f"kfold {i + 1}/{k}",
                       seed=cfg.split_seed, fractions=base.fractions, dataset=ds.source,
                       threshold=base.threshold, kept_together=base.kept_together,
-                      protocol=base.protocol)
+                      protocol=base.protocol, hashed_on=base.hashed_on)
         _check_classes(ds, split, ("train", "val"), (1.0, 1.0), what=f"a {k}-fold split")
         splits.append(split)
     return splits
@@ -81,10 +81,18 @@ def _threshold(cfg: DataConfig) -> int | None:
     return cfg.near_duplicate_threshold if cfg.detect_near_duplicates else None
 
 
+def _hashed_on(ds: ImageSet, cfg: DataConfig) -> str | None:
+    """What the near-duplicate hashes were computed on (recorded in split.json)."""
+    if not cfg.detect_near_duplicates:
+        return None
+    return HASH_VIEW if ds.hashes is not None else f"images as held ({ds.image_size}x{ds.image_size})"
+
+
 def _find_groups(ds: ImageSet, cfg: DataConfig) -> list[list[int]]:
     if not cfg.detect_near_duplicates:
         return []
-    groups = near_duplicate_groups(ds.images, cfg.near_duplicate_threshold)
+    hashes = ds.hashes if ds.hashes is not None else phash(ds.images)
+    groups = near_duplicate_groups(hashes, cfg.near_duplicate_threshold)
     log.info("found %d near-duplicate groups (%d images) at pHash Hamming distance <= %d",
              len(groups), sum(map(len, groups)), cfg.near_duplicate_threshold)
     return groups
@@ -95,7 +103,7 @@ def _official_split(ds: ImageSet, cfg: DataConfig, groups: list[list[int]]) -> S
     split = Split(**parts, names=list(ds.names), groups=groups, strategy="official",
                   seed=cfg.split_seed, fractions=tuple(len(parts[p]) / len(ds) for p in parts),
                   dataset=ds.source, threshold=_threshold(cfg), kept_together=False,
-                  protocol="official")
+                  protocol="official", hashed_on=_hashed_on(ds, cfg))
     leaks = split.groups_across_splits()
     if leaks:
         log.warning("the official split of %s puts %d near-duplicate groups across splits",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from busray.data.dedup import HASH_VIEW
 from busray.data.imageset import ImageSet
 from busray.data.split import SPLIT_NAMES, Split
 
@@ -51,6 +52,7 @@ class Coverage:
 @dataclass(frozen=True)
 class DuplicateSummary:
     threshold: int | None  # None: near-duplicates were not searched
+    hashed_on: str | None  # what the hashes saw (split.json's near_duplicates.hashed_on)
     groups: int
     images: int
     across_splits: int
@@ -122,7 +124,7 @@ def _duplicates(ds: ImageSet, split: Split) -> DuplicateSummary:
     labels = ds.labels.numpy()
     largest = sorted(split.groups, key=len, reverse=True)[:MAX_GROUP_EXAMPLES]
     return DuplicateSummary(
-        threshold=split.threshold, groups=split.n_groups, images=sum(map(len, split.groups)),
+        threshold=split.threshold, hashed_on=split.hashed_on, groups=split.n_groups, images=sum(map(len, split.groups)),
         across_splits=split.groups_across_splits(),
         mixed_class=sum(len(set(labels[g].tolist())) > 1 for g in split.groups),
         kept_together=split.kept_together, largest=[[ds.names[i] for i in g] for g in largest])
@@ -164,7 +166,9 @@ def _duplicate_lines(s: DatasetSummary) -> list[str]:
             (" (train/test leakage)" if d.across_splits else "") +
             ("" if d.kept_together else "; groups were not kept together"))
     lines = [f"near-duplicates (pHash Hamming distance <= {d.threshold}): {d.groups} group(s) "
-             f"of {d.images} images; {leak}"]
+             f"of {d.images} images; {leak}",
+             f"  hashed on: {d.hashed_on} (the same groups at every data.image_size)"
+             if d.hashed_on == HASH_VIEW else f"  hashed on: {d.hashed_on}"]
     if d.mixed_class:
         lines.append(f"  {d.mixed_class} group(s) mix classes: check the labels of these near-copies")
     if d.largest:

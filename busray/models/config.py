@@ -9,7 +9,9 @@ vs multi-level and encoder-only claims) are plain config overrides; a switched-o
 Values the paper leaves open (dropout rates, UPA's normalisation at inference, which layers are
 "early", which encoder activations are tapped) are options here, with the choice documented in the
 help text. ``upa_norm`` defaults to ``running`` so that evaluation does not depend on batching
-(docs/SCIENCE.md); training is the paper's batch-mean normalisation either way.
+(docs/SCIENCE.md); training is the paper's batch-mean normalisation either way. That running mean is
+estimated in evaluation mode (``upa_calibration: eval_pass``), so that evaluation's u~ is ~1 as in
+training (busray/models/calibration.py).
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ class ModelConfig:
         "predictions then depend on which images share a batch, degenerate for a batch of one)",
         choices=("batch", "running"))
     upa_momentum: float = option(0.1, "running-mean momentum of upa_norm='running'", range=(0.0, 1.0))
+    upa_calibration: str = option(
+        "eval_pass",
+        "how upa_norm='running' estimates the u_bar evaluation divides by (the paper is silent). "
+        "'eval_pass' (default): before every evaluation in training (each epoch's validation, so "
+        "the saved checkpoints too) one no-grad evaluation-mode pass over upa_calibration_images "
+        "training images sets it to their mean u, like BatchNorm recalibration: evaluation's mean "
+        "u~ is then ~1, as in training. 'train': only the running mean of training batches, whose "
+        "features have dropout and train-mode BatchNorm (on BUSI, evaluation's mean u~_seg was "
+        "0.59-0.69)", choices=("eval_pass", "train"))
+    upa_calibration_images: int = option(
+        128, "training images of the eval_pass calibration (a fixed shuffled subset, the same every "
+        "epoch; 0 = all of them). 128 pin the mean u to ~5 % on BUSI (per-image CV <= 0.6) at about "
+        "the cost of one validation pass", range=(0, None))
     upa_hidden: int = option(32, "hidden width of UPA's weight MLP (paper: MLP_32)", range=(1, None))
     encoder_only: bool = option(
         False,

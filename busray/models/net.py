@@ -80,7 +80,8 @@ class MultiTaskNet(nn.Module):
                                         cfg.tim_seg2clf, cfg.tim_clf2seg)
             for level in tim_levels}) if tim_levels else None
         self.upa = nn.ModuleDict({
-            str(level): UncertaintyProxyAttention(cfg.upa_hidden, cfg.upa_norm, cfg.upa_momentum)
+            str(level): UncertaintyProxyAttention(cfg.upa_hidden, cfg.upa_norm, cfg.upa_momentum,
+                                                  track_running=cfg.upa_calibration == "train")
             for level in tim_levels}) if cfg.upa and tim_levels else None
         self.seg_head = SegmentationHead(cfg.decoder_channels[-1])
         streams_dim = 0 if cfg.encoder_only else len(LEVELS) * cfg.clf_dim

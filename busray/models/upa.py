@@ -8,17 +8,28 @@ features (Eq. 8): ``D_final = D + w_seg (D_enh - D)``, ``f_final = f + w_clf (f_
 
 ``u_bar`` (the paper only says "normalised"; the authors' code uses the batch mean) comes in two
 modes (``model.upa_norm``):
-- ``running`` (the default): training normalises by the batch mean as the authors' code, and also
-  tracks an exponential running mean like BatchNorm (the first batch initialises it); evaluation
-  divides by the running mean, so each image's prediction depends on that image alone and a split's
-  metrics are the same for any batch size and order (tests/training/test_evaluate_invariance.py).
-  Before any training step evaluation falls back to the batch mean;
+- ``running`` (the default): training normalises by the batch mean as the authors' code; evaluation
+  divides by a stored mean ``running_u``, so each image's prediction depends on that image alone and
+  a split's metrics are the same for any batch size and order
+  (tests/training/test_evaluate_invariance.py). ``running_u`` is either set in evaluation mode by
+  :meth:`set_reference` (the default, below) or, with ``track_running``, an exponential running mean
+  of the training batches' means like BatchNorm's (the first batch initialises it). Until it has
+  been set, evaluation falls back to the batch mean;
 - ``batch``: the batch mean in evaluation too, as the authors' code. Predictions then
   depend on which images share a batch (a batch of one gives u~ ~ 1 for every image, so the signal is
   lost); kept as an option and compared in ``ablations/upa_norm.yaml``.
 
 Training-mode outputs of the two modes are identical for the same weights (the running mean is only
 read in evaluation), so ``running`` changes what evaluation measures, not what training optimises.
+
+The mean tracked in training sees train-mode features (dropout on, BatchNorm on batch statistics),
+which are not what evaluation sees: on BUSI, evaluation's mean u~_seg came out 0.59-0.69 instead of
+1, so UPA's MLP was fed inputs it never saw in training. ``model.upa_calibration: eval_pass`` (the
+default; the paper is silent) therefore re-estimates ``u_bar`` in evaluation mode before every
+evaluation, as BatchNorm recalibration does (:mod:`busray.models.calibration`, :meth:`set_reference`),
+and training does not track it (``track_running=False``): a pass's ``u`` at level l depends on the
+``u_bar`` of the levels before it, so each pass starts from the previous calibration rather than
+from train-mode means (until the first one, evaluation uses the batch mean).
 """
 
 from __future__ import annotations
@@ -31,12 +42,14 @@ NORM_MODES = ("batch", "running")
 
 
 class UncertaintyProxyAttention(nn.Module):
-    def __init__(self, hidden: int = 32, norm: str = "running", momentum: float = 0.1):
+    def __init__(self, hidden: int = 32, norm: str = "running", momentum: float = 0.1,
+                 track_running: bool = True):
         super().__init__()
         if norm not in NORM_MODES:
             raise ValueError(f"upa norm must be one of {NORM_MODES}, got {norm!r}")
         self.norm = norm
         self.momentum = momentum
+        self.track_running = track_running   # False: only set_reference sets the running mean
         self.weight_mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2))
         if norm == "running":
             self.register_buffer("running_u", torch.ones(2))
@@ -68,6 +81,14 @@ class UncertaintyProxyAttention(nn.Module):
         f_final = f + w[:, 1, None] * (f_enh - f)
         return d_final, f_final, w
 
+    @torch.no_grad()
+    def set_reference(self, mean_u: torch.Tensor) -> None:
+        """Make ``mean_u`` (2,) the ``u_bar`` of evaluation (``norm='running'`` only)."""
+        if self.norm != "running":
+            raise ValueError(f"set_reference: upa norm '{self.norm}' has no running mean")
+        self.running_u.copy_(mean_u)
+        self.num_batches_tracked.clamp_(min=1)   # evaluation reads running_u from now on
+
     def _reference(self, u: torch.Tensor) -> torch.Tensor:
         """``u_bar``, (2,): the batch mean, or the running mean in eval with ``norm='running'``.
 
@@ -77,7 +98,8 @@ class UncertaintyProxyAttention(nn.Module):
         if self.norm == "batch":
             return batch_mean
         if self.training:
-            self._track(batch_mean.detach())
+            if self.track_running:
+                self._track(batch_mean.detach())
             return batch_mean
         return torch.where(self.num_batches_tracked > 0, self.running_u, batch_mean)
 

@@ -3,7 +3,7 @@
 - ``format_list``: one line per sweep (trial counts by status, objective, best value).
 - ``format_show``: a sweep's best trials as an aligned table: trial id, status, the config keys
   that vary within the sweep (constant ones would only repeat the sweep file), the ranking
-  metric(s), the best epoch and two test metrics (:data:`TEST_METRICS_SHOWN`); a sweep's closing
+  metric(s), the best epoch and the test metrics of :data:`TEST_METRICS_SHOWN`; a sweep's closing
   summary prints the same table. With several metrics a ``pareto`` column marks the trials on the
   multi-objective front (no other trial is at least as good on every metric and better on one).
 - ``export``: the sweep's run rows (all columns, filters applied) as csv, md or parquet, written
@@ -31,8 +31,10 @@ from busray.results.schema import ResultsError, config_columns
 from busray.results.store import ResultsStore, Where, kind_of
 
 EXPORT_FORMATS = ("csv", "md", "parquet")
-#: Held-out metrics shown after the ranking metric(s): what a trial scored on the test split, one per task.
-TEST_METRICS_SHOWN = ("test/seg/iou", "test/clf/acc")
+#: Held-out metrics shown after the ranking metric(s): what a trial scored on the test split, one per
+#: task, and beside the lesion IoU its sensitivity and precision, which say whether the masks are too
+#: large (sens >> prec: what the paper's Tversky weights alpha 0.3 / beta 0.7 push towards) or too small.
+TEST_METRICS_SHOWN = ("test/seg/iou", "test/seg/sens", "test/seg/prec", "test/clf/acc")
 
 
 def format_list(store: ResultsStore) -> str:

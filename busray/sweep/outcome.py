@@ -112,7 +112,8 @@ def sweep_outcome(job: TrialJob, journal: str | None = None, interrupted: str = 
 
 def best_trials(runs: pd.DataFrame, objective: Objective, top: int = 5) -> pd.DataFrame:
     """The top completed and stopped-early trials, as ``busray results show`` ranks and lays them out
-    (the config keys that vary in the sweep, a ``pareto`` mark for several metrics, two test metrics)."""
+    (the config keys that vary in the sweep, a ``pareto`` mark for several metrics, the test metrics
+    of ``TEST_METRICS_SHOWN``: IoU, lesion sensitivity and precision, accuracy)."""
     if runs.empty or objective.metric not in runs:
         return pd.DataFrame()
     table = show_table(runs, list(zip(objective.metrics, objective.modes)))

@@ -30,6 +30,7 @@ from busray.config import Config, config_to_dict, save_config
 from busray.objective import Objective
 from busray.runfolder import BEST, LAST, RunFolder, RunOutcome, best_val
 from busray.training.batches import epoch_batches
+from busray.training.calibration import calibrate_for_evaluation
 from busray.training.checkpoint import (TrainingState, load_checkpoint, restore_rng, restore_training_state,
                                        rng_state, save_checkpoint)
 from busray.training.epoch import NonFiniteLoss, evaluate, monitor_score, train_epoch
@@ -197,6 +198,8 @@ def _train_epochs(cfg: Config, setup: TrainingSetup, state: TrainingState, repor
 
 
 def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int, show_steps: bool = False) -> dict[str, float]:
+    """Train one epoch, then (UPA calibration and) validation. ``time/train_img_per_s`` counts the
+    training steps only; ``time/epoch_s`` is the whole epoch, evaluation included."""
     t0 = time.time()
     gen = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
     train = setup.splits["train"]
@@ -207,7 +210,9 @@ def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int, show_steps: bool =
     with tqdm(total=len(batches), desc=f"epoch {epoch}", unit="step", leave=False, dynamic_ncols=True,
               disable=not show_steps) as steps:
         metrics.update(train_epoch(setup.ctx, train, batches, epoch, progress=steps))
+    train_s = time.time() - t0
     setup.scheduler.step()
+    calibrate_for_evaluation(setup.ctx, train, cfg.model, cfg.train.eval_batch_size)
     picks = setup.val_picks if setup.run_dir is not None else []
     val = evaluate(setup.ctx, setup.splits["val"], cfg.train.eval_batch_size, cfg.model.num_classes,
                    prefix="val", keep=picks)
@@ -215,7 +220,7 @@ def _one_epoch(cfg: Config, setup: TrainingSetup, epoch: int, show_steps: bool =
     metrics.update(val.metrics)
     metrics["val/score"] = monitor_score(val.metrics)
     metrics["time/epoch_s"] = time.time() - t0
-    metrics["time/train_img_per_s"] = sum(len(b) for b in batches) * setup.world / max(1e-9, time.time() - t0)
+    metrics["time/train_img_per_s"] = sum(len(b) for b in batches) * setup.world / max(1e-9, train_s)
     return metrics
 
 

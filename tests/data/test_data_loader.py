@@ -28,6 +28,7 @@ def test_cache_is_written_then_reused(tmp_path, monkeypatch):
     second = load_dataset(cfg, root)
     assert torch.equal(first.images, second.images) and torch.equal(first.masks, second.masks)
     assert first.names == second.names and torch.equal(first.labels, second.labels)
+    assert np.array_equal(first.hashes, second.hashes) and first.hashes.shape == (6, 64)
 
 
 @pytest.mark.parametrize("change", ["file", "size", "mode"])

@@ -24,7 +24,8 @@ def filled(store, make_row):
         store.record_run(make_row(
             trial_id=trial, status=status, best_epoch=3, objective="val/seg/iou:max",
             config={"model": {"tau": tau, "backbone": "b0"}, "loss": {"w_seg": 0.5}},
-            val={"seg/iou": iou, "clf/acc": acc}, test={"seg/iou": iou - 0.1}))
+            val={"seg/iou": iou, "clf/acc": acc},
+            test={"seg/iou": iou - 0.1, "seg/sens": 0.95, "seg/prec": iou}))
     store.record_run(make_row(sweep="other", sweep_id="o-1", trial_id="x"))
     return store
 
@@ -57,11 +58,13 @@ def test_format_show_ranks_by_the_sweep_objective(filled):
     header, columns = text.splitlines()[:2]
     assert header == "sweep demo (demo-1): best 5 of 5 trials by val/seg/iou (max)"
     # Only the varying config key is shown (backbone and w_seg are constant); then the test metrics
-    # recorded (test/seg/iou; no trial has test/clf/acc), as a sweep's summary shows them
-    assert columns.split() == ["trial_id", "status", "model.tau", "val/seg/iou", "best_epoch", "test/seg/iou"]
+    # recorded (IoU with the lesion sensitivity and precision beside it; no trial has test/clf/acc),
+    # as a sweep's summary shows them
+    assert columns.split() == ["trial_id", "status", "model.tau", "val/seg/iou", "best_epoch", "test/seg/iou",
+                               "test/seg/sens", "test/seg/prec"]
     body = _body(text)
     assert [r[0] for r in body] == ["t2", "t1", "t0", "t3", "t4"]   # failed last
-    assert body[0] == ["t2", "completed", "0.6", "0.7", "3", "0.6"]
+    assert body[0] == ["t2", "completed", "0.6", "0.7", "3", "0.6", "0.95", "0.7"]
 
 
 def test_format_show_calls_an_ablation_by_its_name(store, make_row):

@@ -163,12 +163,15 @@ def test_failed_rows_give_their_errors_most_frequent_first():
 
 def test_the_summary_ranks_and_lays_out_trials_as_results_show_does():
     """Completed and stopped trials by the objective, the config keys that vary, the Pareto mark for
-    several metrics, two test metrics beside; failed trials are not among the best."""
+    several metrics, the test metrics beside (IoU with lesion sensitivity and precision, accuracy);
+    failed trials are not among the best."""
     runs = pd.DataFrame({
         "trial_id": ["a", "b", "c", "d"], "status": ["completed", "stopped_early", "completed", "failed"],
         "model.tau": [0.5, 0.9, 0.7, 0.3], "train.lr": [0.001] * 4,
         "val/seg/iou": [0.30, 0.20, 0.25, None], "val/clf/acc": [0.60, 0.80, 0.50, None],
-        "best_epoch": [3, 2, 4, None], "test/seg/iou": [0.28, None, 0.22, None], "test/clf/acc": [0.7, None, 0.6, None]})
+        "best_epoch": [3, 2, 4, None], "test/seg/iou": [0.28, None, 0.22, None],
+        "test/seg/sens": [0.9, None, 0.95, None], "test/seg/prec": [0.3, None, 0.25, None],
+        "test/clf/acc": [0.7, None, 0.6, None]})
     objective = Objective.parse("val/seg/iou:max,val/clf/acc:max")
     sweep = SweepOutcome("s", "s-1", "/st", {"completed": 2, "stopped_early": 1, "failed": 1},
                          best_trials(runs, objective), objective)
@@ -176,9 +179,10 @@ def test_the_summary_ranks_and_lays_out_trials_as_results_show_does():
     start = lines.index("best trials by val/seg/iou:max,val/clf/acc:max "
                         "(* pareto: no other trial is at least as good on every metric):")
     assert lines[start + 1].split() == ["trial_id", "status", "pareto", "model.tau", "val/seg/iou", "val/clf/acc",
-                                        "best_epoch", "test/seg/iou", "test/clf/acc"]
+                                        "best_epoch", "test/seg/iou", "test/seg/sens", "test/seg/prec",
+                                        "test/clf/acc"]
     assert [line.split() for line in lines[start + 3:start + 6]] == [
-        ["a", "completed", "*", "0.5", "0.3", "0.6", "3", "0.28", "0.7"],
-        ["c", "completed", "0.7", "0.25", "0.5", "4", "0.22", "0.6"],
-        ["b", "stopped_early", "*", "0.9", "0.2", "0.8", "2", "-", "-"]]
+        ["a", "completed", "*", "0.5", "0.3", "0.6", "3", "0.28", "0.9", "0.3", "0.7"],
+        ["c", "completed", "0.7", "0.25", "0.5", "4", "0.22", "0.95", "0.25", "0.6"],
+        ["b", "stopped_early", "*", "0.9", "0.2", "0.8", "2", "-", "-", "-", "-"]]
     assert lines[start + 6] == "next:"

@@ -13,6 +13,7 @@ from busray.config import load_config
 from busray.data import load_dataset
 from busray.losses import MultiTaskLoss
 from busray.models import create_model
+from busray.models.calibration import calibrate_upa
 from busray.training.batches import DeviceSplit, to_model_input
 from busray.training.epoch import StepContext, eval_order, evaluate, sample_picks
 
@@ -36,14 +37,17 @@ def dataset():
 
 
 def _context(cfg, norm: str) -> StepContext:
-    """A tiny model whose BatchNorm and UPA running statistics have seen a few training batches."""
+    """A tiny model whose BatchNorm running statistics have seen a few training batches and whose
+    UPA running mean was then calibrated on them in evaluation mode, as ``fit`` does."""
     torch.manual_seed(0)
     model = create_model(dataclasses.replace(cfg.model, upa_norm=norm))
     model.train()
+    batches = [to_model_input(torch.randint(0, 255, (6, 1, 64, 64)), 3, model.input_mean,
+                              model.input_std) for _ in range(3)]
     with torch.no_grad():
-        for _ in range(3):
-            model(to_model_input(torch.randint(0, 255, (6, 1, 64, 64)), 3, model.input_mean,
-                                 model.input_std))
+        for x in batches:
+            model(x)
+    calibrate_upa(model, batches)
     return StepContext(model=model, loss_fn=MultiTaskLoss(cfg.loss), optimizer=None,
                        device=torch.device("cpu"), in_chans=3, mean=model.input_mean,
                        std=model.input_std, data_cfg=cfg.data.augment)

@@ -17,11 +17,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from busray.atomic import HOST
 from busray.config import config_to_dict, load_config
+from busray.data import load_dataset, load_split
 from busray.metrics import METRIC_KEYS
+from busray.models.calibration import mean_normalised_uncertainty
 from busray.objective import Objective
 from busray.runfolder import RunFolder
 from busray.training import ResumeFromDir, fit
+from busray.training.batches import to_model_input
 from busray.training.checkpoint import TrainingState
+from busray.training.inference import load_trained
 from busray.training.loop import _update_state
 from busray.training.reporter import NullReporter
 from busray.training.setup import build_scheduler
@@ -109,6 +113,32 @@ def test_test_predictions_hold_diagnostics(tiny_run):
     np.testing.assert_allclose(weights, 1.0, atol=1e-5)  # UPA softmax per image and level
     samples = np.load(f"{result.run_dir}/test_samples.npz")
     assert samples["image"].dtype == np.uint8 and samples["prob"].shape == samples["image"].shape
+
+
+def test_evaluation_feeds_upa_a_mean_u_tilde_of_one(tiny_run):
+    """The saved model was calibrated in evaluation mode (model.upa_calibration: eval_pass, all 34
+    training images here): evaluation's mean u~ = u / u_bar is 1 on those images (to 1e-2: each
+    pass starts from the previous epoch's u_bar at the levels upstream) and near 1 on the 7 test
+    images (to 0.15: a mean over 7 images differs from the training images' by sampling alone;
+    the tracked train-mode mean this replaces left the tiny model's u~ at 0.002-0.08)."""
+    cfg, result = tiny_run
+    model, _, _ = load_trained(result.run_dir)
+    ds = load_dataset(cfg.data)
+    split = load_split(f"{result.run_dir}/split.json", ds)
+    for part, tolerance in (("train", 1e-2), ("test", 0.15)):
+        x = to_model_input(ds.images[split.indices(part)], 3, model.input_mean, model.input_std)
+        u_tilde = mean_normalised_uncertainty(model, [x])
+        assert len(u_tilde) == 4
+        for name, value in u_tilde.items():
+            torch.testing.assert_close(value, torch.ones(2), rtol=0, atol=tolerance, msg=f"{part} {name}")
+
+
+def test_training_throughput_leaves_evaluation_out(tiny_run):
+    """time/train_img_per_s: training images over the training steps' time, not the whole epoch's."""
+    history = pd.read_csv(f"{tiny_run[1].run_dir}/history.csv")
+    train_s = len(load_split(f"{tiny_run[1].run_dir}/split.json",
+                             load_dataset(tiny_run[0].data)).train) / history["time/train_img_per_s"]
+    assert (train_s < 0.9 * history["time/epoch_s"]).all()   # calibration and validation take > 10 %
 
 
 def test_checkpoint_loads_with_weights_only(tiny_run):
