@@ -84,11 +84,11 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
     job = experiment_job(spec, state, storage, "sweep", tuple(spec.space))
     total = add_trials or spec.num_trials
 
-    def tune_round(callbacks: list, verbose: bool) -> None:
+    def tune_round(callbacks: list, verbose: bool, concurrent: int) -> None:
         if resume and not _never_started(job, state):
             _restore(job, state, callbacks, words)
         else:
-            _search_tuner(spec, job, state, total, callbacks, verbose).fit()
+            _search_tuner(spec, job, state, total, concurrent, callbacks, verbose).fit()
 
     return _run(spec, job, total, spec.worker_counts(), tune_round, progress, verbose, _journal(spec, state))
 
