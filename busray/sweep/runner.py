@@ -50,7 +50,7 @@ from busray.results.schema import in_store_order
 from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
 from busray.sweep.nodes import check_storage_on_nodes
 from busray.sweep.placement import check_resources, concurrency, trial_resources
-from busray.sweep.job import JOURNAL, REQUEST_KEY, TrialJob
+from busray.sweep.job import JOURNAL, REQUEST_KEY, TrialJob, run_id_of
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.storage import Storage
 from busray.sweep.trial import run_trial
@@ -161,7 +161,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
         metric_names=list(obj.metrics), requests=spec)
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, metric, mode),
                                   num_samples=num_samples, max_concurrent_trials=concurrent,
-                                  reuse_actors=True)
+                                  reuse_actors=True, trial_dirname_creator=run_id_of)
     return tune.Tuner(_trainable(job), tune_config=tune_config,
                       run_config=_run_config(job, state.tune_dir, round_name, callbacks, verbose))
 
@@ -172,7 +172,8 @@ def _grid_tuner(job: TrialJob, state: SweepState, requests: list[RunRequest], ma
 
     grid = tune.grid_search([r.to_dict() for r in requests])
     return tune.Tuner(_trainable(job), param_space={REQUEST_KEY: grid},
-                      tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+                      tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                                  trial_dirname_creator=run_id_of),
                       run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
 
 

@@ -175,6 +175,8 @@ def test_tensorboard_one_run_per_trial_with_its_hparams(sweep):
         assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("hparams/")]  # no one-point charts
         assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
     tune_dir = Path(storage) / "tiny" / "tune"
+    trial_dirs = [p.name for p in (tune_dir / "round-000").iterdir() if p.is_dir()]
+    assert sorted(trial_dirs) == sorted(runs.index)  # Tune's own trial folders are named by run id too
     for pattern in ("**/events.out.tfevents.*", "**/result.json", "**/progress.csv"):
         assert not list(tune_dir.glob(pattern)), pattern  # Tune's own loggers are off
     assert not list((Path(storage) / "tiny").glob("train/**/checkpoint_*"))  # one copy of each checkpoint
