@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile torch==2.14.1 torchvision==0.29.1
-	$(COMPILE) $(SITE)/torch > /dev/null & $(PY) -m pip install --quiet --no-compile -e '.[dev]' && wait $$!
+	$(COMPILE) $(SITE)/torch > /dev/null & $(PY) -m pip install --quiet --no-compile -e '.[dev,reference]' && wait $$!
 	$(COMPILE) $(SITE) busray > /dev/null
 	touch $(STAMP)
 

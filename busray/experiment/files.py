@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-import yaml
-
 from busray.config import Config, config_from_dict, config_to_dict, resolve_run_paths
 from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, check_file_kind, flatten, from_dict,
-                                load_yaml, option, unknown_key_error)
+                                load_yaml, option, unknown_key_error, yaml_text)
 from busray.data.embedded import is_embedded
 from busray.experiment.storage import in_ray_job
 from busray.experiment.tracking import TrackingSpec, check_installed
@@ -170,11 +168,7 @@ def check_run_keys_under_base(raw: dict, spec_cls: type) -> None:
         if group in raw and group not in fields:
             key, value = next(iter(flatten({group: raw[group]}).items()), (group, "..."))
             raise ConfigError(f"unknown config key '{key}': run settings go under 'base', "
-                              f"e.g. --set base.{key}={_yaml_value(value)}")
-
-
-def _yaml_value(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+                              f"e.g. --set base.{key}={yaml_text(value)}")
 
 
 def check_monitor(base: dict, objective: Objective) -> None:
