@@ -11,6 +11,7 @@ import yaml
 from busray.ablation import run_ablation
 from busray.configtools import ConfigError
 from busray.experiment import load_ablation_spec, open_sweep
+from tinyrun import round_saved_by_tune
 
 SPEC = {"kind": "ablation", "name": "mini", "base": {"train": {"epochs": 2}},
         "variants": {"baseline": {"model.hmsf": False}, "full": {}}}
@@ -63,7 +64,9 @@ def test_base_key_override_applies(spec_file):
 
 def test_existing_ablation_needs_resume(spec_file, tmp_path):
     storage = tmp_path / "store"
-    open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
+    state = open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation")
+    state.new_round()
+    round_saved_by_tune(state)  # it ran
     with pytest.raises(ConfigError, match="ablation 'mini' already exists in .*: use resume=True to finish it, "
                                           "or another storage=$"):  # Python words (the CLI: --resume, --storage)
         run_ablation(spec_file, storage=str(storage), progress=False)

@@ -14,9 +14,10 @@ from busray.results import ResultsStore, RunIdentity, run_row
 from busray.runfolder import RunOutcome
 from busray.experiment import load_sweep_spec, open_sweep
 from busray.experiment.space import DefineByRun
-from busray.experiment.state import CLI_WORDS
+from busray.experiment.state import CLI_WORDS, never_started
 from busray.experiment.sweepfile import parse_sweep
-from busray.sweep.runner import _never_started, experiment_job
+from busray.storage import Storage
+from tinyrun import round_saved_by_tune
 
 TINY_SPEC = Path(__file__).parents[1] / "sweep" / "fixtures" / "tiny.yaml"
 
@@ -163,6 +164,7 @@ def test_sweep_state_refuses_a_silent_restart(tmp_path, words, options):
     first = open_sweep(tmp_path, "s", resume=False, add_trials=None)
     assert not (tmp_path / "s").exists()  # nothing on disk until the first round starts
     first.new_round()
+    round_saved_by_tune(first)
     with pytest.raises(ConfigError) as err:
         open_sweep(tmp_path, "s", resume=False, add_trials=None, **words)
     assert str(err.value) == f"sweep 's' already exists in {tmp_path.resolve() / 's'}: {options}"
@@ -179,15 +181,18 @@ def test_resume_and_add_trials_exclude_each_other(tmp_path, words, message):
         open_sweep(tmp_path, "s", resume=True, add_trials=2, **words)
 
 
-def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path):
-    """A refused start (or an older busray's, which saved sweep.json before its checks) is no sweep."""
+@pytest.mark.parametrize("rounds", [[], ["round-000"]])
+def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path, rounds):
+    """A refused start (or an older busray's, which saved sweep.json before its checks), or a round Tune
+    never saved, is no sweep: the same command runs it afresh under its id, and so does a resume."""
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "sweep.json").write_text(json.dumps({"name": "s", "sweep_id": "s-old", "folder": "x",
-                                                          "rounds": []}))
-    fresh = open_sweep(tmp_path, "s", resume=False, add_trials=None)
-    assert fresh.sweep_id != "s-old" and fresh.rounds == []
-    with pytest.raises(ConfigError, match="nothing to resume"):
-        open_sweep(tmp_path, "s", resume=True, add_trials=None)
+                                                          "rounds": rounds}))
+    for resume in (False, True):
+        fresh = open_sweep(tmp_path, "s", resume=resume, add_trials=None)
+        assert fresh.sweep_id == "s-old" and fresh.rounds == []
+    with pytest.raises(ConfigError, match="no study to add trials to"):
+        open_sweep(tmp_path, "s", resume=False, add_trials=2)
 
 
 def test_worker_count_may_be_searched():
@@ -202,14 +207,16 @@ def test_asha_needs_a_rung_before_the_last_epoch(overrides):
         load_sweep_spec(Path(__file__).parents[2] / "sweeps" / "smoke.yaml", overrides)
 
 
-@pytest.mark.parametrize("recorded, starts_afresh", [(False, True), (True, False)])
-def test_resume_of_a_sweep_tune_never_saved(tmp_path, recorded, starts_afresh):
+@pytest.mark.parametrize("recorded, saved, starts_afresh", [(False, False, True), (True, False, False),
+                                                            (False, True, False)])
+def test_resume_of_a_sweep_tune_never_saved(tmp_path, recorded, saved, starts_afresh):
     """Stopped after its first round began but before Tune saved the experiment: --resume starts it
-    afresh, unless trials were recorded (then there is something to restore, and it must be found)."""
+    afresh, unless trials were recorded or Tune saved it (then there is something to restore)."""
     state = open_sweep(tmp_path, "tiny", resume=False, add_trials=None)
     state.new_round()
     if recorded:
         identity = RunIdentity("tiny", state.sweep_id, "t0", None, 0, "val/score:max")
         ResultsStore(tmp_path).record_run(run_row(identity, {}, RunOutcome(best_epoch=1).finish("completed")))
-    job = experiment_job(load_sweep_spec(TINY_SPEC), state, str(tmp_path), "sweep", ())
-    assert _never_started(job, state) is starts_afresh
+    if saved:
+        round_saved_by_tune(state)
+    assert never_started(state, Storage.at(tmp_path)) is starts_afresh
