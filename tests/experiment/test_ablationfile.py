@@ -34,7 +34,7 @@ def spec_file(tmp_path):
 def test_misplaced_run_key_names_the_base_key(spec_file, override, hint):
     with pytest.raises(ConfigError) as err:
         load_ablation_spec(spec_file, [override])
-    assert str(err.value).startswith(f"{spec_file}: unknown config key")
+    assert str(err.value).startswith(f"--set {override}: unknown config key")  # named after the --set
     assert hint in str(err.value)
 
 
@@ -54,7 +54,7 @@ def test_run_settings_at_the_top_of_the_file_name_base_too(tmp_path):
 def test_a_bad_run_key_names_where_it_is(spec_file, override, message):
     with pytest.raises(ConfigError) as err:
         load_ablation_spec(spec_file, [override])
-    assert str(err.value).startswith(f"{spec_file}: {message}")
+    assert str(err.value).startswith(f"--set {override}: {message}")
 
 
 def test_base_key_override_applies(spec_file):

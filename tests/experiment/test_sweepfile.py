@@ -32,6 +32,10 @@ def test_fixture_spec_parses_with_typed_groups():
     assert spec.objective.label() == "val/score:max" and spec.scheduler.type == "asha"
 
 
+#: Overrides whose error names a key that keeps the file's value (the file's low 0.1 of an int parameter).
+FILE_VALUE_NAMED = {"space.model.tau.type=int", "objective.metrics=[val/score, val/seg/iou]"}
+
+
 @pytest.mark.parametrize("override, message", [
     ("space.model.bogus={type: uniform, low: 0, high: 1}", "space: unknown config key 'model.bogus' (known: "),
     ("space.model.tua={type: uniform, low: 0.2, high: 1}", "space: unknown config key 'model.tua'; did you mean 'model.tau'?"),
@@ -61,6 +65,16 @@ def test_fixture_spec_parses_with_typed_groups():
     ("base.modle={tau: 1}", "unknown config key 'modle'"),
     ("objective.metrics=[val/score, val/seg/iou]", "objective.modes: 1 modes for 2 metrics"),
     ("objective.metrics=[test/seg/iou]", "objective.metrics: 'test/seg/iou' is not a val/<metric> key"),
+    ("objective=val/seg/iuo:max", "objective: 'val/seg/iuo' is not a metric a run reports (did you mean val/seg/iou"),
+    ("objective={metrics: [val/score, clf/accc]}", "objective: 'val/clf/accc' is not a metric a run reports (did "
+                                                  "you mean val/clf/acc"),
+    ("tracking.mlflow.tracking_uri=htp://host:5000", "tracking.mlflow.tracking_uri: 'htp://host:5000' has a scheme "
+                                                     "MLflow does not know ('htp' (did you mean http, https?)"),
+    ("tracking.mlflow.tracking_uri=http:///x", "tracking.mlflow.tracking_uri: 'http:///x' names no server"),
+    ("tracking.mlflow.tracking_uri=/dev/null/mlruns", "tracking.mlflow.tracking_uri: '/dev/null/mlruns': /dev/null "
+                                                      "is not a folder, so /dev/null/mlruns cannot be created"),
+    ("tracking.mlflow.tracking_uri=sqlite:////no/such/folder/m.db", "tracking.mlflow.tracking_uri: "
+     "'sqlite:////no/such/folder/m.db': folder /no/such/folder not found"),
     ("num_trials=0", "num_trials: 0 is outside"),
     ("max_concurrent=two", "max_concurrent: expected an integer"),
     ("scheduler.reduction_factor=1", "scheduler.reduction_factor: 1.0 is outside"),
@@ -75,7 +89,9 @@ def test_fixture_spec_parses_with_typed_groups():
 def test_invalid_sweep_files_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_sweep_spec(TINY_SPEC, [override])
-    assert str(err.value).startswith(f"{TINY_SPEC}: ") and message in str(err.value)
+    # named after the --set that gave the value, or the file where the key named holds the file's value
+    source = TINY_SPEC if override in FILE_VALUE_NAMED else f"--set {override}"
+    assert str(err.value).startswith(f"{source}: ") and message in str(err.value)
     assert "\n" not in str(err.value)
 
 
