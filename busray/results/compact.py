@@ -50,7 +50,6 @@ from busray.results.layout import (
     StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, marker_is_newer,
     merge, part_seq, read_files, write_marker, write_table)
 from busray.results.repair import repair_runs
-from busray.results.schema import ResultsError
 
 LOCK = "_compact.lock"
 RETIRED = ".retired"

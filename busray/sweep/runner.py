@@ -41,6 +41,7 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from busray.configtools import ConfigError
+from busray.notice import warn
 from busray.experiment import (ExperimentFile, RunRequest, SweepSpec, SweepState, load_sweep_spec, open_sweep,
                                resolve_storage)
 from busray.experiment.space import DefineByRun, space_record
@@ -67,6 +68,9 @@ SNAPSHOT_TUNE = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 #: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
 #: turned off above); --verbose leaves them alone.
 QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
+#: Tune's logger of a failed experiment snapshot (a storage that turned read-only or full): its 22-line
+#: traceback becomes one ``busray: warning:`` line, once per message (--verbose leaves it alone).
+SNAPSHOT_LOGGER = "ray.tune.execution.experiment_state"
 
 
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
@@ -250,14 +254,17 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in env}
     levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     os.environ.update(env)
+    one_line = _OneLineWarning()
     if not verbose:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(SNAPSHOT_LOGGER).addFilter(one_line)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             yield
     finally:
+        logging.getLogger(SNAPSHOT_LOGGER).removeFilter(one_line)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         for key, value in saved.items():
@@ -265,6 +272,24 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class _OneLineWarning(logging.Filter):
+    """A logged error with its traceback -> one ``busray: warning:`` line (the exception's first line),
+    each distinct one once; the record itself is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        detail = f" ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})" if err else ""
+        text = f"Ray Tune: {record.getMessage().strip().rstrip(':')}{detail}"
+        if text not in self.said:
+            self.said.add(text)
+            warn(text)
+        return False
 
 
 def _sampler(spec: SweepSpec, round_index: int):
