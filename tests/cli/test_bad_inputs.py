@@ -282,6 +282,8 @@ RUN_AND_STORE_CASES = [
     ("sweep-weights-package-missing", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
                                                          "base.model.weights=package:no_such_pkg/w.pth"],
                                                         "base.model.weights: package 'no_such_pkg' is not installed")),
+    ("sweep-step-zero", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "space.model.tau.step=0"],
+                                           "space.model.tau.step: 0 is not a number > 0")),
     ("sweep-set-blamed", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
                                             "base.model.tau=9"], "--set base.model.tau=9: base.model.tau")),
     ("sweep-synthetic-huge", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "base.data.root=synthetic:n=10000000"],
