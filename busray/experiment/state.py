@@ -155,12 +155,12 @@ def check_journal(storage: Storage, state: SweepState) -> None:
     if tail.strip():
         raise ConfigError(f"{where}: the Optuna journal is cut short (its last record, line {len(lines) + 1}, "
                           f"is incomplete); restore the file from a copy, or delete that line to keep the "
-                          f"{len(lines)} complete records")
+                          f"{len(lines)} complete record{'s' if len(lines) != 1 else ''}")
     for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError as err:
-            record, reason = None, getattr(err, "msg", str(err))
+            record, reason = None, _json_problem(err)
         else:
             reason = "not a journal record"
         if not (isinstance(record, dict) and "op_code" in record):
@@ -191,8 +191,15 @@ def _saved_state(folder: Path, location: str, storage: Storage) -> SweepState | 
                 and isinstance(state.spaces, dict)):
             raise TypeError("a field has the wrong type")
     except (ValueError, TypeError) as err:
-        reason = getattr(err, "msg", None) or str(err).replace("SweepState.", "")
+        reason = _json_problem(err) if isinstance(err, ValueError) else str(err).replace("SweepState.", "")
         raise ConfigError(f"{storage.location(folder.name, STATE_FILE) if storage.remote else path}: not a "
                           f"readable sweep state ({reason}); restore the file from a copy, or move the folder "
                           f"{location} aside to run the sweep afresh") from None
     return state
+
+
+def _json_problem(err: ValueError) -> str:
+    """``not JSON (Unterminated string starting at char 32)``: json's message without its line/column."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"not JSON ({err.msg.removesuffix(' at')} at char {err.pos})"
+    return str(err)

@@ -58,8 +58,9 @@ def test_a_started_sweep_in_a_bucket_is_found_there(s3):
 
 
 @pytest.mark.parametrize("text, reason", [
-    ('{"name": "s", "sweep_id": "s-1", "rou', "not a readable sweep state (Unterminated string starting at"),
-    ("", "not a readable sweep state (Expecting value"),
+    ('{"name": "s", "sweep_id": "s-1", "rou', "not a readable sweep state (not JSON (Unterminated string "
+                                               "starting at char 33))"),
+    ("", "not a readable sweep state (not JSON (Expecting value at char 0))"),
     ('{"name": "s", "sweep_id": "s-1", "colour": 1}', "not a readable sweep state (__init__() got an unexpected"),
     ('{"name": "s", "sweep_id": 1, "rounds": ["round-000"]}', "not a readable sweep state (a field has the wrong"),
 ])
@@ -85,8 +86,7 @@ def _journal_with_trials(path: Path, name: str) -> bytes:
     (lambda data: data[:-10], "the Optuna journal is cut short (its last record, line 10, is incomplete); "
                               "restore the file from a copy, or delete that line to keep the 9 complete records"),
     # cut short, then Optuna appended a record to the broken line
-    (lambda data: data[:300] + data[-120:], "line 3 is damaged (Expecting ':' delimiter); restore the file from a copy, "
-                                            "or move it aside"),
+    (lambda data: data[:300] + data[-120:], "line 3 is damaged (not JSON (Expecting ':' delimiter at char "),
     (lambda data: b"[1, 2]\n" + data, "line 1 is damaged (not a journal record)"),
 ])
 def test_a_damaged_journal_is_named_before_optuna_reads_it(tmp_path, damage, message):
