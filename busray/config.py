@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from busray.configtools import (ConfigError, apply_overrides, check_file_kind, describe, from_dict, load_yaml,
-                                option, save_yaml, to_dict)
+from busray.configtools import (ConfigError, apply_overrides, blame, check_file_kind, describe, from_dict,
+                                load_yaml, option, save_yaml, to_dict)
 from busray.data.config import DataConfig
-from busray.data.embedded import is_embedded
+from busray.data.embedded import is_embedded, parse_embedded
+from busray.data.errors import DataError
 from busray.losses import LossConfig
 from busray.models.config import NAMED_WEIGHTS, PACKAGE_PREFIX, ModelConfig, weights_file
 from busray.storage import Storage, is_bucket
@@ -33,6 +34,15 @@ class Config:
     data: DataConfig = option(DataConfig(), "Dataset, split and augmentation (paper Sec. 3.1).")
     train: TrainConfig = option(TrainConfig(), "Optimisation and logging (paper Sec. 3.1).")
 
+    def check(self) -> None:
+        """A ``synthetic:...`` data.root within its bounds (busray.data.embedded), refused with the
+        config rather than once a command generates it."""
+        if is_embedded(self.data.root):
+            try:
+                parse_embedded(self.data.root)
+            except DataError as err:  # its message names data.root
+                raise ConfigError(str(err)) from None
+
 
 def config_from_dict(data: dict | None) -> Config:
     """Validate a (partial) nested dict into a :class:`Config`; errors name the dotted key."""
@@ -45,12 +55,12 @@ def config_to_dict(cfg: Config) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Defaults, then the YAML file (if any), then each ``key=value`` override, validated at once."""
-    base = load_yaml(path) if path else {}
+    base, overrides = (load_yaml(path) if path else {}), list(overrides)
     check_file_kind(base, path, "run config")
     try:
         return config_from_dict(apply_overrides(base, overrides))
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}" if path else str(err)) from None
+    except ConfigError as err:  # named after the file, or the --set that gave the bad value
+        raise blame(err, path, overrides) from None
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -69,7 +79,7 @@ _MUST_EXIST = {"data.root": "dataset folder or manifest", "data.split_file": "sp
 _ANCHORED = ("data.cache_dir",)  # made absolute, may not exist yet
 
 
-def _check_package_weights(value: str, prefix: str) -> None:
+def _check_weights(value: str, prefix: str) -> None:
     try:
         weights_file(value)
     except ConfigError as err:  # its message names model.weights
@@ -91,8 +101,8 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
 
     Trials of a sweep or ablation run in Ray workers whose working directory is not the one busray was
     started in, so ``data.root: data/busi`` must be anchored by the driver, as ``busray train`` reads it.
-    A missing dataset, split file or weights file is a ``ConfigError`` naming the key (``prefix`` +
-    key) before any trial starts. ``synthetic...`` roots are not paths; ``package:`` weights stay as
+    A missing dataset, split file or weights file (or a weights file whose first bytes are not a PyTorch
+    file's) is a ``ConfigError`` naming the key (``prefix`` + key) before any trial starts. ``synthetic...`` roots are not paths; ``package:`` weights stay as
     written (a worker finds its own install) once the file is found in this one; a bucket dataset
     (``s3://...``) stays a URI, checked to exist (each node stages it into its own cache).
     """
@@ -104,7 +114,7 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
         if not isinstance(value, str) or value in _NOT_PATHS.get(dotted, ()) or is_embedded(value):
             continue
         if dotted == "model.weights" and value.startswith(PACKAGE_PREFIX):
-            _check_package_weights(value, prefix)
+            _check_weights(value, prefix)
             continue
         if dotted == "data.root" and is_bucket(value):  # staged into each node's cache when loaded
             _check_bucket_root(value, prefix)
@@ -112,5 +122,7 @@ def resolve_run_paths(data: dict, prefix: str = "") -> dict:
         path = Path(value).expanduser().absolute()
         if dotted in _MUST_EXIST and not path.exists():
             raise ConfigError(f"{prefix}{dotted}: {_MUST_EXIST[dotted]} not found: {path}")
+        if dotted == "model.weights":  # a weights file's name and first bytes (not a text file)
+            _check_weights(str(path), prefix)
         out[group][key] = str(path)
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import shlex
 import types
 import typing
@@ -273,6 +274,29 @@ def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
         path, value = parse_override(text)
         _set_path(out, path, value, f"override '{text}'")
     return out
+
+
+def blame(err: ConfigError, source: str | Path | None, overrides: typing.Iterable[str]) -> ConfigError:
+    """``err`` of a file read with ``--set`` overrides, prefixed with its source: the ``--set`` that
+    gave the key it names (``--set model.tau=9: model.tau: 9.0 is outside [0.0, 2.0]``), else the file
+    (``cfg.yaml: model.tau: ...``); without a file, ``err`` as it is (every value came from ``--set``,
+    and the message names its key). A key matches an override that sets it, a group
+    above it (``--set model={tau: 9}``) or a field of it (``--set space.model.tau.high=9`` for
+    ``space.model.tau: 9.0 is outside ...``)."""
+    text = str(err)
+    if not source:
+        return err
+    match = _ERROR_KEY.match(text) or _UNKNOWN_KEY.search(text)
+    key = match.group(1) if match else None
+    for override in reversed(list(overrides)):
+        set_key = override.split("=", 1)[0].strip()
+        if key and set_key and (key == set_key or key.startswith(set_key + ".") or set_key.startswith(key + ".")):
+            return ConfigError(f"--set {override}: {text}")
+    return ConfigError(f"{source}: {text}")
+
+
+_ERROR_KEY = re.compile(r"^([A-Za-z_][\w./-]*): ")  # ``model.tau: 9.0 is outside ...``
+_UNKNOWN_KEY = re.compile(r"unknown config key '([^']+)'")
 
 
 def apply_values(data: dict, values: dict[str, Any]) -> dict:

@@ -168,6 +168,17 @@ class Storage:
 
         return fs.get_file_info(f"{base}/{'/'.join(parts)}").type != pafs.FileType.NotFound
 
+    def names(self, *parts: str) -> list[str]:
+        """The names of the files directly in folder ``parts`` of the storage itself (none if absent)."""
+        if not self.remote:
+            folder = self.path(*parts)
+            return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        import pyarrow.fs as pafs  # lazy: only a bucket needs it
+
+        fs, base = self._filesystem()
+        selector = pafs.FileSelector(f"{base}/{'/'.join(parts)}", recursive=False, allow_not_found=True)
+        return sorted(i.base_name for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
     def read_json(self, *parts: str) -> dict | None:
         """A small JSON object of the storage itself (not the mirror); None when absent or unreadable."""
         if not self.remote:

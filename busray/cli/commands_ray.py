@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="restore an interrupted sweep (Tuner.restore)")
     p.add_argument("--add-trials", type=bounded_int(1, 100_000), metavar="N",
                    help="continue the sweep's Optuna study with N more trials")
+    p.add_argument("--allow-new-space", action="store_true",
+                   help="with --add-trials: accept a space that differs from the last round's (one study "
+                        "then mixes trials drawn from both; each round's space is kept in sweep.json)")
     p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser(
@@ -151,16 +154,16 @@ def _query_args(p) -> None:
 
 
 def cmd_sweep(args) -> int:
-    return _run_experiment(args, "sweep", plan_args=(args.resume, args.add_trials),
-                           run_args={"resume": args.resume, "add_trials": args.add_trials})
+    options = {"resume": args.resume, "add_trials": args.add_trials, "allow_new_space": args.allow_new_space}
+    return _run_experiment(args, "sweep", plan_args=options, run_args=options)
 
 
 def cmd_ablate(args) -> int:
-    return _run_experiment(args, "ablate", plan_args=(args.seeds, args.resume),
+    return _run_experiment(args, "ablate", plan_args={"seeds": args.seeds, "resume": args.resume},
                            run_args={"seeds": args.seeds, "resume": args.resume})
 
 
-def _run_experiment(args, command: str, plan_args: tuple, run_args: dict) -> int:
+def _run_experiment(args, command: str, plan_args: dict, run_args: dict) -> int:
     """The path ``sweep`` and ``ablate`` share: storage checked, then the plan (``--dry-run``) or the run,
     its summary and exit status. Ray, Optuna and torch are imported only here, once the arguments passed.
     Refusals of an existing sweep or ablation name the command line's flags (``--resume``, ...)."""
@@ -171,7 +174,7 @@ def _run_experiment(args, command: str, plan_args: tuple, run_args: dict) -> int
     if args.dry_run:
         from busray.sweep.plan import ablation_plan, sweep_plan  # lazy: no Ray either way
         make_plan = sweep_plan if command == "sweep" else ablation_plan
-        return _print_plan(make_plan, args.spec, args.overrides, storage, *plan_args, words=CLI_WORDS)
+        return _print_plan(make_plan, args.spec, args.overrides, storage, words=CLI_WORDS, **plan_args)
     if command == "sweep":
         from busray.sweep import run_sweep as run
     else:

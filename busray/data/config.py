@@ -49,7 +49,8 @@ class DataConfig:
     root: str | None = option("synthetic", "dataset folder (BUSI root or its parent, BUSI-WHU root, "
                               "or a folder with a CSV manifest) or a CSV file; the CLI's --data sets "
                               "it. 'synthetic[:n=120,size=128,seed=0]' (the default) is the embedded "
-                              "BUSI-like generator, materialised once in the user cache")
+                              "BUSI-like generator, materialised once in the user cache (n <= 100,000, "
+                              "size 32..4096, n x size^2 <= 2^32 pixels)")
     format: str = option("auto", "dataset layout; auto detects it from the folder", choices=FORMATS)
     classes: list[str] | None = option(None, "class names in label order; None: the layout's own "
                                        "(BUSI: normal, benign, malignant; BUSI-WHU: benign, "

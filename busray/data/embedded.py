@@ -19,6 +19,11 @@ from busray.data.readers import SYNTH_MARKER
 
 PREFIX = "synthetic"
 DEFAULTS = {"n": 120, "size": 128, "seed": 0}
+#: Bounds of ``n`` and ``size`` (those of ``busray data synth``), and of their product: at most
+#: :data:`MAX_PIXELS` pixels (4 GiB of 8-bit images, e.g. 65,536 images of 256 x 256), so a typo such as
+#: ``n=1000000000`` is refused at once instead of filling memory and disk until the process is killed.
+LIMITS = {"n": (12, 100_000), "size": (32, 4096)}
+MAX_PIXELS = 2**32
 
 
 def is_embedded(root: str | Path | None) -> bool:
@@ -26,16 +31,21 @@ def is_embedded(root: str | Path | None) -> bool:
 
 
 def parse_embedded(root: str) -> dict[str, int]:
-    """``'synthetic:n=60,size=64'`` -> ``{'n': 60, 'size': 64, 'seed': 0}``."""
+    """``'synthetic:n=60,size=64'`` -> ``{'n': 60, 'size': 64, 'seed': 0}``, within :data:`LIMITS` and
+    :data:`MAX_PIXELS` (a ``DataError`` naming ``data.root`` otherwise)."""
     params = dict(DEFAULTS)
     spec = root[len(PREFIX) + 1:] if root.startswith(PREFIX + ":") else ""
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, _, value = item.partition("=")
-        if key not in DEFAULTS or not value.strip().isdigit():
+        if key not in DEFAULTS or not value.strip().isdigit() or len(value.strip()) > 12:
             raise DataError(f"data.root: '{root}': expected synthetic[:n=N,size=S,seed=K], bad item '{item}'")
         params[key] = int(value)
-    if params["n"] < 12 or params["size"] < 32:
-        raise DataError(f"data.root: '{root}': need n >= 12 and size >= 32")
+    for key, (low, high) in LIMITS.items():
+        if not low <= params[key] <= high:
+            raise DataError(f"data.root: '{root}': {key}={params[key]} is outside [{low}, {high:,}]")
+    if params["n"] * params["size"] ** 2 > MAX_PIXELS:
+        raise DataError(f"data.root: '{root}': n x size x size = {params['n'] * params['size'] ** 2:,} pixels, "
+                        f"more than {MAX_PIXELS:,} (4 GiB of images); lower n or size")
     return params
 
 

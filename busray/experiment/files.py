@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from busray.config import Config, config_from_dict, config_to_dict, resolve_run_paths
-from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, check_file_kind, flatten, from_dict,
-                                load_yaml, option, unknown_key_error, yaml_text)
+from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, blame, check_file_kind, did_you_mean,
+                                flatten, from_dict, load_yaml, option, unknown_key_error, yaml_text)
 from busray.data.embedded import is_embedded
 from busray.experiment.storage import in_ray_job
 from busray.experiment.tracking import TrackingSpec, check_installed
 from busray.objective import DEFAULT_OBJECTIVE, Objective
+from busray.results.columns import EVAL_KEYS
 from busray.storage import is_uri
 
 F = TypeVar("F", bound="ExperimentFile")
@@ -81,6 +82,7 @@ def load_experiment(cls: type[F], source: "str | Path | dict | F", overrides: It
     its space), ``parse(raw)`` builds the spec after; every error is prefixed with the file's name."""
     if isinstance(source, cls):
         return source
+    overrides = list(overrides)
     name = kind if isinstance(source, dict) else str(source)
     raw = dict(source) if isinstance(source, dict) else load_yaml(source)  # apply_overrides copies it whole
     if not isinstance(source, dict):
@@ -89,15 +91,15 @@ def load_experiment(cls: type[F], source: "str | Path | dict | F", overrides: It
         raw = apply_overrides(prepare(raw), overrides)
         check_run_keys_under_base(raw, cls)
         spec = parse(raw)
-    except ConfigError as err:
-        raise ConfigError(f"{name}: {err}") from None
+    except ConfigError as err:  # named after the file, or the --set that gave the bad value
+        raise blame(err, name, overrides) from None
     return spec
 
 
 def build_spec(cls: type[F], raw: dict, **parsed: Any) -> F:
     """``cls`` from ``raw`` with ``objective`` (string or mapping) parsed and ``parsed`` fields (the
     kind's own, e.g. the space) set, then validated as a whole, ``base`` first."""
-    objective = parse_objective(raw.get("objective")).check_validation()
+    objective = check_metrics(parse_objective(raw.get("objective")).check_validation())
     plain = {k: v for k, v in raw.items() if k != "objective" and k not in parsed}
     spec = from_dict(cls, plain)
     spec.objective = objective
@@ -141,6 +143,18 @@ def parse_objective(raw: Any, key: str = "objective") -> Objective:
             raise ConfigError(f"{key}.metrics: expected a list of metric names, got {raw.get('metrics')!r}")
         return Objective.from_lists(metrics, modes, key)
     raise ConfigError(f"{key}: expected 'metric:mode' or {{metrics: [...], modes: [...]}}, got {raw!r}")
+
+
+def check_metrics(objective: Objective, key: str = "objective") -> Objective:
+    """Every metric of ``objective`` is one a run reports (``val/<key>`` of the store's
+    :data:`~busray.results.columns.EVAL_KEYS`): a typo would otherwise be found only once a trial had
+    trained, with no value to rank by."""
+    known = [f"val/{name}" for name in EVAL_KEYS]
+    for name in objective.metrics:
+        if name not in known:
+            raise ConfigError(f"{key}: '{name}' is not a metric a run reports{did_you_mean(name, known)} "
+                              f"(val/ + one of: {', '.join(EVAL_KEYS)})")
+    return objective
 
 
 def parse_seeds(seeds: Any, key: str = "seeds") -> list[int]:

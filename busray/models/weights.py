@@ -84,7 +84,9 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = timm.models.load_state_dict(str(path))
     except Exception as err:  # torch/safetensors raise many types for a corrupt file
-        raise ConfigError(f"model.weights: cannot read {path}: {type(err).__name__}: {err}") from None
+        detail = (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(f"model.weights: {path}: not a PyTorch state dict or checkpoint "
+                          f"({type(err).__name__}: {detail})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"model.weights: {path} is not a state dict of tensors")
     return state

@@ -5,22 +5,29 @@ a write is one atomic rename. Thousands of small files make reading slow, so com
 them, per table, under the precedence rule of :mod:`busray.results.layout`:
 
 1. take ``_compact.lock`` (``flock``: released by the kernel if the process dies);
-2. read every committed file (bad ones are left where they are, with a warning) and write their
-   merged rows, upgraded to the current schema (and run rows an older busray recorded without their
-   whole config completed from their ``config.yaml``: :mod:`busray.results.repair`), as a new ``part-<seq>`` file (seq above every
-   existing part); until step 4 a reader sees the new part *and* the old files, and the
-   precedence rule makes them agree: loose files beat parts, the newer part beats the older;
-3. bump ``_generation``, so a reader that listed the folder before now starts over;
-4. delete the old parts and retire the loose files, each only if it is still the version that was
-   read: a trial recorded again meanwhile keeps its newer loose file, which beats the part;
-5. write ``_store.json`` (the schema every file now has);
-6. remove what killed processes left in the table folders: a writer's temp file whose process is gone
+2. read every committed file (bad ones are set aside to ``_quarantine/``, with a warning:
+   :func:`busray.results.layout.set_aside`) and merge their rows, upgraded to the current schema
+   (and run rows an older busray recorded without their whole config completed from their
+   ``config.yaml``: :mod:`busray.results.repair`);
+3. write ``_compacting.json``, the intent: each table's new part and the files it merges (with the
+   digest of each loose file's bytes), then the new ``part-<seq>`` files (seq above every existing
+   part); until step 5 a reader sees the new part *and* the old files, and the precedence rule makes
+   them agree: loose files beat parts, the newer part beats the older;
+4. bump ``_generation``, so a reader that listed the folder before now starts over;
+5. delete the old parts and retire the loose files, each only if it is still the version that was
+   read: a trial recorded again meanwhile keeps its newer loose file, which beats the part; then
+   delete the intent;
+6. write ``_store.json`` (the schema every file now has);
+7. remove what killed processes left in the table folders: a writer's temp file whose process is gone
    (:func:`busray.atomic.remove_stale_temps`: checked by pid on its own host, by age elsewhere), and a
-   file step 4 renamed aside over an hour ago; then a table's emptied legacy folder (an older
+   file step 5 renamed aside over an hour ago; then a table's emptied legacy folder (an older
    layout's ``epochs/``: its files were merged into the new part like any other).
 
-So busray's reader never loses or double-counts a row. A raw reader (pandas, DuckDB, polars) may
-see a trial twice while step 2-4 run, or when a trial was recorded again after the last
+So busray's reader never loses or double-counts a row. A raw reader (pandas, DuckDB, polars) sees
+the merged trials twice between step 3 and step 5 -- for a moment, or until the store is next opened
+when the compaction was killed there: the next busray command that opens the store finds the intent
+and finishes step 5 (:func:`finish_killed`; a part the killed process never committed leaves its old
+files as they are). It also sees a trial twice when the trial was recorded again after the last
 compaction (its loose row and its older part row); ``docs/STORE.md`` shows how to keep one.
 The writer runs compaction itself when a store was written by an older schema (the upgrade) and
 when more than ``auto_compact`` loose run files pile up; ``busray results compact`` runs it by hand.
@@ -30,22 +37,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from busray.atomic import STALE_AFTER_S, last_written_before, remove_stale_temps
+from busray.atomic import STALE_AFTER_S, atomic_write, last_written_before, remove_stale_temps
 from busray.results.columns import STORE_FINGERPRINT
 from busray.results.layout import (
     StoreFile, Table, bump_generation, committed_files, content_digest, marker_is_current, marker_is_newer,
     merge, part_seq, read_files, write_marker, write_table)
 from busray.results.repair import repair_runs
-from busray.results.schema import ResultsError
 
 LOCK = "_compact.lock"
 RETIRED = ".retired"
+INTENT = "_compacting.json"  # step 3: what a compaction is about to commit and retire (step 5)
 
 
 @dataclass
@@ -86,14 +94,6 @@ def compaction_lock(root: Path, wait: bool = False) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
-def compact(root: Path, tables: Sequence[Table]) -> CompactReport:
-    """Compact every table of the store at ``root``; a running compaction is a ResultsError."""
-    with compaction_lock(root) as held:
-        if not held:
-            raise ResultsError(f"{root}: another compaction is running (it holds {root / LOCK})")
-        return compact_locked(root, tables)
-
-
 def upgrade_if_needed(root: Path, tables: Sequence[Table]) -> None:
     """Bring a store written by an older schema or layout to the current one (once; skipped if
     another process is compacting right now: it does the same)."""
@@ -117,12 +117,13 @@ def is_current(root: Path, tables: Sequence[Table]) -> bool:
             and not any(t.legacy is not None and committed_files(t.legacy) for t in tables))
 
 
-def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
-    """Steps 2-5 above; the caller holds the lock."""
-    report, done = CompactReport(), []
+def compact_locked(root: Path, tables: Sequence[Table], keep_intent: bool = False) -> CompactReport:
+    """Steps 2-7 above; the caller holds the lock. ``keep_intent``: leave the intent for the caller to
+    delete (a bucket's store, which pushes it before the new part: :mod:`busray.results.store`)."""
+    report, planned = CompactReport(), []
     for table in tables:
         paths = table.files()
-        files = read_files(paths, table.schema, table.required)
+        files = read_files(paths, table.schema, table.required, root)
         merged = merge(files, table.schema).sort_by([(c, "ascending") for c in table.sort])
         if table.name == "runs":  # rows an older busray recorded without the whole config
             merged, report.repaired = repair_runs(merged)
@@ -130,15 +131,14 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
         if files:
             report.rows[table.name], report.merged[table.name] = merged.num_rows, len(files)
             new = table.folder / f"part-{seq:010d}-{uuid.uuid4().hex[:8]}.parquet"
-            write_table(merged, new, seq=seq)
-            done.append(files)
+            planned.append((merged, new, seq, files))
+    write_intent(root, [(new, files) for _, new, _, files in planned])
+    for merged, new, seq, _ in planned:
+        write_table(merged, new, seq=seq)
     bump_generation(root)
-    for files in done:
-        for old in files:
-            if old.seq is not None:
-                old.path.unlink(missing_ok=True)
-            elif not retire(old):
-                report.kept += 1
+    report.kept = sum(retire_merged(files) for *_, files in planned)
+    if not keep_intent:
+        (root / INTENT).unlink(missing_ok=True)
     write_marker(root, STORE_FINGERPRINT)
     folders = [f for t in tables for f in (t.folder, t.legacy) if f is not None]
     report.leftovers = sum(remove_leftovers(folder) for folder in folders)
@@ -146,6 +146,49 @@ def compact_locked(root: Path, tables: Sequence[Table]) -> CompactReport:
         with contextlib.suppress(OSError):  # still holds a file (kept, or a live writer's temp)
             legacy.rmdir()
     return report
+
+
+def retire_merged(files: Sequence[StoreFile]) -> int:
+    """Step 5 for one table: delete its merged parts, retire its merged loose files; returns how many
+    loose files were recorded again meanwhile (kept: they beat the part)."""
+    kept = 0
+    for old in files:
+        if old.seq is not None:
+            old.path.unlink(missing_ok=True)
+        elif not retire(old):
+            kept += 1
+    return kept
+
+
+def write_intent(root: Path, plan: Sequence[tuple[Path, Sequence[StoreFile]]]) -> None:
+    """Step 3's record: per table, its new part and the files it merges (a loose one with its digest),
+    as paths relative to ``root``."""
+    tables = [{"part": new.relative_to(root).as_posix(),
+               "merged": [[f.path.relative_to(root).as_posix(), f.digest] for f in files]} for new, files in plan]
+    atomic_write(root / INTENT, json.dumps({"tables": tables}) + "\n")
+
+
+def finish_killed(root: Path) -> int:
+    """Finish the step 5 of a compaction killed after step 3 (its intent is still there; the caller
+    holds the lock): each table whose new part was committed has its merged files retired, a table
+    whose part never was keeps them. Returns the files retired; raw readers then see each row once."""
+    try:
+        intent = json.loads((root / INTENT).read_text())
+        tables = intent["tables"]
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError):  # a torn intent: it committed nothing
+        tables = []
+    retired = 0
+    for table in tables:
+        if not (root / table["part"]).is_file():
+            continue
+        files = [StoreFile(root / rel, None, None, part_seq(root / rel), digest) for rel, digest in table["merged"]]
+        retire_merged([f for f in files if f.path.exists()])
+        retired += sum(1 for f in files if not f.path.exists())
+    bump_generation(root)
+    (root / INTENT).unlink(missing_ok=True)
+    return retired
 
 
 def remove_leftovers(folder: Path) -> int:

@@ -25,7 +25,9 @@ reads both, and the next compaction (the first write runs one) moves the rows.
 A reader lists the folder between two reads of ``_generation``; a file that vanished while being
 read, or a changed counter, means a compaction ran meanwhile, and the read starts over, so a row
 is never lost or counted twice. A file that is not a readable results file (corrupt, another
-schema) is skipped with a one-line warning naming it.
+schema) is moved aside to ``_quarantine/<table folder>/`` (:func:`set_aside`), which Arrow's
+discovery and the documented globs skip, so raw readers of the folder keep working; a
+``busray: warning:`` line (:mod:`busray.notice`) names it and where it went.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import json
 import os
 import re
 import time
-import warnings
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from busray.atomic import atomic_write, atomic_writer
+from busray.notice import warn
 from busray.results.columns import SCHEMA_VERSION
 from busray.results.schema import ResultsError
 from busray.results.unify import conform
@@ -55,6 +58,7 @@ PART_KEY = b"busray.part"
 VERSION_KEY = b"busray.schema_version"
 PART_RE = re.compile(r"^part-(\d+)-[0-9a-f]+\.parquet$")
 READ_ATTEMPTS = 20
+QUARANTINE = "_quarantine"  # <results>/_quarantine/<table folder>/: files set aside as unreadable
 
 
 @dataclass(frozen=True)
@@ -119,13 +123,13 @@ def write_table(table: pa.Table, path: Path, claim: tuple[str, str] | None = Non
     return path
 
 
-def read_table(root: Path, table: Table) -> pa.Table:
+def read_table(root: Path, table: Table, moved: list[Path] | None = None) -> pa.Table:
     """The table's rows under the precedence rule, started over if a compaction removes a file
-    before it was read."""
+    before it was read. Unreadable files are set aside (``moved``: where they went)."""
     for _ in range(READ_ATTEMPTS):
         paths = stable_listing(root, table)
         try:
-            files = read_files(paths, table.schema, table.required)
+            files = read_files(paths, table.schema, table.required, root, moved)
         except FileNotFoundError:
             time.sleep(0.02)
             continue
@@ -148,9 +152,11 @@ def stable_listing(root: Path, table: Table) -> list[Path]:
     raise ResultsError(f"{table.folder}: kept changing while being listed ({READ_ATTEMPTS} tries)")
 
 
-def read_files(paths: Sequence[Path], schema: pa.Schema, required: Sequence[str],
-               ) -> list[StoreFile]:
-    """Each readable file (bad ones skipped with a warning); FileNotFoundError if one vanished.
+def read_files(paths: Sequence[Path], schema: pa.Schema, required: Sequence[str], root: Path | None = None,
+               moved: list[Path] | None = None) -> list[StoreFile]:
+    """Each readable file; FileNotFoundError if one vanished. A bad one is skipped with a
+    ``busray: warning:`` line, and set aside under ``root/_quarantine`` when ``root`` is given
+    (``moved`` collects where it went).
 
     Many small files are read a few at a time (Arrow releases the GIL while it reads).
     """
@@ -165,9 +171,28 @@ def read_files(paths: Sequence[Path], schema: pa.Schema, required: Sequence[str]
             results = list(pool.map(one, paths))
     else:
         results = [one(p) for p in paths]
-    for problem in (r for r in results if isinstance(r, str)):
-        warnings.warn(problem, stacklevel=3)
+    for path, problem in ((p, r) for p, r in zip(paths, results) if isinstance(r, str)):
+        warn(problem + (set_aside(path, root, moved) if root is not None else ""))
     return [r for r in results if not isinstance(r, str)]
+
+
+def set_aside(path: Path, root: Path, moved: list[Path] | None = None) -> str:
+    """Move an unreadable file to ``root/_quarantine/<its folder>/`` (a new name if one is taken), so
+    ``pd.read_parquet`` and DuckDB on the folder keep working; returns the end of its warning."""
+    target = root / QUARANTINE / path.parent.name / path.name
+    if target.exists():
+        target = target.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)
+    except FileNotFoundError:  # another reader moved it first
+        return f"; moved to {target.parent}"
+    except OSError as err:
+        return (f"; could not move it aside ({err.strerror or type(err).__name__}): raw readers of the folder "
+                f"fail on it until it is removed")
+    if moved is not None:
+        moved.append(target)
+    return f"; moved to {target} (raw readers skip it)"
 
 
 def read_file(path: Path, schema: pa.Schema, required: Sequence[str]) -> StoreFile:
@@ -186,7 +211,7 @@ def read_file(path: Path, schema: pa.Schema, required: Sequence[str]) -> StoreFi
     try:
         table = conform(table, schema, str(path))
     except ResultsError as err:
-        raise ResultsError(f"skipped {err}") from None
+        raise ResultsError(f"{path}: skipped, {str(err).removeprefix(f'{path}: ')}") from None
     meta = table.schema.metadata or {}
     # Older files name no claim in their metadata: a one-row run file claims its row's trial.
     claim = tuple(json.loads(meta[TRIAL_KEY])) if TRIAL_KEY in meta else None

@@ -22,7 +22,12 @@ changed in ``results/``, every write (a recorded trial, a compaction) pushes its
 atomic in an object store -- and deletes the ones compaction merged; raw readers read the bucket
 (``pd.read_parquet("s3://bucket/prefix/results/runs")``). A bucket has no ``flock``: a compaction there
 also takes a lease object (``results/_compact.lease``, :func:`bucket_lease`), so two machines never
-compact one store at once.
+compact one store at once, and pushes its intent (``_compacting.json``) before its new part.
+
+Opening the store (every read and write) first finishes a compaction that was killed between
+committing its new part and retiring the files it merged (:func:`busray.results.compact.finish_killed`),
+so raw readers see every row once again, and a file a read finds unreadable is moved aside to
+``results/_quarantine/`` (in a bucket: a new key, the old one deleted), so raw readers keep working.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from busray.configtools import ConfigError, flatten
+from busray.notice import warn
 from busray.results.columns import (
     CONFIG_COLUMNS, EPOCH_SCHEMA, EXTRA, IDENTITY, REQUIRED_EPOCH_COLUMNS, REQUIRED_RUN_COLUMNS, RUN_SCHEMA,
     SCHEMA_VERSION, VERSION)
-from busray.results.compact import CompactReport, compact, compaction_lock, compact_locked, is_current, \
-    upgrade_if_needed
+from busray.results.compact import INTENT, LOCK, CompactReport, compaction_lock, compact_locked, finish_killed, \
+    is_current, upgrade_if_needed
 from busray.results.filters import Filter, apply_filters
 from busray.results.layout import Table, loose_name, read_table, write_table
 from busray.results.ranking import best_value, choose_metrics
@@ -133,12 +139,23 @@ class ResultsStore:
     def compact(self) -> CompactReport:
         """Merge every file of both tables into one part file each (see ``compact``)."""
         self._pull()
-        with bucket_lease(self.storage) as leased:
+        with bucket_lease(self.storage) as leased, compaction_lock(self.root) as held:
             if not leased:
                 raise ResultsError(f"{self.storage.location(RESULTS)}: another machine is compacting it "
                                    f"(it holds {LEASE}); try again in a minute")
-            report = compact(self.root, self.tables)
+            if not held:
+                raise ResultsError(f"{self.root}: another compaction is running (it holds {self.root / LOCK})")
+            return self._compact_locked()
+
+    def _compact_locked(self) -> CompactReport:
+        """Compact (lock and lease held) and push: in a bucket the intent first, so a push cut short
+        leaves what the next opening needs to finish it."""
+        report = compact_locked(self.root, self.tables, keep_intent=self.storage.remote)
+        if self.storage.remote:
+            self.storage.push(RESULTS, INTENT)
             self.storage.push(RESULTS)
+            (self.root / INTENT).unlink(missing_ok=True)
+        self.storage.push(RESULTS)
         return report
 
     @property
@@ -151,25 +168,47 @@ class ResultsStore:
             return
         with bucket_lease(self.storage) as leased, compaction_lock(self.root) as held:
             if leased and held and _loose_count(self.runs_dir) >= self.auto_compact:
-                compact_locked(self.root, self.tables)
+                self._compact_locked()
 
     def _pull(self) -> None:
-        """A bucket's store: this machine's mirror brought up to date (whole files; a no-op for a folder)."""
+        """A bucket's store: this machine's mirror brought up to date (whole files; a no-op for a folder);
+        then a killed compaction finished (a stat when there is none)."""
         try:
             self.storage.pull(RESULTS)
         except FileNotFoundError:  # a file compaction removed while being listed: the next read retries
             pass
+        if (self.root / INTENT).is_file():
+            self._finish_killed_compaction()
+
+    def _finish_killed_compaction(self) -> None:
+        """Retire what a killed compaction merged (unless one is running now, or the store is read-only
+        here: then raw readers keep seeing those rows twice until a writer opens it)."""
+        try:
+            with bucket_lease(self.storage) as leased, compaction_lock(self.root) as held:
+                if leased and held and finish_killed(self.root):
+                    self.storage.push(RESULTS)
+        except OSError as err:  # a store this user can only read
+            warn(f"{self.root / INTENT}: a killed compaction left rows twice for raw readers, and it cannot be "
+                 f"finished here ({err.strerror or type(err).__name__}); any busray command with write access "
+                 f"finishes it")
+
+    def _read(self, table: Table) -> pa.Table:
+        """One table as busray reads it; unreadable files set aside (pushed, in a bucket)."""
+        self._pull()
+        moved: list[Path] = []
+        result = read_table(self.root, table, moved)
+        if moved:
+            self.storage.push(RESULTS)
+        return result
 
     # ----------------------------------------------------------------------------- reading
     def run_table(self) -> pa.Table:
         """Every run row as an Arrow table of the declared schema."""
-        self._pull()
-        return read_table(self.root, self.tables[0])
+        return self._read(self.tables[0])
 
     def epoch_table(self) -> pa.Table:
         """Every epoch row as an Arrow table of the declared schema."""
-        self._pull()
-        return read_table(self.root, self.tables[1])
+        return self._read(self.tables[1])
 
     def runs(self, sweep: str | None = None, status: str | Sequence[str] | None = None,
              where: Where = None) -> pd.DataFrame:

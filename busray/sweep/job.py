@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from busray.experiment.request import RunRequest
+from busray.experiment.state import JOURNAL  # noqa: F401  (the sweep modules import it from here)
 from busray.objective import DEFAULT_OBJECTIVE, Objective
 from busray.runfolder import RunFolder, RunOutcome
 from busray.storage import Storage
@@ -32,7 +33,6 @@ ERROR_KEY = "busray/error"
 OUTCOME_KEY = "busray/outcome"
 FINISHED = ("completed", "failed")
 SPLITS = "splits"  # <storage>/<name>/splits: an ablation's cross-validation folds
-JOURNAL = "optuna.journal"  # <storage>/<name>/optuna.journal: a sweep's Optuna study
 #: Errors a trial raises for its config or data (a bad ``model.encoder``, an unreadable weights file):
 #: when the sweep's first trials all fail with the same one, every trial would.
 INPUT_ERRORS = ("ConfigError", "DataError", "CheckpointError")

@@ -25,7 +25,8 @@ from busray.sweep.outcome import count_of
 from busray.experiment import (ResourcesSpec, SweepSpec, load_ablation_spec, load_sweep_spec, open_sweep,
                                resolve_storage)
 from busray.experiment.params import Param
-from busray.experiment.state import PYTHON_WORDS, SweepWords
+from busray.experiment.space import space_record
+from busray.experiment.state import PYTHON_WORDS, SweepWords, check_journal
 
 NOTHING_STARTED = "nothing was started (--dry-run)"
 
@@ -73,11 +74,15 @@ def with_placement(lines: list[str], resources: ResourcesSpec, worker_counts: li
 
 
 def sweep_plan(source: str | Path | dict, overrides: Iterable[str] = (), storage: str | None = None,
-               resume: bool = False, add_trials: int | None = None, words: SweepWords = PYTHON_WORDS) -> str:
+               resume: bool = False, add_trials: int | None = None, words: SweepWords = PYTHON_WORDS,
+               allow_new_space: bool = False) -> str:
     """The plan of ``busray sweep`` with these arguments, as printed lines (refusals spelled in ``words``)."""
     spec = load_sweep_spec(source, overrides)
     where = resolve_storage(storage or spec.storage)
-    state = open_sweep(where, spec.name, resume=resume, add_trials=add_trials, words=words)
+    state = open_sweep(where, spec.name, resume=resume, add_trials=add_trials, words=words,
+                       space=space_record(spec.space), allow_new_space=allow_new_space)
+    if not spec.search.optuna_storage:
+        check_journal(where, state)
     check_encoders(_encoders(spec, source))
     trials = add_trials or spec.num_trials
     if resume:

@@ -23,6 +23,13 @@ recorded (no row, no ``PRUNED``; its run folder still says ``running``): the cal
 ``unfinished`` instead. The store names each row by ``(sweep_id, trial_id)``, the request's name, so
 recording a run twice replaces its row. Listeners (the console, the trackers) are told of each
 recorded outcome, in order, so they show what the store holds.
+
+A trial that cannot be recorded (the storage turned read-only or full, a bug) stops the experiment:
+Tune would log the exception's traceback from inside its own loop and relaunch the trial (up to
+``max_failures`` times) to fail the same way. The recorder keeps the exception, records nothing more,
+and raises it at Tune's next step (:meth:`RecordingCallback.on_step_begin`), so it ends the sweep
+like Ctrl-C does (Tune's last snapshot keeps the unfinished trials for ``--resume``) and the CLI prints
+its one line. The trial it could not record is recorded by the ``--resume`` once the storage works.
 """
 
 from __future__ import annotations
@@ -104,6 +111,11 @@ class RecordingCallback(Callback):
         self.listeners = list(listeners)  # told of each recorded outcome: the console, the trackers
         self.live: set[str] = set()       # run ids this driver started and Tune has not ended yet
         self.unfinished: list[str] = []   # run ids still live when the experiment ended (Ctrl-C)
+        self.failure: Exception | None = None  # why a trial could not be recorded: ends the experiment
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self.failure is not None:  # out of Tune's loop (no traceback logged, no relaunch), to the CLI
+            raise self.failure
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.live.add(run_id_of(trial))
@@ -119,15 +131,31 @@ class RecordingCallback(Callback):
     def on_experiment_end(self, trials: list, **info) -> None:
         run_ids = [run_id_of(trial) for trial in trials]
         self.unfinished = [run_id for run_id in run_ids if run_id in self.live]
-        store = ResultsStore(self.job.storage)
-        for trial, run_id in zip(trials, run_ids):
-            if run_id in self.live or trial.status not in ("TERMINATED", "ERROR"):
-                continue
-            if not store.is_recorded(self.job.sweep_id, run_id):
-                self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
+        if self.failure is None:
+            self._record_missed(trials, run_ids)
+        if self.failure is not None:
+            raise self.failure
+
+    def _record_missed(self, trials: list, run_ids: list[str]) -> None:
+        """Finished trials the store does not hold (a killed driver's, now resumed)."""
+        try:
+            store = ResultsStore(self.job.storage)
+            for trial, run_id in zip(trials, run_ids):
+                if run_id in self.live or trial.status not in ("TERMINATED", "ERROR"):
+                    continue
+                if not store.is_recorded(self.job.sweep_id, run_id):
+                    self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
+        except Exception as err:  # the store cannot be read
+            self.failure = self.failure or err
 
     def _record(self, trial, error: str | None) -> None:
-        outcome = record_trial(self.job, request_of(trial.config), trial.last_result, error)
+        if self.failure is not None:  # the storage failed: nothing more is recorded (--resume does it)
+            return
+        try:
+            outcome = record_trial(self.job, request_of(trial.config), trial.last_result, error)
+        except Exception as err:  # raised at the next step, out of Tune's loop (see the module docstring)
+            self.failure = err
+            return
         for listener in self.listeners:
             listener(trial, outcome)
 

@@ -41,11 +41,12 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from busray.configtools import ConfigError
+from busray.notice import warn
 from busray.experiment import (ExperimentFile, RunRequest, SweepSpec, SweepState, load_sweep_spec, open_sweep,
                                resolve_storage)
-from busray.experiment.space import DefineByRun
-from busray.experiment.state import PYTHON_WORDS, SweepWords
-from busray.results import STATUSES, ResultsStore
+from busray.experiment.space import DefineByRun, space_record
+from busray.experiment.state import PYTHON_WORDS, SweepWords, check_journal, never_started
+from busray.results import ResultsStore
 from busray.results.schema import in_store_order
 from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
 from busray.sweep.nodes import check_storage_on_nodes
@@ -70,22 +71,30 @@ SNAPSHOT_TUNE = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 #: Loggers whose INFO/WARNING lines only repeat what the console says (or warn about the loggers
 #: turned off above); --verbose leaves them alone.
 QUIET_LOGGERS = ("optuna", "ray.tune", "ray.train")
+#: Tune's logger of a failed experiment snapshot (a storage that turned read-only or full): its 22-line
+#: traceback becomes one ``busray: warning:`` line, once per message (--verbose leaves it alone).
+SNAPSHOT_LOGGER = "ray.tune.execution.experiment_state"
 
 
 def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = (), storage: str | None = None,
               resume: bool = False, add_trials: int | None = None, progress: bool = True,
-              verbose: bool = False, words: SweepWords = PYTHON_WORDS) -> SweepOutcome:
+              verbose: bool = False, words: SweepWords = PYTHON_WORDS,
+              allow_new_space: bool = False) -> SweepOutcome:
     """Run (or ``resume``, or extend by ``add_trials``) a sweep: a sweep file, a dict of the same shape,
     or a SweepSpec. A sweep of that name already in ``storage`` is refused unless ``resume`` or
-    ``add_trials``; ``words``: how the refusals name them (the CLI passes its flags)."""
+    ``add_trials``, and added trials whose space differs from the last round's unless
+    ``allow_new_space``; ``words``: how the refusals name them (the CLI passes its flags)."""
     spec = load_sweep_spec(spec, overrides)
     storage = resolve_storage(storage or spec.storage)
-    state = open_sweep(storage, spec.name, resume=resume, add_trials=add_trials, words=words)
+    state = open_sweep(storage, spec.name, resume=resume, add_trials=add_trials, words=words,
+                       space=space_record(spec.space), allow_new_space=allow_new_space)
+    if not spec.search.optuna_storage:
+        check_journal(storage, state)
     job = experiment_job(spec, state, storage, "sweep", tuple(spec.space))
     total = add_trials or spec.num_trials
 
     def tune_round(callbacks: list, verbose: bool, concurrent: int) -> None:
-        if resume and not _never_started(job, state):
+        if resume and not never_started(state, storage):
             _restore(job, state, callbacks, words)
         else:
             _search_tuner(spec, job, state, total, concurrent, callbacks, verbose).fit()
@@ -150,7 +159,7 @@ def _search_tuner(spec: SweepSpec, job: TrialJob, state: SweepState, num_samples
 
     from busray.sweep.searcher import BusrayOptunaSearch  # Ray Tune's OptunaSearch underneath
 
-    round_name = state.new_round()  # the sweep exists from here on (its folder holds the study)
+    round_name = state.new_round(space_record(spec.space))  # the sweep exists from here on
     obj = spec.objective
     metric = list(obj.metrics) if obj.multi else obj.metric
     mode = list(obj.modes) if obj.multi else obj.mode
@@ -175,16 +184,6 @@ def _grid_tuner(job: TrialJob, state: SweepState, requests: list[RunRequest], ma
                       tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True,
                                                   trial_dirname_creator=run_id_of),
                       run_config=_run_config(job, state.tune_dir, state.new_round(), callbacks, verbose))
-
-
-def _never_started(job: TrialJob, state: SweepState) -> bool:
-    """A sweep stopped while Tune started (no experiment saved yet) that recorded no trial: resume
-    starts it afresh, under the same sweep id and study."""
-    from ray import tune
-
-    path = _last_round(state)
-    restorable = path is not None and tune.Tuner.can_restore(path)
-    return not restorable and not ResultsStore(job.storage).trial_keys(state.sweep_id, STATUSES)
 
 
 def _last_round(state: SweepState) -> str | None:
@@ -262,14 +261,17 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in env}
     levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     os.environ.update(env)
+    one_line = _OneLineWarning()
     if not verbose:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(SNAPSHOT_LOGGER).addFilter(one_line)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             yield
     finally:
+        logging.getLogger(SNAPSHOT_LOGGER).removeFilter(one_line)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         for key, value in saved.items():
@@ -277,6 +279,24 @@ def _quiet_tune(verbose: bool) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class _OneLineWarning(logging.Filter):
+    """A logged error with its traceback -> one ``busray: warning:`` line (the exception's first line),
+    each distinct one once; the record itself is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        detail = f" ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})" if err else ""
+        text = f"Ray Tune: {record.getMessage().strip().rstrip(':')}{detail}"
+        if text not in self.said:
+            self.said.add(text)
+            warn(text)
+        return False
 
 
 def _sampler(spec: SweepSpec, round_index: int):

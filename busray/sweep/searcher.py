@@ -28,7 +28,6 @@ This module imports Ray and Optuna; only the sweep runner imports it (and pickle
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 
@@ -40,9 +39,9 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from busray.experiment.sweepfile import SweepSpec
+from busray.notice import warn
 from busray.sweep.job import ERROR_KEY, REQUEST_KEY, STATUS_KEY, is_final, is_input_error
 
-log = logging.getLogger(__name__)
 FAIL_FAST_AFTER = 2
 
 
@@ -98,7 +97,7 @@ class BusrayOptunaSearch(OptunaSearch):
         except UpdateFinishedTrialError:
             pass
         except Exception as err:  # e.g. a non-finite value: Optuna refuses it; the store still has the row
-            log.warning("Optuna trial of %s not updated: %s", trial_id, err)
+            warn(f"Optuna trial of {trial_id} not updated: {err}")
         self._completed_trials.add(trial_id)
 
     def _note_first_ends(self, state: TrialState, result: dict | None, error: bool) -> None:

@@ -26,7 +26,9 @@ import yaml
 from badcases import (busi, busi_with_mask, checkpoint_without, copy_tree, float_tiff, png_claiming,
                       save_torch, scan, tree_hash, truncated_png, write_png, yaml_bomb)
 from busray.cli import main
-from tinyrun import tiny
+from busray.experiment import load_sweep_spec, open_sweep
+from busray.experiment.space import space_record
+from tinyrun import round_saved_by_tune, tiny
 
 
 @dataclass
@@ -184,6 +186,13 @@ CONFIG_CASES = [
     ("yaml-self-alias", _yaml("a: &x [1, *x]\n")),
     ("yaml-folder", lambda w, t, mp: ((t / "d.yaml").mkdir() or _train(t, extra=["--config", str(t / "d.yaml")]), "d.yaml")),
     ("yaml-missing", lambda w, t, mp: (_train(t, extra=["--config", str(t / "none.yaml")]), "none.yaml")),
+    # a value given with --set is named after the --set, not after the file beside it
+    ("yaml-with-bad-set", lambda w, t, mp: (_yaml("model:\n  tau: 0.5\n")(w, t, mp)[0] + ["--set", "model.tau=9"],
+                                            "--set model.tau=9: model.tau: 9.0 is outside")),
+    ("synthetic-huge", _set("data.root=synthetic:n=1000000000", "data.root: 'synthetic:n=1000000000': n=")),
+    ("synthetic-size", _set("data.root=synthetic:size=5000", "data.root: 'synthetic:size=5000': size=5000")),
+    ("weights-text", lambda w, t, mp: ((t / "w.pth").write_text("hello\n") and _train(t, "model.weights=w.pth"),
+                                       "model.weights: w.pth: not a PyTorch state dict or checkpoint")),
 ]
 
 IMAGE_CASES = [
@@ -288,6 +297,33 @@ RUN_AND_STORE_CASES = [
     ("sweep-weights-package-missing", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
                                                          "base.model.weights=package:no_such_pkg/w.pth"],
                                                         "base.model.weights: package 'no_such_pkg' is not installed")),
+    ("sweep-step-zero", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "space.model.tau.step=0"],
+                                           "space.model.tau.step: 0 is not a number > 0")),
+    ("sweep-set-blamed", lambda w, t, mp: (["sweep", str(_spec(t)), "--storage", str(w.store), "--set",
+                                            "base.model.tau=9"], "--set base.model.tau=9: base.model.tau")),
+    ("sweep-synthetic-huge", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "base.data.root=synthetic:n=10000000"],
+                                               "base.data.root: 'synthetic:n=10000000'")),
+    ("sweep-weights-module", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "base.model.weights=package:os/w.pth"],
+                                               "base.model.weights: 'os' is a module, not a package")),
+    ("sweep-weights-text", lambda w, t, mp: ((t / "w.pth").write_text("hello\n") and
+                                             ["sweep", str(_spec(t)), "--set", "base.model.weights=w.pth"],
+                                             "base.model.weights: ")),
+    ("sweep-objective-typo", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "objective=val/seg/iuo:max"],
+                                               "objective: 'val/seg/iuo' is not a metric a run reports (did you mean "
+                                               "val/seg/iou")),
+    ("sweep-tracker-uri", lambda w, t, mp: (["sweep", str(_spec(t)), "--set", "tracking.mlflow.tracking_uri=htp://h:5000"],
+                                            "tracking.mlflow.tracking_uri: 'htp://h:5000' has a scheme")),
+    ("sweep-json-truncated", lambda w, t, mp: (_sweep_state(t, '{"name": "s", "sweep_id": "s-1", "rou'),
+                                               ["sweep", str(_spec(t)), "--storage", str(t / "st"), "--resume"],
+                                               )[1:] + ("st/s/sweep.json: not a readable sweep state",)),
+    ("sweep-journal-truncated", lambda w, t, mp: (_started_sweep(t, journal='{"op_code": 0}\n{"op_co'),
+                                                  ["sweep", str(_spec(t)), "--storage", str(t / "st"), "--add-trials", "1"],
+                                                  )[1:] + ("st/s/optuna.journal: the Optuna journal is cut short",)),
+    ("sweep-space-changed", lambda w, t, mp: (_started_sweep(t), ["sweep", str(_spec(t)), "--storage", str(t / "st"),
+                                                                  "--add-trials", "1", "--set", "space.model.tau.low=0.3"],
+                                              )[1:] + ("(space.model.tau: low 0.2 -> 0.3)",)),
+    ("ablate-set-blamed", lambda w, t, mp: (["ablate", str(_ablation(t)), "--set", "base.train.lr=-1"],
+                                            "--set base.train.lr=-1: base.train.lr")),
     ("ablate-missing-data", lambda w, t, mp: (["ablate", str(_ablation(t)), "--storage", str(w.store), "--set",
                                                "base.data.root=no_such_busi"], "base.data.root")),
     ("ablate-seeds", lambda w, t, mp: (["ablate", str(_spec(t)), "--seeds", "0"], "--seeds")),
@@ -312,6 +348,20 @@ def _saved_config_with(w: World, t: Path, group: str, key: str, value) -> Path:
 def _spec(t: Path) -> Path:
     (t / "sweep.yaml").write_text("name: s\nspace: {model.tau: {low: 0.2, high: 1.0}}\n")
     return t / "sweep.yaml"
+
+
+def _sweep_state(t: Path, text: str) -> None:
+    """``<t>/st/s/sweep.json`` holding ``text``."""
+    (t / "st" / "s").mkdir(parents=True)
+    (t / "st" / "s" / "sweep.json").write_text(text)
+
+
+def _started_sweep(t: Path, journal: str = '{"op_code": 0}\n') -> None:
+    """Sweep ``s`` of :func:`_spec` under ``<t>/st``: one round Tune saved, with its space and journal."""
+    state = open_sweep(t / "st", "s", resume=False, add_trials=None)
+    state.new_round(space_record(load_sweep_spec(_spec(t)).space))
+    round_saved_by_tune(state)
+    (t / "st" / "s" / "optuna.journal").write_text(journal)
 
 
 def _ablation(t: Path) -> Path:

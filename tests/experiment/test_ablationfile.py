@@ -11,6 +11,7 @@ import yaml
 from busray.ablation import run_ablation
 from busray.configtools import ConfigError
 from busray.experiment import load_ablation_spec, open_sweep
+from tinyrun import round_saved_by_tune
 
 SPEC = {"kind": "ablation", "name": "mini", "base": {"train": {"epochs": 2}},
         "variants": {"baseline": {"model.hmsf": False}, "full": {}}}
@@ -33,7 +34,7 @@ def spec_file(tmp_path):
 def test_misplaced_run_key_names_the_base_key(spec_file, override, hint):
     with pytest.raises(ConfigError) as err:
         load_ablation_spec(spec_file, [override])
-    assert str(err.value).startswith(f"{spec_file}: unknown config key")
+    assert str(err.value).startswith(f"--set {override}: unknown config key")  # named after the --set
     assert hint in str(err.value)
 
 
@@ -53,7 +54,7 @@ def test_run_settings_at_the_top_of_the_file_name_base_too(tmp_path):
 def test_a_bad_run_key_names_where_it_is(spec_file, override, message):
     with pytest.raises(ConfigError) as err:
         load_ablation_spec(spec_file, [override])
-    assert str(err.value).startswith(f"{spec_file}: {message}")
+    assert str(err.value).startswith(f"--set {override}: {message}")
 
 
 def test_base_key_override_applies(spec_file):
@@ -63,7 +64,9 @@ def test_base_key_override_applies(spec_file):
 
 def test_existing_ablation_needs_resume(spec_file, tmp_path):
     storage = tmp_path / "store"
-    open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
+    state = open_sweep(storage, "mini", resume=False, add_trials=None, kind="ablation")
+    state.new_round()
+    round_saved_by_tune(state)  # it ran
     with pytest.raises(ConfigError, match="ablation 'mini' already exists in .*: use resume=True to finish it, "
                                           "or another storage=$"):  # Python words (the CLI: --resume, --storage)
         run_ablation(spec_file, storage=str(storage), progress=False)

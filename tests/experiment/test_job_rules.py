@@ -41,7 +41,8 @@ def test_outside_a_job_a_relative_storage_is_the_working_folders(monkeypatch, tm
 
 
 def test_a_data_root_outside_the_working_dir_is_refused_in_a_job(in_a_job):
-    with pytest.raises(ConfigError, match=r"tiny.yaml: base.data.root: '../elsewhere' is relative and outside the "
+    with pytest.raises(ConfigError, match=r"^--set base.data.root=../elsewhere: base.data.root: '../elsewhere' is "
+                                          r"relative and outside the "
                                           r"job's --working-dir"):
         load_sweep_spec(TINY, ["base.data.root=../elsewhere"])
 

@@ -14,9 +14,10 @@ from busray.results import ResultsStore, RunIdentity, run_row
 from busray.runfolder import RunOutcome
 from busray.experiment import load_sweep_spec, open_sweep
 from busray.experiment.space import DefineByRun
-from busray.experiment.state import CLI_WORDS
+from busray.experiment.state import CLI_WORDS, never_started
 from busray.experiment.sweepfile import parse_sweep
-from busray.sweep.runner import _never_started, experiment_job
+from busray.storage import Storage
+from tinyrun import round_saved_by_tune
 
 TINY_SPEC = Path(__file__).parents[1] / "sweep" / "fixtures" / "tiny.yaml"
 
@@ -29,6 +30,10 @@ def test_fixture_spec_parses_with_typed_groups():
     assert spec.seed_list() == [0, 1]
     assert spec.space["model.upa_norm"].when == {"model.upa": True}
     assert spec.objective.label() == "val/score:max" and spec.scheduler.type == "asha"
+
+
+#: Overrides whose error names a key that keeps the file's value (the file's low 0.1 of an int parameter).
+FILE_VALUE_NAMED = {"space.model.tau.type=int", "objective.metrics=[val/score, val/seg/iou]"}
 
 
 @pytest.mark.parametrize("override, message", [
@@ -60,6 +65,16 @@ def test_fixture_spec_parses_with_typed_groups():
     ("base.modle={tau: 1}", "unknown config key 'modle'"),
     ("objective.metrics=[val/score, val/seg/iou]", "objective.modes: 1 modes for 2 metrics"),
     ("objective.metrics=[test/seg/iou]", "objective.metrics: 'test/seg/iou' is not a val/<metric> key"),
+    ("objective=val/seg/iuo:max", "objective: 'val/seg/iuo' is not a metric a run reports (did you mean val/seg/iou"),
+    ("objective={metrics: [val/score, clf/accc]}", "objective: 'val/clf/accc' is not a metric a run reports (did "
+                                                  "you mean val/clf/acc"),
+    ("tracking.mlflow.tracking_uri=htp://host:5000", "tracking.mlflow.tracking_uri: 'htp://host:5000' has a scheme "
+                                                     "MLflow does not know ('htp' (did you mean http, https?)"),
+    ("tracking.mlflow.tracking_uri=http:///x", "tracking.mlflow.tracking_uri: 'http:///x' names no server"),
+    ("tracking.mlflow.tracking_uri=/dev/null/mlruns", "tracking.mlflow.tracking_uri: '/dev/null/mlruns': /dev/null "
+                                                      "is not a folder, so /dev/null/mlruns cannot be created"),
+    ("tracking.mlflow.tracking_uri=sqlite:////no/such/folder/m.db", "tracking.mlflow.tracking_uri: "
+     "'sqlite:////no/such/folder/m.db': folder /no/such/folder not found"),
     ("num_trials=0", "num_trials: 0 is outside"),
     ("max_concurrent=two", "max_concurrent: expected auto or an integer"),
     ("scheduler.reduction_factor=1", "scheduler.reduction_factor: 1.0 is outside"),
@@ -74,7 +89,9 @@ def test_fixture_spec_parses_with_typed_groups():
 def test_invalid_sweep_files_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_sweep_spec(TINY_SPEC, [override])
-    assert str(err.value).startswith(f"{TINY_SPEC}: ") and message in str(err.value)
+    # named after the --set that gave the value, or the file where the key named holds the file's value
+    source = TINY_SPEC if override in FILE_VALUE_NAMED else f"--set {override}"
+    assert str(err.value).startswith(f"{source}: ") and message in str(err.value)
     assert "\n" not in str(err.value)
 
 
@@ -163,6 +180,7 @@ def test_sweep_state_refuses_a_silent_restart(tmp_path, words, options):
     first = open_sweep(tmp_path, "s", resume=False, add_trials=None)
     assert not (tmp_path / "s").exists()  # nothing on disk until the first round starts
     first.new_round()
+    round_saved_by_tune(first)
     with pytest.raises(ConfigError) as err:
         open_sweep(tmp_path, "s", resume=False, add_trials=None, **words)
     assert str(err.value) == f"sweep 's' already exists in {tmp_path.resolve() / 's'}: {options}"
@@ -179,15 +197,18 @@ def test_resume_and_add_trials_exclude_each_other(tmp_path, words, message):
         open_sweep(tmp_path, "s", resume=True, add_trials=2, **words)
 
 
-def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path):
-    """A refused start (or an older busray's, which saved sweep.json before its checks) is no sweep."""
+@pytest.mark.parametrize("rounds", [[], ["round-000"]])
+def test_a_sweep_that_never_started_a_round_counts_as_absent(tmp_path, rounds):
+    """A refused start (or an older busray's, which saved sweep.json before its checks), or a round Tune
+    never saved, is no sweep: the same command runs it afresh under its id, and so does a resume."""
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "sweep.json").write_text(json.dumps({"name": "s", "sweep_id": "s-old", "folder": "x",
-                                                          "rounds": []}))
-    fresh = open_sweep(tmp_path, "s", resume=False, add_trials=None)
-    assert fresh.sweep_id != "s-old" and fresh.rounds == []
-    with pytest.raises(ConfigError, match="nothing to resume"):
-        open_sweep(tmp_path, "s", resume=True, add_trials=None)
+                                                          "rounds": rounds}))
+    for resume in (False, True):
+        fresh = open_sweep(tmp_path, "s", resume=resume, add_trials=None)
+        assert fresh.sweep_id == "s-old" and fresh.rounds == []
+    with pytest.raises(ConfigError, match="no study to add trials to"):
+        open_sweep(tmp_path, "s", resume=False, add_trials=2)
 
 
 def test_worker_count_may_be_searched():
@@ -202,14 +223,16 @@ def test_asha_needs_a_rung_before_the_last_epoch(overrides):
         load_sweep_spec(Path(__file__).parents[2] / "sweeps" / "smoke.yaml", overrides)
 
 
-@pytest.mark.parametrize("recorded, starts_afresh", [(False, True), (True, False)])
-def test_resume_of_a_sweep_tune_never_saved(tmp_path, recorded, starts_afresh):
+@pytest.mark.parametrize("recorded, saved, starts_afresh", [(False, False, True), (True, False, False),
+                                                            (False, True, False)])
+def test_resume_of_a_sweep_tune_never_saved(tmp_path, recorded, saved, starts_afresh):
     """Stopped after its first round began but before Tune saved the experiment: --resume starts it
-    afresh, unless trials were recorded (then there is something to restore, and it must be found)."""
+    afresh, unless trials were recorded or Tune saved it (then there is something to restore)."""
     state = open_sweep(tmp_path, "tiny", resume=False, add_trials=None)
     state.new_round()
     if recorded:
         identity = RunIdentity("tiny", state.sweep_id, "t0", None, 0, "val/score:max")
         ResultsStore(tmp_path).record_run(run_row(identity, {}, RunOutcome(best_epoch=1).finish("completed")))
-    job = experiment_job(load_sweep_spec(TINY_SPEC), state, str(tmp_path), "sweep", ())
-    assert _never_started(job, state) is starts_afresh
+    if saved:
+        round_saved_by_tune(state)
+    assert never_started(state, Storage.at(tmp_path)) is starts_afresh

@@ -66,7 +66,9 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    (b"not a checkpoint", "model.weights: cannot read"),
+    (b"not a checkpoint", r"bad.pth: not a PyTorch state dict or checkpoint \(text\)$"),  # torch: KeyError: 110
+    (b"", r"bad.pth: not a PyTorch state dict or checkpoint \(an empty file\)$"),
+    (b"PK\x03\x04 cut short", r"bad.pth: not a PyTorch state dict or checkpoint \(RuntimeError: PytorchStreamReader"),
     (None, "does not fit the encoder"),
 ])
 def test_unreadable_or_unfit_file_is_a_clear_error(tmp_path, content, match):

@@ -28,7 +28,7 @@ def store(tmp_path) -> ResultsStore:
     return ResultsStore(tmp_path / "storage")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_row():
     """The :func:`build_row` factory (a fixture, so test files need no conftest import)."""
     return build_row

@@ -62,7 +62,7 @@ def test_a_trial_recorded_after_compaction_wins_over_its_part_row(filled, make_r
     assert len(pd.read_parquet(filled.runs_dir)) == 5 and len(filled.epochs()) == 8
 
 
-def test_leftovers_of_a_crashed_compaction_are_read_correctly(filled, make_row, monkeypatch):
+def test_a_crashed_compaction_is_finished_when_the_store_is_next_opened(filled, make_row, monkeypatch):
     filled.compact()
     filled.record_run(make_row(trial_id="t1", seed=1, val={"seg/iou": 0.9}))
 
@@ -73,11 +73,45 @@ def test_leftovers_of_a_crashed_compaction_are_read_correctly(filled, make_row, 
         filled.compact()
     monkeypatch.undo()
     assert sum(n.startswith("part-") for n in _names(filled.runs_dir)) == 2
-    runs = filled.runs()
+    assert len(pd.read_parquet(filled.runs_dir)) == 11          # in between: old part + loose + new part
+    runs = ResultsStore(filled.root.parent).runs()              # any opening finishes it
     assert sorted(runs["trial_id"]) == [f"t{i}" for i in range(5)]
     assert runs.set_index("trial_id").loc["t1", "val/seg/iou"] == 0.9
-    filled.compact()                                            # the next one cleans up
-    assert len(_names(filled.runs_dir)) == 1 and len(filled.runs()) == 5
+    assert [n.startswith("part-") for n in _names(filled.runs_dir)] == [True]
+    assert len(pd.read_parquet(filled.runs_dir)) == 5 and len(pd.read_parquet(filled.epochs_dir)) == 10
+    assert not (filled.root / compact_module.INTENT).exists()
+
+
+def test_a_part_never_committed_leaves_its_files(filled, monkeypatch):
+    """Killed between the runs part and the epochs part: the runs' files are retired, the epochs' kept."""
+    written, write_table = [], compact_module.write_table
+
+    def crash_on_the_second(*args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(write_table(*args, **kwargs))
+    monkeypatch.setattr(compact_module, "write_table", crash_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        filled.compact()
+    monkeypatch.undo()
+    assert len(pd.read_parquet(filled.runs_dir)) == 10          # the runs part beside the 5 loose files
+    assert len(filled.runs()) == 5 and len(filled.epochs()) == 10
+    assert [n.startswith("part-") for n in _names(filled.runs_dir)] == [True]
+    assert len(_names(filled.epochs_dir)) == 5 and len(pd.read_parquet(filled.epochs_dir)) == 10
+
+
+def test_a_running_compaction_is_left_to_finish(filled, monkeypatch):
+    """The intent of a compaction that holds the lock is its own business: a reader only reads."""
+    def crash(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(compact_module, "retire", crash)
+    with pytest.raises(KeyboardInterrupt):
+        filled.compact()
+    monkeypatch.undo()
+    with compaction_lock(filled.root) as held:
+        assert held
+        assert len(filled.runs()) == 5 and (filled.root / compact_module.INTENT).exists()
+    assert len(filled.runs()) == 5 and not (filled.root / compact_module.INTENT).exists()
 
 
 def test_a_reader_starts_over_when_a_compaction_removes_what_it_listed(filled, monkeypatch):
@@ -125,11 +159,14 @@ def test_one_compaction_at_a_time(filled):
     assert len(_names(filled.runs_dir)) == 5
 
 
-def test_a_bad_file_stays_where_it_is(filled):
+def test_a_bad_file_is_set_aside_by_compaction(filled, capsys):
     (filled.runs_dir / "broken.parquet").write_bytes(b"nope")
-    with pytest.warns(UserWarning, match="broken.parquet: skipped"):
-        filled.compact()
-    assert "broken.parquet" in _names(filled.runs_dir) and len(_names(filled.runs_dir)) == 2
+    filled.compact()
+    aside = filled.root / "_quarantine" / "runs" / "broken.parquet"
+    assert capsys.readouterr().err.startswith(f"busray: warning: {filled.runs_dir / 'broken.parquet'}: skipped, "
+                                              "not a readable Parquet file")
+    assert aside.read_bytes() == b"nope" and len(_names(filled.runs_dir)) == 1
+    assert len(pd.read_parquet(filled.root)) == 5  # Arrow's discovery skips _quarantine
 
 
 def test_cli_results_compact(filled, capsys):

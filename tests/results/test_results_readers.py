@@ -2,10 +2,19 @@
 
 The store holds what a sweep leaves: completed, stopped-early and failed trials (a failed one has
 no metrics, no dataset and no best epoch), of two sweeps that search different keys, as loose
-per-trial files and after compaction. Every reader must see every row, with the declared types.
+per-trial files, after compaction, and after a compaction SIGKILLed between committing its part and
+retiring what it merged, once a busray command opened the store. Every reader must see every row
+once, with the declared types.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -14,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from busray.cli.main import main
 from busray.config import Config, config_to_dict
 from busray.results import EPOCH_SCHEMA, RUN_SCHEMA, ResultsStore
 
@@ -39,13 +49,51 @@ def _fill(store: ResultsStore, make_row) -> None:
                                for e in range(1, epochs + 1)])
 
 
-@pytest.fixture(params=["loose", "compacted"])
+@pytest.fixture(params=["loose", "compacted", "killed-compaction"])
 def filled(request, tmp_path, make_row) -> ResultsStore:
+    if request.param == "killed-compaction":
+        shutil.copytree(request.getfixturevalue("killed_then_opened"), tmp_path / "st")
+        return ResultsStore(tmp_path / "st", auto_compact=0)
     store = ResultsStore(tmp_path / "st", auto_compact=0)
     _fill(store, make_row)
     if request.param == "compacted":
         store.compact()
     return store
+
+
+# A compaction that stops, once its new parts are committed, where it would retire what it merged.
+KILLED_COMPACTION = """
+import sys, time
+from pathlib import Path
+from busray.results import ResultsStore
+from busray.results import compact
+def stop(*args):
+    Path(sys.argv[2]).touch()
+    time.sleep(600)
+compact.retire = stop
+ResultsStore(sys.argv[1]).compact()
+"""
+
+
+@pytest.fixture(scope="module")
+def killed_then_opened(tmp_path_factory, make_row) -> Path:
+    """A store whose compaction was SIGKILLed mid-way (raw readers see its rows twice), then opened by
+    ``busray results list``."""
+    folder = tmp_path_factory.mktemp("killed") / "st"
+    store = ResultsStore(folder, auto_compact=0)
+    _fill(store, make_row)
+    ready = folder.parent / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_COMPACTION, str(folder), str(ready)],
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    deadline = time.time() + 120
+    while not ready.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert ready.exists(), "the compaction never reached its retiring step"
+    assert len(pd.read_parquet(store.runs_dir)) == 2 * len(TRIALS)  # in between: every row twice
+    assert main(["results", "list", "--storage", str(folder)]) == 0
+    return folder
 
 
 TABLES = [("runs", RUN_SCHEMA, len(TRIALS)), ("_epochs", EPOCH_SCHEMA, 6)]  # folders under results/

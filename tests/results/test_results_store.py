@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -150,18 +152,30 @@ def test_temp_files_of_a_killed_writer_are_invisible(store, make_row):
     ("retyped.parquet", pa.table({"sweep": ["demo"], "sweep_id": ["demo-1"], "trial_id": ["z"],
                                   "trial_key": ["k"], "status": ["completed"],
                                   "model.tau": ["high"]}),
-     "retyped.parquet: column 'model.tau' holds double"),
+     "retyped.parquet: skipped, column 'model.tau' holds double"),
 ])
-def test_a_bad_file_is_skipped_with_a_warning_naming_it(store, make_row, name, content, message):
+def test_a_bad_file_is_set_aside_with_a_warning_naming_it(store, make_row, name, content, message, capsys,
+                                                          monkeypatch):
+    """A ``busray: warning:`` line that warning filters cannot hide; the file moves to ``_quarantine``,
+    so pandas and DuckDB on the folder work again."""
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     store.record_run(make_row())
     bad = store.runs_dir / name
     if isinstance(content, bytes):
         bad.write_bytes(content)
     else:
         pq.write_table(content, bad)
-    with pytest.warns(UserWarning, match=message) as caught:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         assert store.runs()["trial_id"].tolist() == ["t0"]
-    assert all("\n" not in str(w.message) for w in caught)
+    lines = capsys.readouterr().err.splitlines()
+    aside = store.root / "_quarantine" / "runs" / name
+    assert len(lines) == 1 and lines[0].startswith(f"busray: warning: {store.runs_dir}/{message}"), lines
+    assert lines[0].endswith(f"; moved to {aside} (raw readers skip it)")
+    assert aside.is_file() and not bad.exists()
+    assert len(pd.read_parquet(store.runs_dir)) == 1 and len(pd.read_parquet(store.root)) == 1
+    assert len(duckdb.sql(f"SELECT * FROM read_parquet('{store.runs_dir}/*.parquet')").df()) == 1
+    assert store.runs()["trial_id"].tolist() == ["t0"] and capsys.readouterr().err == ""  # said once
 
 
 @pytest.mark.parametrize("call, message", [

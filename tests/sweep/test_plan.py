@@ -13,6 +13,7 @@ from busray.experiment import ResourcesSpec
 from busray.experiment import open_sweep
 
 from sweephelpers import TINY_SPEC
+from tinyrun import round_saved_by_tune
 
 SYNTH = "base.data.root=synthetic:n=24,size=64"
 ABLATION = """kind: ablation
@@ -29,7 +30,9 @@ seeds: 2
 
 def _started_sweep(storage: Path) -> None:
     """A sweep named like TINY_SPEC's that has run a round (its state saved)."""
-    open_sweep(storage, "tiny", resume=False, add_trials=None).new_round()
+    state = open_sweep(storage, "tiny", resume=False, add_trials=None)
+    state.new_round()
+    round_saved_by_tune(state)
 
 
 @pytest.mark.parametrize("extra, existing, first_line", [
@@ -153,7 +156,9 @@ def test_an_ablation_plan_lists_its_variants_and_runs(tmp_path, capsys):
 def test_an_existing_ablation_is_refused_in_the_command_lines_words(tmp_path, capsys):
     spec = tmp_path / "abl.yaml"
     spec.write_text(ABLATION)
-    open_sweep(tmp_path / "st", "abl", resume=False, add_trials=None, kind="ablation").new_round()  # it ran
+    state = open_sweep(tmp_path / "st", "abl", resume=False, add_trials=None, kind="ablation")
+    state.new_round()
+    round_saved_by_tune(state)  # it ran
     assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run"]) == 2
     assert capsys.readouterr().err == (f"busray: error: ablation 'abl' already exists in {tmp_path / 'st' / 'abl'}: "
                                        "use --resume to finish it, or another --storage\n")

@@ -5,6 +5,8 @@ and for one ASHA stopped; the final report, not the trial's disk, says how a tri
 from __future__ import annotations
 
 import datetime as dt
+import errno
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,8 +16,8 @@ from busray.objective import Objective
 from busray.results import ResultsStore
 from busray.runfolder import RunOutcome
 from busray.storage import Storage
-from busray.sweep.job import TrialJob, final_result
-from busray.sweep.recording import record_trial
+from busray.sweep.job import REQUEST_KEY, TrialJob, final_result
+from busray.sweep.recording import RecordingCallback, record_trial
 
 from sweephelpers import config_differences
 
@@ -76,3 +78,23 @@ def test_a_final_report_is_believed_over_the_trials_disk(job):
     record_trial(job, request, final_result(outcome.finish("completed"), OBJECTIVE))
     row = _row(job)
     assert row["status"] == "completed" and row["test/seg/iou"] == 0.3 and row["best_epoch"] == 2
+
+
+def test_a_trial_the_store_cannot_take_ends_the_experiment_at_the_next_step(job, monkeypatch):
+    """Not raised inside Tune's stop_trial (Tune logs its traceback there and relaunches the trial):
+    kept, nothing more recorded, raised out of Tune's loop at its next step and at its end."""
+    request, outcome = _run_folder(job, "running")
+    trial = SimpleNamespace(config={REQUEST_KEY: request.to_dict()}, trial_id=request.name, status="TERMINATED",
+                            last_result=final_result(outcome.finish("completed"), OBJECTIVE), error_file=None)
+    told, callback = [], RecordingCallback(job, listeners=[lambda *args: told.append(args)])
+    callback.on_step_begin(0, [trial])  # nothing wrong yet
+    monkeypatch.setattr("busray.results.store.write_table",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
+    callback.on_trial_complete(1, [trial], trial)  # Tune's stop_trial: must not raise
+    with pytest.raises(OSError, match="Read-only"):
+        callback.on_step_begin(2, [trial])
+    monkeypatch.undo()
+    callback.on_trial_error(3, [trial], trial)  # the store works again: still nothing more recorded
+    with pytest.raises(OSError, match="Read-only"):
+        callback.on_experiment_end([trial])
+    assert told == [] and ResultsStore(job.storage).runs().empty

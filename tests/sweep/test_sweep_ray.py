@@ -197,9 +197,14 @@ def test_add_trials_continues_the_study(sweep):
     storage, overrides, out = sweep
     with pytest.raises(ConfigError, match="already exists"):
         run_sweep(TINY_SPEC, overrides, storage=storage, progress=False)
-    more = run_sweep(TINY_SPEC, overrides + ["space.resources.workers={type: fixed, value: 1}"],
-                     storage=storage, add_trials=2, progress=False)
+    one_worker = overrides + ["space.resources.workers={type: fixed, value: 1}"]  # a space of its own
+    with pytest.raises(ConfigError, match=r"the space changed since round-000 \(space.resources.workers: type "
+                                          r"'categorical' -> 'fixed'.* pass allow_new_space=True"):
+        run_sweep(TINY_SPEC, one_worker, storage=storage, add_trials=2, progress=False)
+    more = run_sweep(TINY_SPEC, one_worker, storage=storage, add_trials=2, progress=False, allow_new_space=True)
     assert more.sweep_id == out.sweep_id
+    spaces = json.loads((Path(storage) / "tiny" / "sweep.json").read_text())["spaces"]
+    assert [spaces[r]["resources.workers"]["type"] for r in ("round-000", "round-001")] == ["categorical", "fixed"]
     assert len(_runs(storage, out.sweep_id)) == 6
     trials = _study(storage, out.sweep_id).trials
     assert [t.number for t in trials] == list(range(6))
