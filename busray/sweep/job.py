@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Mapping
 
 from busray.experiment.request import RunRequest
-from busray.experiment.state import JOURNAL  # noqa: F401  (the sweep modules import it from here)
 from busray.objective import DEFAULT_OBJECTIVE, Objective
 from busray.runfolder import RunFolder, RunOutcome
 from busray.storage import Storage

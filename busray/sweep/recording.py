@@ -42,10 +42,11 @@ from ray.tune import Callback
 
 from busray.configtools import flatten
 from busray.experiment.request import RunRequest
+from busray.experiment.state import JOURNAL
 from busray.results import ResultsStore, RunIdentity, run_row
 from busray.runfolder import RunOutcome, best_val
 from busray.sweep.hparams import hparam_value, write_hparams
-from busray.sweep.job import JOURNAL, TrialJob, outcome_of, request_of, run_id_of
+from busray.sweep.job import TrialJob, outcome_of, request_of, run_id_of
 
 Listener = Callable[[object, RunOutcome], None]  # (Tune trial, recorded outcome)
 

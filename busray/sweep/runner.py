@@ -45,13 +45,13 @@ from busray.notice import warn
 from busray.experiment import (ExperimentFile, RunRequest, SweepSpec, SweepState, load_sweep_spec, open_sweep,
                                resolve_storage)
 from busray.experiment.space import DefineByRun, space_record
-from busray.experiment.state import PYTHON_WORDS, SweepWords, check_journal, never_started
+from busray.experiment.state import JOURNAL, PYTHON_WORDS, SweepWords, check_journal, never_started
 from busray.results import ResultsStore
 from busray.results.schema import in_store_order
 from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
 from busray.sweep.nodes import check_storage_on_nodes
 from busray.sweep.placement import check_resources, concurrency, trial_resources
-from busray.sweep.job import JOURNAL, REQUEST_KEY, TrialJob, run_id_of
+from busray.sweep.job import REQUEST_KEY, TrialJob, run_id_of
 from busray.sweep.outcome import SweepOutcome, count_of, sweep_outcome
 from busray.storage import Storage
 from busray.sweep.trial import run_trial
