@@ -124,7 +124,7 @@ def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: 
     return _run(spec, job, len(todo), sorted({r.workers for r in todo}), tune_round, progress, verbose, None)
 
 
-def experiment_job(spec: ExperimentFile, state: SweepState, storage: str, kind: str,
+def experiment_job(spec: ExperimentFile, state: SweepState, storage: Storage, kind: str,
                    swept: tuple[str, ...]) -> TrialJob:
     return TrialJob(sweep=spec.name, sweep_id=state.sweep_id, storage=storage, kind=kind,
                     objective=spec.objective, swept_keys=swept, max_failures=spec.resources.max_failures)
