@@ -25,11 +25,12 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from busray.ablation.report import WrittenReport, build_report
+from busray.ablation.report import WrittenReport, build_report, select_runs
 
 from busray.config import Config, config_to_dict
 from busray.configtools import ConfigError, apply_values, flatten, load_yaml
 from busray.objective import Objective
+from busray.results.query import format_markdown
 from busray.results.ranking import choose_metrics, rank
 from busray.results.schema import config_columns
 from busray.storage import is_bucket, local_copy
@@ -48,6 +49,7 @@ class ConfirmPlan:
     spec: dict
     winner: str
     objective: Objective
+    varied: tuple[str, ...] = ()  # the config keys the sweep varied (what tells the configs apart)
 
     @property
     def name(self) -> str:
@@ -77,7 +79,13 @@ def confirm_plan(runs: pd.DataFrame, sweep: str, top: int = 3, seeds: int = 3, r
             "resources": resources, "max_concurrent": max_concurrent,
             "description": f"sweep {sweep}: its top {len(configs)} configs and the reference ({reference}), "
                            f"{seeds} fresh seeds"}
-    return ConfirmPlan(sweep, spec, winner, Objective.parse(spec["objective"]))
+    return ConfirmPlan(sweep, spec, winner, Objective.parse(spec["objective"]), tuple(varied))
+
+
+def configs_table(plan: ConfirmPlan) -> pd.DataFrame:
+    """One row per confirmed config: its values of the keys the sweep varied."""
+    rows = [{"variant": name, **{k: config.get(k) for k in plan.varied}} for name, config in plan.spec["variants"].items()]
+    return pd.DataFrame(rows, columns=["variant", *plan.varied])
 
 
 def _variant(rank_: int, row: pd.Series) -> str:
@@ -114,11 +122,14 @@ def _plain(value: Any) -> Any:
 
 def winner_stability(runs: pd.DataFrame, plan: ConfirmPlan) -> dict[str, Any]:
     """Per fresh seed, which config is best by the sweep's objective (validation, as the sweep chose)
-    and by its test counterpart; on how many seeds the sweep's winner is (or ties for) the best."""
+    and by its test counterpart; on how many seeds the sweep's winner is (or ties for) the best.
+    ``runs``: one completed row per (variant, seed), as the report selects them."""
     metric, mode = plan.objective.metric, plan.objective.mode
     test_metric = "test/" + metric.split("/", 1)[1]
     out: dict[str, Any] = {"winner": plan.winner, "seeds": 0}
-    done = runs[runs["status"] == "completed"]
+    done = runs[runs["status"] == "completed"].copy()
+    if test_metric == "test/score":  # not recorded for test: the same mean of IoU and accuracy as val/score
+        done[test_metric] = 0.5 * (done["test/seg/iou"] + done["test/clf/acc"])
     for split, column in (("val", metric), ("test", test_metric)):
         best = []  # per seed: the configs with the best value (several when they tie)
         for _, group in done.groupby("seed"):
@@ -136,7 +147,7 @@ def stability_line(stability: Mapping[str, Any], metric: str) -> str:
     """``the sweep's winner top1_a1b2 is the best of 4 configs on 2 of 3 fresh seeds by val/score (1 of 3 by
     test/score)``."""
     seeds = stability["seeds"]
-    return (f"the sweep's winner {stability['winner']} is the best config on {stability['val_wins']} of {seeds} "
+    return (f"the sweep's winner {stability['winner']} is the best config (or tied for it) on {stability['val_wins']} of {seeds} "
             f"fresh seeds by {metric} ({stability['test_wins']} of {seeds} by test/{metric.split('/', 1)[1]})")
 
 
@@ -145,12 +156,16 @@ def confirm_report(store, plan: ConfirmPlan, fmt: str, out_dir: str | Path) -> t
     the mean), with the winner's stability across the fresh seeds added (``winner.json``, and a closing
     paragraph of an md or html report); returns the report and the stability line."""
     report = build_report(store, plan.name, fmt, out_dir, baseline=REFERENCE, spread="ci")
-    stability = winner_stability(store.runs(sweep=plan.name), plan)
+    runs = select_runs(store.runs(sweep=plan.name), plan.name, REFERENCE).runs  # the report's runs
+    stability = winner_stability(runs, plan)
     line = stability_line(stability, plan.objective.metric)
     (Path(out_dir) / WINNER).write_text(json.dumps(stability, indent=2), encoding="utf-8")
     if fmt in ("md", "html"):
+        configs = configs_table(plan)
         text = report.path.read_text(encoding="utf-8")
-        paragraph = f"\n## The sweep's winner on fresh seeds\n\n{line[0].upper()}{line[1:]}.\n" if fmt == "md" \
-            else f"\n<h2>The sweep's winner on fresh seeds</h2>\n<p>{html.escape(line)}.</p>\n"
+        paragraph = (f"\n## The configurations\n\n{format_markdown(configs)}\n"
+                     f"\n## The sweep's winner on fresh seeds\n\n{line[0].upper()}{line[1:]}.\n") if fmt == "md" else \
+            (f"\n<h2>The configurations</h2>\n{configs.to_html(index=False)}\n"
+             f"<h2>The sweep's winner on fresh seeds</h2>\n<p>{html.escape(line)}.</p>\n")
         report.path.write_text(text + paragraph, encoding="utf-8")
     return report, line

@@ -242,12 +242,13 @@ def cmd_report(args) -> int:
 
 def cmd_confirm(args) -> int:
     from busray.ablation import run_ablation
-    from busray.ablation.confirm import confirm_plan, confirm_report
+    from busray.ablation.confirm import configs_table, confirm_plan, confirm_report
     from busray.ablation.render import console_table
     from busray.cli.guard import check_writable_folder
     from busray.cli.outputs import existing_store
     from busray.experiment.state import CLI_WORDS
     from busray.results import ResultsStore
+    from busray.results.query import format_table
     from busray.storage import Storage
 
     storage = existing_store(args.storage, name=args.sweep)
@@ -264,6 +265,7 @@ def cmd_confirm(args) -> int:
         return _exit_status(outcome)
     with writing_to(out):
         report, line = confirm_report(store, plan, args.format, out)
+    print(f"the configs (the keys sweep {args.sweep} searched):\n{format_table(configs_table(plan))}\n")
     print(console_table(report.table), end="\n\n")
     print(line)
     if not args.out:
