@@ -144,11 +144,11 @@ def winner_stability(runs: pd.DataFrame, plan: ConfirmPlan) -> dict[str, Any]:
 
 
 def stability_line(stability: Mapping[str, Any], metric: str) -> str:
-    """``the sweep's winner top1_a1b2 is the best of 4 configs on 2 of 3 fresh seeds by val/score (1 of 3 by
-    test/score)``."""
-    seeds = stability["seeds"]
-    return (f"the sweep's winner {stability['winner']} is the best config (or tied for it) on {stability['val_wins']} of {seeds} "
-            f"fresh seeds by {metric} ({stability['test_wins']} of {seeds} by test/{metric.split('/', 1)[1]})")
+    """``the sweep's winner top1_a1b2 is the best config (or tied for it) on 2 of 3 fresh seeds by val/score
+    (1 of 3 by test/score)``."""
+    seeds, test = stability["seeds"], f"test/{metric.split('/', 1)[1]}"
+    return (f"the sweep's winner {stability['winner']} is the best config (or tied for it) on "
+            f"{stability['val_wins']} of {seeds} fresh seeds by {metric} ({stability['test_wins']} of {seeds} by {test})")
 
 
 def confirm_report(store, plan: ConfirmPlan, fmt: str, out_dir: str | Path) -> tuple[WrittenReport, str]:
