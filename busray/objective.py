@@ -23,10 +23,17 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from busray.configtools import ConfigError
+from busray.configtools import ConfigError, did_you_mean
 
 MODES = ("max", "min")
 SPLIT_PREFIXES = ("val/", "test/", "train/")
+#: The loss terms of ``busray.losses.LOSS_KEYS`` (``train/<term>``, ``val/<term>``, ``test/<term>``).
+LOSS_TERMS = ("loss", "seg_loss", "clf_loss", "focal_tversky", "boundary", "texture")
+#: ``busray.metrics.METRIC_KEYS``, named here without torch (a test checks they agree).
+METRIC_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "seg/iou_pooled", "seg/dice_pooled",
+               "seg/iou_global", "clf/acc", "clf/f1", "clf/auc", "clf/prec")
+#: What an evaluation reports per split: the monitor score, the metrics and the loss terms.
+EVAL_KEYS = ("score",) + METRIC_KEYS + LOSS_TERMS
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,15 @@ class Objective:
 
     def sort_ascending(self) -> bool:
         return self.mode == "min"
+
+
+def check_reported(name: str, key: str) -> None:
+    """A ``ConfigError`` naming ``key`` when ``name`` (``val/seg/iuo``) is not a validation metric a run
+    reports: a typo would otherwise be found only once a run had trained, with no value to decide by."""
+    known = [f"val/{k}" for k in EVAL_KEYS]
+    if name not in known:
+        raise ConfigError(f"{key}: '{name}' is not a metric a run reports{did_you_mean(name, known)} "
+                          f"(val/ + one of: {', '.join(EVAL_KEYS)})")
 
 
 def qualify(name: str) -> str:

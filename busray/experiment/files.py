@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from busray.config import Config, config_from_dict, config_to_dict, resolve_run_paths
-from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, blame, check_file_kind, did_you_mean,
+from busray.configtools import (RUN_GROUPS, ConfigError, apply_overrides, blame, check_file_kind,
                                 flatten, from_dict, load_yaml, option, unknown_key_error, yaml_text)
 from busray.data.embedded import is_embedded
 from busray.experiment.storage import in_ray_job
 from busray.experiment.tracking import TrackingSpec, check_installed
-from busray.objective import DEFAULT_OBJECTIVE, Objective
-from busray.results.columns import EVAL_KEYS
+from busray.objective import DEFAULT_OBJECTIVE, Objective, check_reported
 from busray.storage import is_uri
 
 F = TypeVar("F", bound="ExperimentFile")
@@ -146,14 +145,9 @@ def parse_objective(raw: Any, key: str = "objective") -> Objective:
 
 
 def check_metrics(objective: Objective, key: str = "objective") -> Objective:
-    """Every metric of ``objective`` is one a run reports (``val/<key>`` of the store's
-    :data:`~busray.results.columns.EVAL_KEYS`): a typo would otherwise be found only once a trial had
-    trained, with no value to rank by."""
-    known = [f"val/{name}" for name in EVAL_KEYS]
+    """Every metric of ``objective`` is one a run reports (:func:`busray.objective.check_reported`)."""
     for name in objective.metrics:
-        if name not in known:
-            raise ConfigError(f"{key}: '{name}' is not a metric a run reports{did_you_mean(name, known)} "
-                              f"(val/ + one of: {', '.join(EVAL_KEYS)})")
+        check_reported(name, key)
     return objective
 
 

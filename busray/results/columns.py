@@ -41,6 +41,7 @@ import typing
 import pyarrow as pa
 
 from busray.config import Config
+from busray.objective import EVAL_KEYS, LOSS_TERMS  # what a run reports: the store's metric columns
 
 SCHEMA_VERSION = 2
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -64,13 +65,6 @@ RESOURCE_COLUMNS = (("resources.workers", INT), ("resources.cpus_per_worker", FL
 #: Config keys removed from ``Config`` in a later version keep their column: ``{key: type}``.
 RETIRED_CONFIG_COLUMNS: dict[str, pa.DataType] = {}
 
-#: The loss terms of ``busray.losses.LOSS_KEYS`` (``train/<term>``, ``val/<term>``, ``test/<term>``).
-LOSS_TERMS = ("loss", "seg_loss", "clf_loss", "focal_tversky", "boundary", "texture")
-#: ``busray.metrics.METRIC_KEYS``, kept here so the store needs no torch (a test checks they agree).
-METRIC_KEYS = ("seg/iou", "seg/dice", "seg/sens", "seg/prec", "seg/iou_pooled", "seg/dice_pooled",
-               "seg/iou_global", "clf/acc", "clf/f1", "clf/auc", "clf/prec")
-#: What an evaluation reports per split: the monitor score, the metrics and the loss terms.
-EVAL_KEYS = ("score",) + METRIC_KEYS + LOSS_TERMS
 SPLITS = ("val", "test")
 EPOCH_TIME_KEYS = ("time/epoch_s", "time/train_img_per_s")
 

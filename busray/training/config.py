@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from busray.configtools import ConfigError, option
+from busray.objective import check_reported
 
 
 @dataclass
@@ -89,6 +90,7 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs: {self.warmup_epochs} must be below epochs {self.epochs}")
         if not (self.monitor.startswith("val/")):
             raise ConfigError(f"monitor: '{self.monitor}' must be a val/<metric> key")
+        check_reported(self.monitor, "monitor")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"device: '{dev}' is not auto, cpu, cuda or cuda:N")

@@ -155,6 +155,8 @@ def _unscaled_mask(w, t, mp):
 
 CONFIG_CASES = [
     ("nan-tau", _set("model.tau=.nan", "model.tau")),
+    ("monitor-typo", _set("train.monitor=val/seg/iuo", "train.monitor: 'val/seg/iuo' is not a metric a run reports "
+                                                       "(did you mean val/seg/iou")),
     ("nan-lr", _set("train.lr=.nan", "train.lr")),
     ("nan-w-seg", _set("loss.w_seg=.nan", "loss.w_seg")),
     ("nan-split", _set("data.split_fractions=[.nan,0.5,0.5]", "data.split_fractions")),

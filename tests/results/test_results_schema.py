@@ -17,8 +17,8 @@ from busray.config import Config, config_keys, config_to_dict
 from busray.configtools import flatten
 from busray.results import (
     EPOCH_SCHEMA, RUN_SCHEMA, SCHEMA_VERSION, RunIdentity, run_row, trial_key)
-from busray.results.columns import (
-    CONFIG_COLUMNS, EVAL_KEYS, LOSS_TERMS, METRIC_KEYS, arrow_type, config_column_types)
+from busray.objective import EVAL_KEYS, LOSS_TERMS, METRIC_KEYS
+from busray.results.columns import CONFIG_COLUMNS, arrow_type, config_column_types
 from busray.results.schema import in_store_order
 from busray.runfolder import RunOutcome
 
