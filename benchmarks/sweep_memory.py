@@ -4,8 +4,8 @@ A sweep runs its trials in reused Ray Tune actors (``reuse_actors=True``): torch
 decoded data stay loaded, so an extra trial costs about what its ``fit`` costs. That only holds if a
 trial leaves nothing behind. This script runs ``--trials`` trials of one config (only ``train.seed``
 differs: ``seeds: [0, 1, ...]`` with an empty space) one at a time, so one actor runs them all, and
-samples that actor's own process (found with ``ray.util.state.list_actors``, read from
-``/proc/<pid>/status``; never the driver, whose RSS says nothing about the trials) every
+samples that actor's own process (a child of this node's raylet titled ``ray::ImplicitFunc``, read
+from ``/proc/<pid>/status``; never the driver, whose RSS says nothing about the trials) every
 ``--interval`` seconds. Per trial it prints the RSS once the trial's ``fit`` returned (the lowest
 sample before the next trial started) and the sampled peak during the trial; then the growth per
 extra trial (least-squares slope over trials 2..N; trial 1 also pays the imports and the first
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Iterator
 
 import ray
-from ray.util.state import list_actors
 
 from busray.runfolder import RunFolder
 from busray.sweep.cluster import start_local_ray
@@ -77,12 +76,11 @@ def sweep_spec(base: dict, trials: int) -> dict:
 class ActorSampler(threading.Thread):
     """Samples the RSS of this driver's live trial actors (Tune's ``ImplicitFunc``), by process id."""
 
-    def __init__(self, address: str, job_id: str, interval: float) -> None:
+    def __init__(self, node_id: str, interval: float) -> None:
         super().__init__(daemon=True)
-        self.address = address  # this session's GCS: other Ray instances may run on the machine
-        self.job_id = job_id
+        self.node_id = node_id  # this session's node: other Ray instances may run on the machine
         self.interval = interval
-        self.error = ""  # the state API's last complaint, shown when nothing could be sampled
+        self.error = ""  # why no actor could be found, shown when nothing could be sampled
         self.samples: list[tuple[float, int, int]] = []  # (unix time, pid, RSS bytes)
         self._done = threading.Event()
 
@@ -100,13 +98,14 @@ class ActorSampler(threading.Thread):
             self._done.wait(self.interval)
 
     def _actor_pids(self) -> list[int]:
-        try:
-            actors = list_actors(address=self.address, detail=True, raise_on_missing_output=False,
-                                 filters=[("state", "=", "ALIVE"), ("job_id", "=", self.job_id)])
-        except Exception as err:  # the state API is not up yet
-            self.error = f"{type(err).__name__}: {err}"
+        # /proc, not Ray's state API: the API answers through the dashboard, which on a loaded
+        # 2-core machine can take longer than a tiny sweep lives
+        raylets = [pid for pid, cmd in _processes() if f"--node_id={self.node_id}" in cmd and "raylet" in cmd]
+        if not raylets:
+            self.error = f"no raylet of node {self.node_id[:12]} on this machine"
             return []
-        return [a.pid for a in actors if a.pid and a.class_name == TRIAL_ACTOR]
+        return [pid for pid, cmd in _processes()
+                if cmd.startswith(f"ray::{TRIAL_ACTOR}") and _parent(pid) in raylets]
 
     def stop(self) -> None:
         self._done.set()
@@ -122,6 +121,23 @@ def read_rss(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _processes() -> Iterator[tuple[int, str]]:
+    """(pid, command line) of every process this user can read."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -197,8 +213,7 @@ def ray_here() -> Iterator[None]:
 
 def measure(base: dict, trials: int, interval: float, work: Path) -> dict:
     with ray_here():
-        context = ray.get_runtime_context()
-        sampler = ActorSampler(context.gcs_address, context.get_job_id(), interval)
+        sampler = ActorSampler(ray.get_runtime_context().get_node_id(), interval)
         sampler.start()
         try:
             run_sweep(sweep_spec(base, trials), storage=str(work), progress=False)
