@@ -231,6 +231,11 @@ class ResultsStore:
         hit = pc.and_(pc.equal(table["sweep_id"], sweep_id), pc.equal(table["trial_id"], trial_id))
         return bool(pc.any(hit).as_py())
 
+    def trial_ids(self, sweep_id: str) -> set[str]:
+        """The run ids (``trial_id``) sweep ``sweep_id`` recorded, of any status."""
+        table = self.run_table()
+        return set(table.filter(pc.equal(table["sweep_id"], sweep_id))["trial_id"].to_pylist())
+
     def trial_keys(self, sweep_id: str, statuses: Sequence[str] = ("completed",)) -> set[str]:
         """The experiments (trial keys) sweep ``sweep_id`` recorded with one of ``statuses``."""
         table = self.run_table()

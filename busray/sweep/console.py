@@ -56,11 +56,14 @@ INTERRUPT_NOTICE = interrupt_notice("Ctrl-C")
 class ConsoleCallback(Callback):
     """Prints trial events; :meth:`recorded` is given to the recording callback (row written)."""
 
-    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None) -> None:
+    def __init__(self, total: int, objective: Objective, swept: list[str], show_bar: bool | None = None,
+                 recorded: frozenset[str] = frozenset()) -> None:
         self.total = max(1, total)
+        self.recorded_before = recorded  # run ids the store held when a --resume began
         self.objective = objective
         self.swept = swept
         self.done = 0
+        self.before = -1  # trials of this round recorded before this driver (a --resume); -1: not yet known
         self.started: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
         tty = sys.stderr.isatty() if show_bar is None else show_bar
@@ -100,9 +103,13 @@ class ConsoleCallback(Callback):
             self._handlers = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        if self.before < 0:  # a resumed round numbers its trials on from those already recorded
+            self.before = sum(self.run_id(t) in self.recorded_before for t in trials)
+            self.done += self.before
+            self.bar.update(self.before)
         run_id = self.run_id(trial)
         if run_id not in self.started:
-            self.started[run_id] = len(self.started) + 1
+            self.started[run_id] = self.before + len(self.started) + 1
         self.say(run_id, "started", format_params(request_of(trial.config).recorded(), self.swept))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:

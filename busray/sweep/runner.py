@@ -93,13 +93,17 @@ def run_sweep(spec: str | Path | dict | SweepSpec, overrides: Iterable[str] = ()
     job = experiment_job(spec, state, storage, "sweep", tuple(spec.space))
     total = add_trials or spec.num_trials
 
+    restoring = resume and not never_started(state, storage)
+
     def tune_round(callbacks: list, verbose: bool, concurrent: int) -> None:
-        if resume and not never_started(state, storage):
+        if restoring:
             _restore(job, state, callbacks, words)
         else:
             _search_tuner(spec, job, state, total, concurrent, callbacks, verbose).fit()
 
-    return _run(spec, job, total, spec.worker_counts(), tune_round, progress, verbose, _journal(spec, state))
+    recorded = frozenset(ResultsStore(storage).trial_ids(state.sweep_id)) if restoring else frozenset()
+    return _run(spec, job, total, spec.worker_counts(), tune_round, progress, verbose, _journal(spec, state),
+                recorded)
 
 
 def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: str | None = None,
@@ -132,15 +136,16 @@ def experiment_job(spec: ExperimentFile, state: SweepState, storage: Storage, ki
 
 def _run(spec: ExperimentFile, job: TrialJob, total: int, worker_counts: list[int],
          tune_round: Callable[[list, bool, int], None], progress: bool, verbose: bool,
-         journal: str | None) -> SweepOutcome:
-    """The path both kinds share: Ray, pre-flight, console, recorder and trackers, one Tune round."""
+         journal: str | None, recorded: frozenset[str] = frozenset()) -> SweepOutcome:
+    """The path both kinds share: Ray, pre-flight, console, recorder and trackers, one Tune round.
+    ``recorded``: the run ids a restored round had recorded already (the console numbers on from them)."""
     slots = spec.max_concurrent or total  # a local cluster's trial slots (DDP drivers); Tune bounds the rest
     with ray_session(slots, verbose), _quiet_tune(verbose):
         nodes, types = alive_nodes(), node_types()
         waiting = check_resources(spec.resources, worker_counts, nodes, types)
         check_storage_on_nodes(job.storage)
         concurrent = concurrency(spec.max_concurrent, spec.resources, max(worker_counts), total, nodes, types)
-        console = _console(job, total, concurrent, progress)
+        console = _console(job, total, concurrent, progress, recorded)
         if waiting:  # an autoscaling cluster: start the nodes now, and say why nothing runs yet
             console.write(waiting)
             ask_autoscaler(spec.resources, max(worker_counts))
@@ -240,11 +245,12 @@ def _callbacks(job: TrialJob, console, spec: ExperimentFile) -> tuple[list, "Rec
     return [console, recorder, *trackers], recorder
 
 
-def _console(job: TrialJob, total: int, concurrent: int, progress: bool):
+def _console(job: TrialJob, total: int, concurrent: int, progress: bool, recorded: frozenset[str]):
     from busray.sweep.console import ConsoleCallback
 
     swept = in_store_order(list(job.swept_keys))  # in the order of the summary's table
-    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False)
+    console = ConsoleCallback(total, job.objective, swept, show_bar=None if progress else False,
+                              recorded=recorded)
     noun = "trial" if job.kind == "sweep" else "run"
     console.write(f"{job.kind} {job.sweep} ({job.sweep_id}): {count_of(total, noun)}, {concurrent} at a time, "
                   f"objective {job.objective.label()}, storage {job.storage.uri}")

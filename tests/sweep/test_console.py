@@ -60,6 +60,17 @@ def test_one_line_per_event_with_the_whole_run_id(capsys, config, swept, outcome
     assert capsys.readouterr().out.splitlines() == [started, ended]
 
 
+def test_a_resumed_round_numbers_its_trials_on_from_those_already_recorded(capsys):
+    console = ConsoleCallback(4, Objective.parse("val/score:max"), [], show_bar=False,
+                              recorded=frozenset({"e0", "e1", "of_an_earlier_round"}))
+    ended = [SimpleNamespace(trial_id=f"e{i}", config=_config({}, f"e{i}")) for i in range(2)]
+    resumed = SimpleNamespace(trial_id="r", config=_config({}, "0000beef"))
+    console.on_trial_start(0, [*ended, resumed], resumed)
+    console.recorded(resumed, _outcome("completed"))
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["[3/4]", "[3/4]"]
+    assert console.done == 3
+
+
 def test_pickled_console_keeps_its_state_but_not_the_bar():
     console = ConsoleCallback(3, Objective.parse("val/loss:min"), [], show_bar=False)
     console.started["t1"] = 1

@@ -63,6 +63,8 @@ def test_interrupted_then_killed_then_resumed_gives_exactly_n_rows(local_ray, sy
     assert len(runs) == 4 and runs["trial_id"].is_unique and runs["sweep_id"].nunique() == 1
     assert set(runs["status"]) <= {"completed", "stopped_early"} and set(unfinished) <= set(runs["trial_id"])
     assert "4 trials" in resumed.stdout and "interrupted" not in resumed.stdout
+    first = int(re.search(r"^\[(\d+)/4\]", resumed.stdout, re.M).group(1))
+    assert first > rows_at_kill  # numbered on from the trials that ended before the resume
     for run_dir in runs["run_dir"]:  # the run folders agree with the store, re-launched trials included
         folder = RunFolder(run_dir)
         assert folder.read_outcome().status in {"completed", "stopped_early"}
