@@ -7,15 +7,21 @@ epoch, at Tune's iteration counter), and a trial ASHA stopped ends ``FINISHED`` 
 value. The subclasses here make the tracker say what the store says:
 
 - params: the run request's recorded config, flat (``model.tau``, ``resources.workers``), plus seed
-  and variant -- the store row's config columns;
+  and variant -- the store row's config columns (MLflow params are text; a W&B run's config holds
+  them as recorded, lists and nulls, beside Ray's ``trial_log_path``; a W&B run is named by its trial);
 - metrics: each epoch's report at ``step = epoch``; nothing for the final report;
 - at the end, told by the recorder (:meth:`recorded`, after the row is written): the best epoch's
   validation metrics as ``best/val/<metric>`` and the test metrics as ``test/<metric>`` (at the last
   epoch's step, so no point lies after it), and the run's status: MLflow ``FINISHED`` (completed),
   ``KILLED`` (stopped early) or ``FAILED``, with a ``busray.status`` tag; W&B the same in its config.
 
-A trial that ends unrecorded (cut short by Ctrl-C, continued by ``--resume``) ends ``KILLED``. The
-settings (``tracking:`` of a sweep or ablation file) are :mod:`busray.experiment.tracking`.
+A trial that ends unrecorded (cut short by Ctrl-C, continued by ``--resume``) ends ``KILLED`` in MLflow.
+A W&B run ends ``finished`` whatever its status (the SDK sets no other end state): ``busray.status`` in
+its config tells a stopped or failed trial apart, and its ``val/*`` summary is the last epoch's, its
+``best/val/*`` the best epoch's. W&B logs from a Ray actor on the driver's node, which gets the driver's
+``WANDB_*`` environment variables (``WANDB_MODE``, ``WANDB_DIR``, ``WANDB_BASE_URL``...; Ray passes on only
+``WANDB_API_KEY``), so they apply on a cluster started elsewhere too. The settings (``tracking:`` of a
+sweep or ablation file) are :mod:`busray.experiment.tracking`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import os
 from typing import Any, Mapping
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
-from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem
+from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
 from ray.tune.result import TRAINING_ITERATION
 
 from busray.configtools import flatten
@@ -50,11 +56,17 @@ def tracker_callbacks(spec: TrackingSpec, sweep_name: str, tags: Mapping[str, st
     return callbacks
 
 
-def run_params(trial) -> dict[str, Any]:
-    """A trial's tracker params: its request's recorded config, flat, with seed and variant."""
+def run_config(trial) -> dict[str, Any]:
+    """A trial's tracker config: its request's recorded config, flat, with seed and variant (the store
+    row's config columns, values as recorded: lists, None)."""
     request = request_of(trial.config)
-    params = {k: _param_value(v) for k, v in flatten(request.recorded()).items()}
-    return {**params, "seed": request.seed, **({"variant": request.variant} if request.variant else {})}
+    return {**flatten(request.recorded()), "seed": request.seed,
+            **({"variant": request.variant} if request.variant else {})}
+
+
+def run_params(trial) -> dict[str, Any]:
+    """:func:`run_config` as MLflow params: numbers, flags and text; anything else (lists, None) as text."""
+    return {k: _param_value(v) for k, v in run_config(trial).items()}
 
 
 def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -118,14 +130,36 @@ class BusrayMLflowCallback(MLflowLoggerCallback):
             self.mlflow_util.end_run(run_id=run_id, status="KILLED")
 
 
+class _WandbActor(_WandbLoggingActor):
+    """Ray's W&B logging actor, in the driver's ``WANDB_*`` environment, that shuts W&B down
+    (``wandb.teardown``: wandb-core writes the run out and exits) once its run finished. Ray kills the
+    actor as soon as :meth:`run` returns, so W&B's atexit hook never runs: without the teardown the last
+    trial's offline ``.wandb`` file was sometimes a bare header (3 sweeps in about 20, on a loaded 2-core
+    machine), its wandb-core gone with the actor before writing the run out."""
+
+    def __init__(self, *args, env: Mapping[str, str], **kwargs) -> None:
+        os.environ.update(env)
+        super().__init__(*args, **kwargs)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._wandb.teardown()  # waits for wandb-core to write out the run and exit
+
+
 class BusrayWandbCallback(WandbLoggerCallback):
     """``WandbLoggerCallback`` made to agree with the store (module docstring). W&B steps only grow, so
     the outcome is logged at the last epoch's step; the status goes into the run's config."""
 
-    def log_trial_start(self, trial) -> None:
-        self.kwargs.setdefault("name", request_of(trial.config).name)
-        super().log_trial_start(trial)
-        self._trial_queues[trial].put((_QueueItem.RESULT, {"config": run_params(trial)}))
+    _logger_actor_cls = _WandbActor
+
+    def _start_logging_actor(self, trial, exclude_results: list, **wandb_init_kwargs) -> None:
+        # Each run's own name and config (not the Tune config), and the driver's W&B environment (the
+        # API key travels as Ray sends it).
+        env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_") and k != "WANDB_API_KEY"}
+        own = {"name": request_of(trial.config).name, "config": run_config(trial), "env": env}
+        super()._start_logging_actor(trial, exclude_results, **{**wandb_init_kwargs, **own})
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         if is_final(result):
