@@ -26,7 +26,6 @@ from typing import Any, Mapping
 import pandas as pd
 
 from busray.ablation.report import WrittenReport, build_report, select_runs
-
 from busray.config import Config, config_to_dict
 from busray.configtools import ConfigError, apply_values, flatten, load_yaml
 from busray.objective import Objective
