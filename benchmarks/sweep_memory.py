@@ -100,12 +100,12 @@ class ActorSampler(threading.Thread):
     def _actor_pids(self) -> list[int]:
         # /proc, not Ray's state API: the API answers through the dashboard, which on a loaded
         # 2-core machine can take longer than a tiny sweep lives
-        raylets = [pid for pid, cmd in _processes() if f"--node_id={self.node_id}" in cmd and "raylet" in cmd]
+        processes = list(_processes())  # one scan of /proc for both lookups
+        raylets = [pid for pid, cmd in processes if f"--node_id={self.node_id}" in cmd and "raylet" in cmd]
         if not raylets:
             self.error = f"no raylet of node {self.node_id[:12]} on this machine"
             return []
-        return [pid for pid, cmd in _processes()
-                if cmd.startswith(f"ray::{TRIAL_ACTOR}") and _parent(pid) in raylets]
+        return [pid for pid, cmd in processes if cmd.startswith(f"ray::{TRIAL_ACTOR}") and _parent(pid) in raylets]
 
     def stop(self) -> None:
         self._done.set()

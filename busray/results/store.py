@@ -227,9 +227,7 @@ class ResultsStore:
 
     def is_recorded(self, sweep_id: str, trial_id: str) -> bool:
         """Whether the store holds a row of this trial (of any status)."""
-        table = self.run_table()
-        hit = pc.and_(pc.equal(table["sweep_id"], sweep_id), pc.equal(table["trial_id"], trial_id))
-        return bool(pc.any(hit).as_py())
+        return trial_id in self.trial_ids(sweep_id)
 
     def trial_ids(self, sweep_id: str) -> set[str]:
         """The run ids (``trial_id``) sweep ``sweep_id`` recorded, of any status."""

@@ -140,11 +140,11 @@ class RecordingCallback(Callback):
     def _record_missed(self, trials: list, run_ids: list[str]) -> None:
         """Finished trials the store does not hold (a killed driver's, now resumed)."""
         try:
-            store = ResultsStore(self.job.storage)
+            recorded = ResultsStore(self.job.storage).trial_ids(self.job.sweep_id)  # one read of the store
             for trial, run_id in zip(trials, run_ids):
                 if run_id in self.live or trial.status not in ("TERMINATED", "ERROR"):
                     continue
-                if not store.is_recorded(self.job.sweep_id, run_id):
+                if run_id not in recorded:
                     self._record(trial, (error_text(trial) or "trial errored") if trial.status == "ERROR" else None)
         except Exception as err:  # the store cannot be read
             self.failure = self.failure or err
