@@ -6,7 +6,8 @@ separate "additional metrics" block rather than widening the main table. Blocks,
 
 1. test metrics, ``mean ± std`` over seeds (sample std; ``spread="ci"``: ± the half width of the
    Student-t interval of the mean, :func:`~busray.ablation.stats.mean_interval`), the best mean of each
-   column in bold, optionally with the paper's published row under each variant (BUSI only, :mod:`.paper`);
+   column in bold, optionally with the paper's published row under the variant(s) it matches (BUSI only, :mod:`.paper`;
+   once for consecutive variants sharing it);
 2. additional metrics (when there are any), the same way;
 3. Δ to the baseline variant, in percentage points, with a paired bootstrap CI (:mod:`.stats`);
 4. Δ to the previous row: the step-by-step contribution along the ablation order. A row whose
@@ -250,16 +251,28 @@ def blocks(table: AblationTable) -> list[Block]:
 
 
 def _stat_lines(table: AblationTable, columns: Sequence[Column], paper: bool) -> list[Line]:
-    lines = []
-    for row in table.rows:
+    """One line per variant; with ``paper``, the published row under the variants it matches, once
+    for a run of consecutive variants that match the same row (a confirmation: all the full model)."""
+    lines, sharing = [], 0
+    for row, after in zip(table.rows, [*table.rows[1:], None], strict=True):
         spread = row.ci if table.spread == "ci" else row.std
         lines.append(Line(row.variant, str(row.n_seeds),
                           [_stat_cell(row.mean[c.key], spread[c.key], table.best(c.key)) for c in columns]))
-        if paper and row.paper is not None:
-            values = [c.paper_value(row.paper) for c in columns]
-            lines.append(Line(f"↳ paper, {row.paper.source} ({row.paper.label})", "",
-                              [Cell("–" if v is None else f"{v:.2f}") for v in values], paper=True))
+        if not paper or row.paper is None:
+            continue
+        sharing += 1
+        if after is not None and after.paper == row.paper:
+            continue  # the next variant shares it: one line under the last of them
+        lines.append(_paper_line(row.paper, columns, sharing))
+        sharing = 0
     return lines
+
+
+def _paper_line(paper: PaperRow, columns: Sequence[Column], sharing: int) -> Line:
+    values = [c.paper_value(paper) for c in columns]
+    shared = f", for the {sharing} rows above" if sharing > 1 else ""
+    return Line(f"↳ paper, {paper.source} ({paper.label}){shared}", "",
+                [Cell("–" if v is None else f"{v:.2f}") for v in values], paper=True)
 
 
 def _stat_cell(mean: float, spread: float, best: float | None) -> Cell:

@@ -125,6 +125,15 @@ def test_markdown_marks_non_significant_deltas(table):
     assert "↳ paper, Table 2 (+TIM+UPA)" in text and "97.31" in text
 
 
+def test_variants_sharing_a_paper_row_show_it_once_under_the_last_of_them():
+    full, tim_upa = TABLE2_BUSI[(True, True, True)], TABLE2_BUSI[(False, True, True)]
+    variants = [_variant(name, 0.0) for name in ("ref", "top1", "top2", "other", "alone")]
+    table = build_table(variants, "ref", BOOT, paper={"ref": full, "top1": full, "top2": full, "other": tim_upa})
+    labels = [line.label for line in blocks(table)[0].lines]
+    assert labels == ["ref", "top1", "top2", "↳ paper, Table 2 (HMSF+TIM+UPA), for the 3 rows above",
+                      "other", "↳ paper, Table 2 (+TIM+UPA)", "alone"]
+
+
 @pytest.mark.parametrize("seeds, warned", [((0,), True), ((0, 1), True), (tuple(range(MIN_SEEDS)), False)])
 def test_few_seeds_warn_in_every_format(seeds, warned):
     table = build_table([_variant("a", 0.0, seeds), _variant("b", 0.1, seeds)], "a", BOOT)
