@@ -16,7 +16,10 @@ Tune's 8-hex-digit trial ids; an ablation's name the variant and seed, ``full-s0
 
 A tqdm bar (trials done / total, epoch of the running trials) is drawn on stderr only when stderr
 is a terminal; event lines go through ``tqdm.write`` so the two never tear. No escape codes are
-written when output is not a terminal.
+written when output is not a terminal; there (a log file, ``ray job logs``) each running trial gets a
+progress line a minute instead (:mod:`busray.sweep.heartbeat`)::
+
+    [1/3] full-s0-3421bd92 epoch 5/40 val/score 0.612 (best 0.634, epoch 4), 2 min 43 s an epoch, ~1 h 35 min to epoch 40
 
 Ctrl-C is Tune's to handle (it saves the experiment state and stops the running trials; ``--resume``
 takes up what is left); the console only says so the moment it happens, since the stop takes a few
@@ -35,6 +38,7 @@ from ray.tune import Callback
 from tqdm import tqdm
 
 from busray.configtools import flatten
+from busray.sweep.heartbeat import Heartbeat
 from busray.objective import Objective
 from busray.runfolder import RunOutcome
 from busray.sweep.job import FINAL_FLAG, request_of, run_id_of
@@ -69,6 +73,7 @@ class ConsoleCallback(Callback):
         tty = sys.stderr.isatty() if show_bar is None else show_bar
         self.bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr, disable=not tty,
                         dynamic_ncols=True, leave=False)
+        self.heartbeat = None if tty else Heartbeat(objective)  # no bar: a progress line a minute a trial
         self._handlers: dict = {}  # signal -> (the handler before ours, ours) while a sweep runs
         self.interrupted = ""  # the STOP_SIGNALS name of the signal that stopped the sweep, if any
 
@@ -110,6 +115,8 @@ class ConsoleCallback(Callback):
         run_id = self.run_id(trial)
         if run_id not in self.started:
             self.started[run_id] = self.before + len(self.started) + 1
+        if self.heartbeat is not None:
+            self.heartbeat.start(run_id)
         self.say(run_id, "started", format_params(request_of(trial.config).recorded(), self.swept))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
@@ -117,11 +124,14 @@ class ConsoleCallback(Callback):
             self.epochs[self.run_id(trial)] = int(result.get("epoch", 0))
             running = ", ".join(f"{t}@{e}" for t, e in self.epochs.items())
             self.bar.set_postfix_str(f"epoch {running}", refresh=True)
+            self._pulse(trial, result)
 
     def recorded(self, trial, outcome: RunOutcome) -> None:
         """Called by the recording callback once a trial's row is written."""
         run_id = self.run_id(trial)
         self.epochs.pop(run_id, None)
+        if self.heartbeat is not None:
+            self.heartbeat.end(run_id)
         self.done += 1
         self.bar.update(1)
         self.say(run_id, WORDS.get(outcome.status, outcome.status), self.describe(outcome))
@@ -129,6 +139,15 @@ class ConsoleCallback(Callback):
     def run_id(self, trial) -> str:
         """The id the store and the run folder give a Tune trial: its request's name."""
         return run_id_of(trial)
+
+    def _pulse(self, trial, result: dict) -> None:
+        """With no bar, the trial's progress line when one is due (:mod:`busray.sweep.heartbeat`)."""
+        if self.heartbeat is None:
+            return
+        request = request_of(trial.config)
+        due = self.heartbeat.line(request.name, result, int(request.config["train"]["epochs"]))
+        if due is not None:
+            self.say(request.name, *due)
 
     # ------------------------------------------------------------------ text
     def describe(self, outcome: RunOutcome) -> str:
