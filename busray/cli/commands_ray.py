@@ -40,13 +40,13 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser(
-        "ablate", help="run an ablation (variants x seeds) from sweeps/NAME.yaml",
+        "ablate", help="run an ablation (variants x seeds) from ablations/NAME.yaml",
         description="Train every variant of an ablation with several seeds on Ray and record them; "
                     "`busray report` then builds the Table-2-style comparison.",
         epilog="examples:\n  busray ablate ablations/table2.yaml --storage store --seeds 3\n"
                "  busray ablate ablations/table2.yaml --storage store --resume   # run what is left\n"
                "  busray ablate ablations/table2.yaml --seeds 5 --dry-run        # the runs it would start")
-    p.add_argument("spec", metavar="ABLATION_YAML", help="ablation file (see sweeps/)")
+    p.add_argument("spec", metavar="ABLATION_YAML", help="ablation file (see ablations/)")
     _common(p)
     p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="number of seeds (overrides the file)")
     p.add_argument("--resume", action="store_true",
