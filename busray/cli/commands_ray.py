@@ -95,7 +95,8 @@ def _register_confirm(sub) -> None:
     p.add_argument("--format", default="md", choices=("md", "tex", "csv", "html"), help="report format")
     p.add_argument("--out", help="report folder (default: <storage>/reports/<SWEEP>_confirm)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted confirmation")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (a progress line a minute per running run instead)")
     p.set_defaults(handler=cmd_confirm)
 
 
@@ -105,7 +106,8 @@ def _common(p) -> None:
     p.add_argument("--storage", default=None,
                    help=f"storage folder, local or mounted (default: the file's, else {DEFAULT_STORAGE})")
     p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (trial lines and the summary still print)")
+                   help="no progress bar (trial lines, a progress line a minute per running trial and the "
+                        "summary still print)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the file, the storage and (without RAY_ADDRESS) this machine's CPUs/GPUs as a "
                         "run would, print what it would run, start nothing")
