@@ -32,9 +32,11 @@ import re
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 from busray.atomic import atomic_write
 from busray.configtools import ConfigError
+from busray.experiment.request import RunRequest
 from busray.experiment.space import space_change
 from busray.results import STATUSES, ResultsStore
 from busray.storage import Storage
@@ -139,6 +141,13 @@ def never_started(state: SweepState, storage: Storage) -> bool:
         if any(TUNE_STATE.match(n) for n in storage.names(state.name, "tune", round_name)):
             return False
     return not ResultsStore(storage).trial_keys(state.sweep_id, STATUSES)
+
+
+def runs_left(state: SweepState, storage: Storage, requests: Sequence[RunRequest]) -> list[RunRequest]:
+    """The fixed runs (an ablation's) that ``--resume`` still runs: those whose key the store does not
+    hold as completed (a cut run continues in its folder, a failed one runs again)."""
+    done = ResultsStore(storage).trial_keys(state.sweep_id)
+    return [r for r in requests if r.key not in done]
 
 
 def check_journal(storage: Storage, state: SweepState) -> None:

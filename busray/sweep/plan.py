@@ -26,7 +26,7 @@ from busray.experiment import (ResourcesSpec, SweepSpec, load_ablation_spec, loa
                                resolve_storage)
 from busray.experiment.params import Param
 from busray.experiment.space import space_record
-from busray.experiment.state import PYTHON_WORDS, SweepWords, check_journal
+from busray.experiment.state import PYTHON_WORDS, SweepWords, check_journal, runs_left
 
 NOTHING_STARTED = "nothing was started (--dry-run)"
 
@@ -107,20 +107,25 @@ def ablation_plan(source: str | Path, overrides: Iterable[str] = (), storage: st
     named, not written (a real run writes them first)."""
     spec = load_ablation_spec(source, overrides, seeds)
     where = resolve_storage(storage or spec.storage)
-    open_sweep(where, spec.name, resume=resume, add_trials=None, kind="ablation", words=words)
+    state = open_sweep(where, spec.name, resume=resume, add_trials=None, kind="ablation", words=words)
     requests = spec.requests()
     check_encoders({f"{source}: variants.{r.variant}: model.encoder": r.config["model"]["encoder"] for r in requests})
     replicates = f"{spec.cv_folds} folds" if spec.cv_folds > 1 else f"seeds {spec.seed_list()}"
     lines = [f"ablation {spec.name}: {count_of(len(spec.variants), 'variant')} x {replicates} = "
              f"{count_of(len(requests), 'run')}, {_at_a_time(spec, len(requests), [spec.resources.workers])}; "
              f"objective {spec.objective.label()}"
-             + (" (recorded completed runs are skipped)" if resume else ""),
+             + (_left_text(len(requests), len(runs_left(state, where, requests))) if resume else ""),
              f"each run: {resources_text(spec.resources)}; baseline {spec.baseline_name}",
              f"storage: {where.uri}", "variants (their changes to base):"]
     lines += aligned({name: ", ".join(f"{k}={v}" for k, v in flatten(changes or {}).items()) or "(base)"
                       for name, changes in spec.variants.items()})
     lines += ["base (set by the file and --set):", *aligned(flatten(spec.base))]
     return with_placement(lines, spec.resources, [spec.resources.workers], spec.max_concurrent)
+
+
+def _left_text(runs: int, left: int) -> str:
+    """What ``--resume`` leaves of an ablation's runs: `` (1 recorded as completed: 2 runs left)``."""
+    return f" ({runs - left} recorded as completed: {count_of(left, 'run')} left)"
 
 
 def _at_a_time(spec, runs: int, worker_counts: list[int]) -> str:

@@ -45,7 +45,8 @@ from busray.notice import warn
 from busray.experiment import (ExperimentFile, RunRequest, SweepSpec, SweepState, load_sweep_spec, open_sweep,
                                resolve_storage)
 from busray.experiment.space import DefineByRun, space_record
-from busray.experiment.state import JOURNAL, PYTHON_WORDS, SweepWords, check_journal, never_started
+from busray.experiment.state import (JOURNAL, PYTHON_WORDS, SweepWords, check_journal, never_started,
+                                     runs_left)
 from busray.results import ResultsStore
 from busray.results.schema import in_store_order
 from busray.sweep.cluster import alive_nodes, ask_autoscaler, dashboard_url, node_types, ray_session
@@ -117,8 +118,7 @@ def run_requests(spec: ExperimentFile, requests: Sequence[RunRequest], storage: 
     storage = resolve_storage(storage or spec.storage)
     state = open_sweep(storage, spec.name, resume=resume, add_trials=None, kind="ablation", words=words)
     job = experiment_job(spec, state, storage, "ablation", ())
-    done = ResultsStore(storage).trial_keys(state.sweep_id) if resume else set()
-    todo = [r for r in requests if r.key not in done]
+    todo = runs_left(state, storage, requests) if resume else list(requests)
     if not todo:
         return sweep_outcome(job)
 

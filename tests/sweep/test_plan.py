@@ -10,7 +10,9 @@ from busray.cli import main
 from busray.sweep.cluster import local_resources
 from busray.sweep.placement import room_for_trials
 from busray.experiment import ResourcesSpec
-from busray.experiment import open_sweep
+from busray.experiment import load_ablation_spec, open_sweep
+from busray.results import ResultsStore, RunIdentity, run_row
+from busray.runfolder import RunOutcome
 
 from sweephelpers import TINY_SPEC
 from tinyrun import round_saved_by_tune
@@ -163,3 +165,11 @@ def test_an_existing_ablation_is_refused_in_the_command_lines_words(tmp_path, ca
     assert capsys.readouterr().err == (f"busray: error: ablation 'abl' already exists in {tmp_path / 'st' / 'abl'}: "
                                        "use --resume to finish it, or another --storage\n")
     assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run", "--resume"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("(0 recorded as completed: 4 runs left)")
+    first, second = load_ablation_spec(spec).requests()[:2]
+    for request, status in ((first, "completed"), (second, "failed")):  # a failed run runs again
+        ResultsStore(tmp_path / "st").record_run(run_row(
+            RunIdentity("abl", state.sweep_id, request.name, request.variant, request.seed, None),
+            request.recorded(), RunOutcome(status=status, best_epoch=1)))
+    assert main(["ablate", str(spec), "--storage", str(tmp_path / "st"), "--dry-run", "--resume"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("(1 recorded as completed: 3 runs left)")
