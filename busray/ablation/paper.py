@@ -86,10 +86,13 @@ TABLE1_BUSI: dict[str, PaperRow] = {
 _ALIASES = {"attunet": "attentionunet", "unetpp": "unet++", "unetplusplus": "unet++"}
 
 
-#: The paper's training setting (Sec. 3.1) in config keys; a report lists where its runs differ.
+#: The paper's setting in config keys; a report lists where its runs differ: the training setting
+#: (Sec. 3.1), TIM's strength (Sec. 2.1, Eq. 4) and the loss constants (Sec. 2.4).
 PAPER_SETTING: dict[str, Any] = {
     "model.encoder": "tf_efficientnet_b4", "model.weights": "imagenet", "data.image_size": 224,
     "train.batch_size": 24, "train.epochs": 100, "train.lr": 3e-4, "train.lr_min": 1.5e-6, "train.patience": 10,
+    "model.tau": 0.7, "loss.w_seg": 0.8, "loss.w_clf": 0.2, "loss.w_boundary": 0.25, "loss.w_texture": 0.15,
+    "loss.tversky_alpha": 0.3, "loss.tversky_beta": 0.7, "loss.tversky_gamma": 0.75,
 }
 
 

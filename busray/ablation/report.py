@@ -224,7 +224,7 @@ def build_report(store_or_runs: Any, ablation_name: str, fmt: str = "md", out_di
     paper_rows = _paper_rows(ablation, show_paper)
     setting = _setting(ablation.runs)
     differences = setting_differences(setting) if paper_rows else []
-    cautions = ["Not the paper's setting (Sec. 3.1): these runs differ in " + "; ".join(differences)
+    cautions = ["Not the paper's setting (Sec. 2.1, 2.4, 3.1): these runs differ in " + "; ".join(differences)
                 + ". The paper's rows are a reference here, not a like-for-like comparison."] if differences else []
     table = build_table(variants, ablation.baseline, boot, paper_rows, columns, notes, cautions, spread)
     out = Path(out_dir)
@@ -292,7 +292,7 @@ def _fig3(variants: list[VariantResults], out: Path) -> FigureNote:
 
 
 def _setting(runs: pd.DataFrame) -> dict[str, list]:
-    """The distinct recorded values of the paper-setting keys (encoder, weights, size, epochs, ...)."""
+    """The distinct recorded values of the paper-setting keys (encoder, weights, size, epochs, τ, loss...)."""
     return {key: sorted({v.item() if hasattr(v, "item") else v for v in runs[key].dropna()}, key=str)
             for key in PAPER_SETTING if key in runs}
 

@@ -238,6 +238,8 @@ PAPER_SETTING_ROW = {"model.encoder": "tf_efficientnet_b4", "model.weights": "im
      "these runs differ in model.weights none (paper: imagenet); data.image_size 64 (paper: 224)."),
     ("md", {"train.lr": 0.00030000000001}, None),             # the same number, written another way
     ("tex", {"train.epochs": 15}, "differ in train.epochs 15 (paper: 100)."),
+    ("md", {"model.tau": 1.0, "loss.tversky_alpha": 0.5},  # TIM's strength and the loss constants too
+     "differ in model.tau 1.0 (paper: 0.7); loss.tversky_alpha 0.5 (paper: 0.3)."),
 ])
 def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_path, fmt, changes, caution, text_only):
     runs = runs.assign(**{**PAPER_SETTING_ROW, **changes})
@@ -246,7 +248,7 @@ def test_a_setting_unlike_the_papers_is_said_under_the_first_table(runs, tmp_pat
     if caution is None:
         assert "Not the paper's setting" not in text
     else:
-        assert text.index("Not the paper's setting (Sec. 3.1)") < first_table_end and caution in text
+        assert text.index("Not the paper's setting (Sec. 2.1, 2.4, 3.1)") < first_table_end and caution in text
     provenance = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert provenance["setting"]["data.image_size"] == [changes.get("data.image_size", 224)]
 
