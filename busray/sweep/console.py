@@ -38,9 +38,10 @@ from ray.tune import Callback
 from tqdm import tqdm
 
 from busray.configtools import flatten
-from busray.sweep.heartbeat import Heartbeat
+from busray.experiment import RunRequest
 from busray.objective import Objective
 from busray.runfolder import RunOutcome
+from busray.sweep.heartbeat import Heartbeat
 from busray.sweep.job import FINAL_FLAG, request_of, run_id_of
 
 WORDS = {"completed": "completed", "stopped_early": "stopped", "failed": "failed"}
@@ -121,10 +122,11 @@ class ConsoleCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if not result.get(FINAL_FLAG):
-            self.epochs[self.run_id(trial)] = int(result.get("epoch", 0))
+            request = request_of(trial.config)  # parsed once per report: the bar and the progress line
+            self.epochs[request.name] = int(result.get("epoch", 0))
             running = ", ".join(f"{t}@{e}" for t, e in self.epochs.items())
             self.bar.set_postfix_str(f"epoch {running}", refresh=True)
-            self._pulse(trial, result)
+            self._pulse(request, result)
 
     def recorded(self, trial, outcome: RunOutcome) -> None:
         """Called by the recording callback once a trial's row is written."""
@@ -140,11 +142,10 @@ class ConsoleCallback(Callback):
         """The id the store and the run folder give a Tune trial: its request's name."""
         return run_id_of(trial)
 
-    def _pulse(self, trial, result: dict) -> None:
+    def _pulse(self, request: RunRequest, result: dict) -> None:
         """With no bar, the trial's progress line when one is due (:mod:`busray.sweep.heartbeat`)."""
         if self.heartbeat is None:
             return
-        request = request_of(trial.config)
         due = self.heartbeat.line(request.name, result, int(request.config["train"]["epochs"]))
         if due is not None:
             self.say(request.name, *due)

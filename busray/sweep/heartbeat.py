@@ -16,7 +16,7 @@ first line is due, so short sweeps print what they printed before.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from busray.objective import Objective
@@ -31,7 +31,8 @@ class _Pace:
     since: float  # when its last line was written (or it started)
     best: float | None = None
     best_epoch: int = 0
-    epoch_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # the epoch times reported so far, summed
+    timed: int = 0  # how many epochs reported a time
 
 
 class Heartbeat:
@@ -58,7 +59,7 @@ class Heartbeat:
             pace.best, pace.best_epoch = value, epoch
         seconds = result.get("time/epoch_s")
         if isinstance(seconds, (int, float)) and seconds > 0:
-            pace.epoch_seconds.append(float(seconds))
+            pace.seconds, pace.timed = pace.seconds + float(seconds), pace.timed + 1
         now = self.clock()
         if now - pace.since < self.every_s:
             return None
@@ -70,8 +71,8 @@ class Heartbeat:
         text = f"{name} n/a" if value is None else f"{name} {value:.3f}"
         if pace.best is not None:
             text += f" (best {pace.best:.3f}, epoch {pace.best_epoch})"
-        if pace.epoch_seconds:
-            mean = sum(pace.epoch_seconds) / len(pace.epoch_seconds)
+        if pace.timed:
+            mean = pace.seconds / pace.timed
             text += f", {duration(mean)} an epoch"
             if epoch < epochs:
                 text += f", ~{duration(mean * (epochs - epoch))} to epoch {epochs}"
